@@ -1,0 +1,518 @@
+//! The rule parser: UFW's syntax, so an admin's habits work unchanged.
+//!
+//! ```text
+//! [route] ACTION [in|out|routed] [on IFACE] [log|log-all] SPEC [comment 'TEXT']
+//! SPEC  := PORTS[/PROTO]                      short form: 22/tcp, http,https, 60000:61000/udp
+//!        | [in on IF] [out on IF] [proto P] [from ADDR [port PORTS]] [to ADDR [port PORTS]]
+//! ```
+//!
+//! The short form may be followed by `from`/`to` clauses (`allow out 53/udp to
+//! 9.9.9.9`). Errors carry the span of the bad token and say what is accepted there.
+//! A list of service names whose transports differ (`http,ntp`) yields one rule per
+//! transport, which is why parsing returns a `Vec<Rule>`.
+
+use crate::rule::{is_valid_interface, Action, Addresses, Direction, PortRange, Ports, Protocol, Rule};
+use crate::services::{Services, Transports};
+use ipnet::IpNet;
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::Range;
+
+/// A rule that could not be parsed: the message, and where in the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ParseError {
+    /// The input, as one line.
+    pub input: String,
+    /// Byte range of the offending token in `input` (empty at the end for a
+    /// missing token).
+    pub span: Range<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.message)?;
+        writeln!(f, "  {}", self.input)?;
+        let width = self.input[self.span.clone()].chars().count().max(1);
+        let lead = self.input[..self.span.start].chars().count();
+        write!(f, "  {}{}", " ".repeat(lead), "^".repeat(width))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    text: String,
+    span: Range<usize>,
+}
+
+/// Parses one rule written as a single string (quotes group words:
+/// `comment 'office VPN'`).
+pub fn parse_rule(input: &str, services: &Services) -> Result<Vec<Rule>, ParseError> {
+    let tokens = tokenize(input)?;
+    Parser { input: input.to_string(), tokens, pos: 0, services }.rule()
+}
+
+/// Parses one rule given as separate arguments, as the shell split them.
+pub fn parse_rule_args<S: AsRef<str>>(args: &[S], services: &Services) -> Result<Vec<Rule>, ParseError> {
+    let mut input = String::new();
+    let mut tokens = Vec::new();
+    for a in args {
+        let a = a.as_ref();
+        if !input.is_empty() {
+            input.push(' ');
+        }
+        let shown = if a.is_empty() || a.contains(char::is_whitespace) {
+            if a.contains('\'') {
+                format!("\"{a}\"")
+            } else {
+                format!("'{a}'")
+            }
+        } else {
+            a.to_string()
+        };
+        let start = input.len();
+        input.push_str(&shown);
+        tokens.push(Token { text: a.to_string(), span: start..input.len() });
+    }
+    Parser { input, tokens, pos: 0, services }.rule()
+}
+
+fn tokenize(input: &str) -> Result<Vec<Token>, ParseError> {
+    let mut tokens = Vec::new();
+    let mut chars = input.char_indices().peekable();
+    while let Some(&(start, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        if c == '\'' || c == '"' {
+            chars.next();
+            let mut text = String::new();
+            let mut closed = None;
+            for (i, ch) in chars.by_ref() {
+                if ch == c {
+                    closed = Some(i + ch.len_utf8());
+                    break;
+                }
+                text.push(ch);
+            }
+            let Some(end) = closed else {
+                return Err(ParseError {
+                    input: input.to_string(),
+                    span: start..input.len(),
+                    message: format!("unterminated quote {c}: close it with {c}"),
+                });
+            };
+            tokens.push(Token { text, span: start..end });
+            continue;
+        }
+        let mut end = start;
+        let mut text = String::new();
+        while let Some(&(i, ch)) = chars.peek() {
+            if ch.is_whitespace() {
+                break;
+            }
+            text.push(ch);
+            end = i + ch.len_utf8();
+            chars.next();
+        }
+        tokens.push(Token { text, span: start..end });
+    }
+    Ok(tokens)
+}
+
+const ACTIONS: &str = "allow, deny, reject, limit";
+const PROTOCOLS: &str = "tcp, udp, icmp, icmpv6, any";
+const ADDRESS_HELP: &str = "an IPv4 or IPv6 address, a network (203.0.113.0/24, 2001:db8::/32), a comma list of those, or any";
+const CLAUSES: &str = "on IFACE, proto P, from ADDR, to ADDR, port PORTS, comment 'TEXT', log, or a port such as 22/tcp";
+
+/// A port element before protocols are settled: its range and, for a service
+/// name, the transports the name covers.
+#[derive(Debug, Clone, Copy)]
+struct PortElem {
+    range: PortRange,
+    named: Option<Transports>,
+}
+
+struct Parser<'a> {
+    input: String,
+    tokens: Vec<Token>,
+    pos: usize,
+    services: &'a Services,
+}
+
+impl Parser<'_> {
+    fn err_at(&self, span: Range<usize>, message: impl Into<String>) -> ParseError {
+        ParseError { input: self.input.clone(), span, message: message.into() }
+    }
+
+    fn err_here(&self, message: impl Into<String>) -> ParseError {
+        let span = match self.tokens.get(self.pos) {
+            Some(t) => t.span.clone(),
+            None => self.input.len()..self.input.len(),
+        };
+        self.err_at(span, message)
+    }
+
+    fn peek(&self) -> Option<&str> {
+        self.tokens.get(self.pos).map(|t| t.text.as_str())
+    }
+
+    fn peek_lower(&self) -> Option<String> {
+        self.peek().map(str::to_ascii_lowercase)
+    }
+
+    fn next_value(&mut self, after: &str, what: &str) -> Result<Token, ParseError> {
+        match self.tokens.get(self.pos) {
+            Some(t) => {
+                self.pos += 1;
+                Ok(t.clone())
+            }
+            None => Err(self.err_here(format!("'{after}' needs {what} after it"))),
+        }
+    }
+
+    fn rule(mut self) -> Result<Vec<Rule>, ParseError> {
+        let mut routed = false;
+        if self.peek_lower().as_deref() == Some("route") {
+            routed = true;
+            self.pos += 1;
+        }
+        let action = match self.peek_lower().as_deref() {
+            Some("allow") => Action::Allow,
+            Some("deny") => Action::Deny,
+            Some("reject") => Action::Reject,
+            Some("limit") => Action::Limit,
+            Some(other) => return Err(self.err_here(format!("'{other}' is not an action: {ACTIONS}"))),
+            None => return Err(self.err_here(format!("a rule starts with an action: {ACTIONS}"))),
+        };
+        self.pos += 1;
+        let mut rule = Rule::new(action, if routed { Direction::Routed } else { Direction::In });
+        let mut direction_given = routed;
+
+        // The direction word, unless it starts a routed `in on X` clause.
+        if !routed {
+            match self.peek_lower().as_deref() {
+                Some("in") => {
+                    direction_given = true;
+                    self.pos += 1;
+                }
+                Some("out") => {
+                    rule.direction = Direction::Out;
+                    direction_given = true;
+                    self.pos += 1;
+                }
+                Some("routed") => {
+                    rule.direction = Direction::Routed;
+                    direction_given = true;
+                    self.pos += 1;
+                }
+                _ => {}
+            }
+        }
+        let _ = direction_given;
+
+        let mut dest_elems: Option<(Vec<PortElem>, Range<usize>)> = None;
+        let mut src_elems: Option<Vec<PortElem>> = None;
+        let mut explicit_proto: Option<(Protocol, Range<usize>)> = None;
+        let mut from_given = false;
+        let mut to_given = false;
+        let mut comment_given = false;
+
+        while let Some(word) = self.peek_lower() {
+            let span = self.tokens[self.pos].span.clone();
+            match word.as_str() {
+                "on" => {
+                    self.pos += 1;
+                    let iface = self.next_value("on", "an interface name (eth0)")?;
+                    match rule.direction {
+                        Direction::In => set_once(&mut rule.in_interface, iface, &self)?,
+                        Direction::Out => set_once(&mut rule.out_interface, iface, &self)?,
+                        Direction::Routed => {
+                            return Err(self.err_at(span, "routed rules name the side: 'in on IFACE' or 'out on IFACE'"))
+                        }
+                    }
+                }
+                "in" | "out" if self.tokens.get(self.pos + 1).is_some_and(|t| t.text.eq_ignore_ascii_case("on")) => {
+                    let is_in = word == "in";
+                    let ok = match rule.direction {
+                        Direction::Routed => true,
+                        Direction::In => is_in,
+                        Direction::Out => !is_in,
+                    };
+                    if !ok {
+                        return Err(self.err_at(
+                            span,
+                            format!(
+                                "'{word} on' does not fit a rule of direction {}: use 'on IFACE', or 'routed' for forwarded traffic",
+                                rule.direction.as_str()
+                            ),
+                        ));
+                    }
+                    self.pos += 2;
+                    let iface = self.next_value("on", "an interface name (eth0)")?;
+                    if is_in {
+                        set_once(&mut rule.in_interface, iface, &self)?;
+                    } else {
+                        set_once(&mut rule.out_interface, iface, &self)?;
+                    }
+                }
+                "log" | "log-all" => {
+                    rule.log = true;
+                    self.pos += 1;
+                }
+                "proto" => {
+                    self.pos += 1;
+                    let tok = self.next_value("proto", PROTOCOLS)?;
+                    if explicit_proto.is_some() {
+                        return Err(self.err_at(tok.span, "the protocol is given twice"));
+                    }
+                    explicit_proto = Some((self.protocol(&tok)?, tok.span));
+                }
+                "from" | "to" => {
+                    self.pos += 1;
+                    let tok = self.next_value(&word, ADDRESS_HELP)?;
+                    let addrs = self.addresses(&tok)?;
+                    let is_from = word == "from";
+                    if (is_from && from_given) || (!is_from && to_given) {
+                        return Err(self.err_at(span, format!("'{word}' is given twice")));
+                    }
+                    if is_from {
+                        from_given = true;
+                        rule.source = addrs;
+                    } else {
+                        to_given = true;
+                        rule.destination = addrs;
+                    }
+                    if self.peek_lower().as_deref() == Some("port") {
+                        let pspan = self.tokens[self.pos].span.clone();
+                        self.pos += 1;
+                        let tok = self.next_value("port", "a port, port range (A:B) or service name")?;
+                        let elems = self.ports(&tok.text, &tok.span)?;
+                        if is_from {
+                            src_elems = Some(elems);
+                        } else {
+                            if dest_elems.is_some() {
+                                return Err(self.err_at(pspan, "the destination port is given twice"));
+                            }
+                            dest_elems = Some((elems, tok.span));
+                        }
+                    }
+                }
+                "port" => {
+                    self.pos += 1;
+                    let tok = self.next_value("port", "a port, port range (A:B) or service name")?;
+                    if dest_elems.is_some() {
+                        return Err(self.err_at(span, "the destination port is given twice"));
+                    }
+                    let elems = self.ports(&tok.text, &tok.span)?;
+                    dest_elems = Some((elems, tok.span));
+                }
+                "comment" => {
+                    self.pos += 1;
+                    let tok = self.next_value("comment", "a text, quoted if it has spaces: comment 'office VPN'")?;
+                    if comment_given {
+                        return Err(self.err_at(span, "'comment' is given twice"));
+                    }
+                    comment_given = true;
+                    rule.comment = Some(tok.text);
+                }
+                _ => {
+                    // The short form: PORTS[/PROTO].
+                    let tok = self.tokens[self.pos].clone();
+                    if dest_elems.is_some() || from_given || to_given {
+                        return Err(self.err_at(tok.span, format!("unexpected '{}': expected {CLAUSES}", tok.text)));
+                    }
+                    let (ports_text, proto_text) = match tok.text.split_once('/') {
+                        Some((p, pr)) => (p, Some(pr)),
+                        None => (tok.text.as_str(), None),
+                    };
+                    let ports_span = tok.span.start..tok.span.start + ports_text.len();
+                    let elems = self.ports(ports_text, &ports_span).map_err(|e| {
+                        if ports_text.chars().all(|c| c.is_ascii_alphabetic()) && self.services.lookup(ports_text).is_none() {
+                            self.err_at(
+                                ports_span.clone(),
+                                format!("unexpected '{ports_text}': expected {CLAUSES} (and '{ports_text}' is no known service name)"),
+                            )
+                        } else {
+                            e
+                        }
+                    })?;
+                    if let Some(pt) = proto_text {
+                        let pspan = tok.span.start + ports_text.len() + 1..tok.span.end;
+                        let ptok = Token { text: pt.to_string(), span: pspan.clone() };
+                        if explicit_proto.is_some() {
+                            return Err(self.err_at(pspan, "the protocol is given twice"));
+                        }
+                        explicit_proto = Some((self.protocol(&ptok)?, pspan));
+                    }
+                    dest_elems = Some((elems, tok.span));
+                    self.pos += 1;
+                }
+            }
+        }
+
+        if let Some((p, span)) = &explicit_proto {
+            rule.protocol = *p;
+            if !p.has_ports() && (dest_elems.is_some() || src_elems.is_some()) {
+                return Err(self.err_at(span.clone(), format!("ports need protocol tcp or udp (or none, meaning both); {} has no ports", p.as_str())));
+            }
+        }
+        if let Some(src) = &src_elems {
+            rule.source_ports = Ports(src.iter().map(|e| e.range).collect());
+        }
+
+        let whole = 0..self.input.len();
+        let rules = match dest_elems {
+            None => {
+                if src_elems.as_ref().is_some_and(|s| s.iter().any(|e| e.named.is_some())) && explicit_proto.is_none() {
+                    rule.protocol = settle(src_elems.as_ref().unwrap().iter().filter_map(|e| e.named))
+                        .unwrap_or(Protocol::Any);
+                }
+                vec![rule]
+            }
+            Some((elems, _)) if explicit_proto.is_some() => {
+                rule.destination_ports = Ports(elems.iter().map(|e| e.range).collect());
+                vec![rule]
+            }
+            Some((elems, _)) => {
+                // No protocol given: numbers mean tcp and udp, names mean theirs.
+                let mut groups: Vec<(Protocol, Vec<PortRange>)> = Vec::new();
+                for e in &elems {
+                    let p = match e.named {
+                        None => Protocol::Any,
+                        Some(t) => settle(std::iter::once(t)).unwrap_or(Protocol::Any),
+                    };
+                    match groups.iter_mut().find(|(gp, _)| *gp == p) {
+                        Some((_, v)) => v.push(e.range),
+                        None => groups.push((p, vec![e.range])),
+                    }
+                }
+                groups.sort_by_key(|(p, _)| *p);
+                groups
+                    .into_iter()
+                    .map(|(p, ranges)| {
+                        let mut r = rule.clone();
+                        r.protocol = p;
+                        r.destination_ports = Ports(ranges);
+                        r
+                    })
+                    .collect()
+            }
+        };
+        for r in &rules {
+            r.validate().map_err(|e| self.err_at(whole.clone(), e.to_string()))?;
+        }
+        Ok(rules)
+    }
+
+    fn protocol(&self, tok: &Token) -> Result<Protocol, ParseError> {
+        match tok.text.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            "icmp" => Ok(Protocol::Icmp),
+            "icmpv6" | "ipv6-icmp" => Ok(Protocol::Icmpv6),
+            "any" => Ok(Protocol::Any),
+            other => Err(self.err_at(tok.span.clone(), format!("'{other}' is not a protocol: {PROTOCOLS}"))),
+        }
+    }
+
+    fn addresses(&self, tok: &Token) -> Result<Addresses, ParseError> {
+        if tok.text.eq_ignore_ascii_case("any") {
+            return Ok(Addresses::any());
+        }
+        let mut nets = Vec::new();
+        let mut offset = tok.span.start;
+        for part in tok.text.split(',') {
+            let span = offset..offset + part.len();
+            offset += part.len() + 1;
+            nets.push(parse_net(part).map_err(|m| self.err_at(span, m))?);
+        }
+        Ok(Addresses(nets))
+    }
+
+    fn ports(&self, text: &str, span: &Range<usize>) -> Result<Vec<PortElem>, ParseError> {
+        let mut out = Vec::new();
+        let mut offset = span.start;
+        for part in text.split(',') {
+            let pspan = offset..offset + part.len();
+            offset += part.len() + 1;
+            out.push(self.port_elem(part, pspan)?);
+        }
+        Ok(out)
+    }
+
+    fn port_elem(&self, part: &str, span: Range<usize>) -> Result<PortElem, ParseError> {
+        if part.is_empty() {
+            return Err(self.err_at(span, "empty port: write a port (22), a range (60000:61000) or a service name (ssh)"));
+        }
+        if let Some((a, b)) = part.split_once(':').or_else(|| part.split_once('-')) {
+            let start = self.port_number(a, &span)?;
+            let end = self.port_number(b, &span)?;
+            if start > end {
+                return Err(self.err_at(span, format!("port range {part} is reversed: write {end}:{start}")));
+            }
+            return Ok(PortElem { range: PortRange { start, end }, named: None });
+        }
+        if part.chars().all(|c| c.is_ascii_digit()) {
+            let p = self.port_number(part, &span)?;
+            return Ok(PortElem { range: PortRange::single(p), named: None });
+        }
+        match self.services.lookup(part) {
+            Some((port, t)) => Ok(PortElem { range: PortRange::single(port), named: Some(t) }),
+            None => Err(self.err_at(
+                span,
+                format!("'{part}' is not a port, port range (A:B) or known service name (ssh, http, https, ...)"),
+            )),
+        }
+    }
+
+    fn port_number(&self, text: &str, span: &Range<usize>) -> Result<u16, ParseError> {
+        if text.is_empty() || !text.chars().all(|c| c.is_ascii_digit()) {
+            return Err(self.err_at(span.clone(), format!("'{text}' is not a port number: 1-65535")));
+        }
+        match text.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+            _ => Err(self.err_at(span.clone(), format!("port {text} is out of range 1-65535"))),
+        }
+    }
+}
+
+fn set_once(slot: &mut Option<String>, tok: Token, p: &Parser<'_>) -> Result<(), ParseError> {
+    if slot.is_some() {
+        return Err(p.err_at(tok.span, "the interface is given twice"));
+    }
+    if !is_valid_interface(&tok.text) {
+        return Err(p.err_at(
+            tok.span,
+            format!("'{}' is not an interface name: 1-15 characters, no spaces, '/' or quotes", tok.text),
+        ));
+    }
+    *slot = Some(tok.text);
+    Ok(())
+}
+
+/// The protocol that covers every given transport set, if one does.
+fn settle(mut ts: impl Iterator<Item = Transports>) -> Option<Protocol> {
+    let first = ts.next()?;
+    if ts.any(|t| t != first) {
+        return None;
+    }
+    Some(match (first.tcp, first.udp) {
+        (true, false) => Protocol::Tcp,
+        (false, true) => Protocol::Udp,
+        _ => Protocol::Any,
+    })
+}
+
+/// Parses an address or network; a network must not have host bits set.
+pub fn parse_net(text: &str) -> Result<IpNet, String> {
+    if let Ok(a) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(a));
+    }
+    match text.parse::<IpNet>() {
+        Ok(n) if n.trunc() == n => Ok(n),
+        Ok(n) => Err(format!("'{text}' has host bits set: did you mean {}?", n.trunc())),
+        Err(_) => Err(format!("'{text}' is not an address: {ADDRESS_HELP}")),
+    }
+}

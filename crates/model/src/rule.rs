@@ -1,0 +1,432 @@
+//! The rule value: what an admin types (`allow 22/tcp from 203.0.113.0/24`), as data.
+//!
+//! A [`Rule`] is the same value whether it came from the CLI, the TOML file, the
+//! panel or the API. Its [`Display`](std::fmt::Display) form is canonical rule
+//! syntax that [`crate::parse_rule`] reads back to an equal value.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+
+/// What happens to a packet a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Accept.
+    Allow,
+    /// Drop silently (the sender sees a timeout).
+    Deny,
+    /// Refuse: TCP reset for TCP, ICMP port unreachable otherwise.
+    Reject,
+    /// Accept, but drop new connections from a source that opens more than
+    /// [`LIMIT_CONNECTIONS`] within [`LIMIT_SECONDS`] (as `ufw limit`).
+    Limit,
+}
+
+/// New connections per source that `limit` lets through in [`LIMIT_SECONDS`].
+pub const LIMIT_CONNECTIONS: u32 = 6;
+/// The window of `limit`, in seconds.
+pub const LIMIT_SECONDS: u32 = 30;
+
+impl Action {
+    pub const ALL: [Action; 4] = [Action::Allow, Action::Deny, Action::Reject, Action::Limit];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::Reject => "reject",
+            Action::Limit => "limit",
+        }
+    }
+}
+
+/// Which traffic a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Traffic to this host.
+    In,
+    /// Traffic from this host.
+    Out,
+    /// Traffic forwarded through this host (containers, VMs, a router).
+    Routed,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 3] = [Direction::In, Direction::Out, Direction::Routed];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+            Direction::Routed => "routed",
+        }
+    }
+    /// The word `portwall default` and `status` use for the direction's policy.
+    pub fn policy_name(self) -> &'static str {
+        match self {
+            Direction::In => "incoming",
+            Direction::Out => "outgoing",
+            Direction::Routed => "routed",
+        }
+    }
+}
+
+/// The protocol a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Any protocol; with ports, TCP and UDP (as UFW).
+    Any,
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 5] = [Protocol::Tcp, Protocol::Udp, Protocol::Icmp, Protocol::Icmpv6, Protocol::Any];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Any => "any",
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+            Protocol::Icmpv6 => "icmpv6",
+        }
+    }
+    /// Whether rules of this protocol may name ports.
+    pub fn has_ports(self) -> bool {
+        matches!(self, Protocol::Any | Protocol::Tcp | Protocol::Udp)
+    }
+}
+
+/// An inclusive range of ports, `start..=end`, both in 1..=65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub fn single(port: u16) -> PortRange {
+        PortRange { start: port, end: port }
+    }
+    /// A range; `None` unless `1 <= start <= end`.
+    pub fn new(start: u16, end: u16) -> Option<PortRange> {
+        (start >= 1 && start <= end).then_some(PortRange { start, end })
+    }
+    pub fn contains(&self, port: u16) -> bool {
+        self.start <= port && port <= self.end
+    }
+    pub fn overlaps(&self, other: &PortRange) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.start == self.end {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}:{}", self.start, self.end)
+        }
+    }
+}
+
+/// A list of port ranges; empty means any port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ports(pub Vec<PortRange>);
+
+impl Ports {
+    pub fn any() -> Ports {
+        Ports(Vec::new())
+    }
+    pub fn is_any(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.is_empty() || self.0.iter().any(|r| r.contains(port))
+    }
+}
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A source or destination: any address, or a list of networks (a single address is
+/// a /32 or /128 network). The list is kept in the order given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Addresses(pub Vec<IpNet>);
+
+impl Addresses {
+    pub fn any() -> Addresses {
+        Addresses(Vec::new())
+    }
+    pub fn is_any(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.0.is_empty() || self.0.iter().any(|n| n.contains(&addr))
+    }
+    /// The families present: (has IPv4, has IPv6). `any` has neither.
+    pub fn families(&self) -> (bool, bool) {
+        (
+            self.0.iter().any(|n| matches!(n, IpNet::V4(_))),
+            self.0.iter().any(|n| matches!(n, IpNet::V6(_))),
+        )
+    }
+}
+
+impl fmt::Display for Addresses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("any");
+        }
+        for (i, n) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if n.prefix_len() == n.max_prefix_len() {
+                write!(f, "{}", n.addr())?;
+            } else {
+                write!(f, "{n}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One firewall rule. Construct with [`crate::parse_rule`] or by hand followed by
+/// [`Rule::validate`]; an invalid rule is never saved or applied.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rule {
+    pub action: Action,
+    pub direction: Direction,
+    /// `in on IFACE`: the interface the packet arrives on (in, routed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_interface: Option<String>,
+    /// `out on IFACE`: the interface the packet leaves by (out, routed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_interface: Option<String>,
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub source: Addresses,
+    #[serde(default)]
+    pub source_ports: Ports,
+    #[serde(default)]
+    pub destination: Addresses,
+    #[serde(default)]
+    pub destination_ports: Ports,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Log the packets this rule decides (rate-limited).
+    #[serde(default)]
+    pub log: bool,
+}
+
+/// Why a rule is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("ports need protocol tcp or udp (or none, meaning both); {0} has no ports")]
+    PortsWithoutTransport(Protocol),
+    #[error("'{interface}' cannot be used with direction {direction}: {hint}")]
+    InterfaceDirection { interface: String, direction: Direction, hint: &'static str },
+    #[error("'{0}' is not an interface name: 1-15 characters, no spaces, '/' or quotes")]
+    BadInterface(String),
+    #[error("{0} is IPv4-only, but the rule names an IPv6 address")]
+    ProtocolFamilyV4(Protocol),
+    #[error("icmpv6 is IPv6-only, but the rule names an IPv4 address")]
+    ProtocolFamilyV6,
+    #[error("source and destination must be of one address family (both IPv4 or both IPv6)")]
+    MixedFamilies,
+    #[error("a comment may not contain both ' and \" quotes, nor control characters")]
+    BadComment,
+}
+
+/// Whether `name` can be a Linux interface name (IFNAMSIZ - 1 bytes, printable).
+pub fn is_valid_interface(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '\'' | '"' | ',' | ':'))
+}
+
+impl Rule {
+    /// A rule that matches everything of `direction`, to be narrowed field by field.
+    pub fn new(action: Action, direction: Direction) -> Rule {
+        Rule {
+            action,
+            direction,
+            in_interface: None,
+            out_interface: None,
+            protocol: Protocol::Any,
+            source: Addresses::any(),
+            source_ports: Ports::any(),
+            destination: Addresses::any(),
+            destination_ports: Ports::any(),
+            comment: None,
+            log: false,
+        }
+    }
+
+    /// Checks the combinations the parser cannot see token by token.
+    pub fn validate(&self) -> Result<(), RuleError> {
+        if !self.protocol.has_ports() && !(self.source_ports.is_any() && self.destination_ports.is_any()) {
+            return Err(RuleError::PortsWithoutTransport(self.protocol));
+        }
+        for iface in [&self.in_interface, &self.out_interface].into_iter().flatten() {
+            if !is_valid_interface(iface) {
+                return Err(RuleError::BadInterface(iface.clone()));
+            }
+        }
+        if let (Direction::In, Some(i)) = (self.direction, &self.out_interface) {
+            return Err(RuleError::InterfaceDirection {
+                interface: i.clone(),
+                direction: Direction::In,
+                hint: "incoming traffic has only an input interface ('in on IFACE')",
+            });
+        }
+        if let (Direction::Out, Some(i)) = (self.direction, &self.in_interface) {
+            return Err(RuleError::InterfaceDirection {
+                interface: i.clone(),
+                direction: Direction::Out,
+                hint: "outgoing traffic has only an output interface ('out on IFACE')",
+            });
+        }
+        let (s4, s6) = self.source.families();
+        let (d4, d6) = self.destination.families();
+        let v4 = s4 || d4;
+        let v6 = s6 || d6;
+        // With both sides constrained, a packet must be able to match both.
+        if !self.source.is_any() && !self.destination.is_any() && !((s4 && d4) || (s6 && d6)) {
+            return Err(RuleError::MixedFamilies);
+        }
+        match self.protocol {
+            Protocol::Icmp if v6 && !v4 => return Err(RuleError::ProtocolFamilyV4(Protocol::Icmp)),
+            Protocol::Icmpv6 if v4 && !v6 => return Err(RuleError::ProtocolFamilyV6),
+            _ => {}
+        }
+        if let Some(c) = &self.comment {
+            if (c.contains('\'') && c.contains('"')) || c.chars().any(char::is_control) {
+                return Err(RuleError::BadComment);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether two rules match the same packets (everything but action, comment and
+    /// log). Adding a rule whose match equals an existing one replaces that rule.
+    pub fn same_match(&self, other: &Rule) -> bool {
+        self.direction == other.direction
+            && self.in_interface == other.in_interface
+            && self.out_interface == other.out_interface
+            && self.protocol == other.protocol
+            && self.source == other.source
+            && self.source_ports == other.source_ports
+            && self.destination == other.destination
+            && self.destination_ports == other.destination_ports
+    }
+
+    /// Whether the rule can be written in the short form (`22/tcp`, `http`).
+    fn is_short(&self) -> bool {
+        self.source.is_any()
+            && self.destination.is_any()
+            && self.source_ports.is_any()
+            && !self.destination_ports.is_any()
+            && self.protocol.has_ports()
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.action.as_str())?;
+        let has_iface = self.in_interface.is_some() || self.out_interface.is_some();
+        if self.direction != Direction::In || has_iface {
+            write!(f, " {}", self.direction.as_str())?;
+        }
+        if let Some(i) = &self.in_interface {
+            if self.direction == Direction::Routed {
+                write!(f, " in on {i}")?;
+            } else {
+                write!(f, " on {i}")?;
+            }
+        }
+        if let Some(i) = &self.out_interface {
+            if self.direction == Direction::Routed {
+                write!(f, " out on {i}")?;
+            } else {
+                write!(f, " on {i}")?;
+            }
+        }
+        if self.log {
+            f.write_str(" log")?;
+        }
+        if self.is_short() {
+            write!(f, " {}", self.destination_ports)?;
+            if self.protocol != Protocol::Any {
+                write!(f, "/{}", self.protocol.as_str())?;
+            }
+        } else {
+            let mut wrote = false;
+            if self.protocol != Protocol::Any {
+                write!(f, " proto {}", self.protocol.as_str())?;
+                wrote = true;
+            }
+            if !self.source.is_any() || !self.source_ports.is_any() {
+                write!(f, " from {}", self.source)?;
+                if !self.source_ports.is_any() {
+                    write!(f, " port {}", self.source_ports)?;
+                }
+                wrote = true;
+            }
+            if !self.destination.is_any() || !self.destination_ports.is_any() {
+                write!(f, " to {}", self.destination)?;
+                if !self.destination_ports.is_any() {
+                    write!(f, " port {}", self.destination_ports)?;
+                }
+                wrote = true;
+            }
+            if !wrote {
+                f.write_str(" from any")?;
+            }
+        }
+        if let Some(c) = &self.comment {
+            if c.contains('\'') {
+                write!(f, " comment \"{c}\"")?;
+            } else {
+                write!(f, " comment '{c}'")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

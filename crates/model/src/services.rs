@@ -1,0 +1,158 @@
+//! Service names (`ssh`, `http`, `postgresql`) and the ports they stand for.
+//!
+//! The parser resolves names through a [`Services`] table: the built-in one below,
+//! overlaid with `/etc/services` when the caller reads it (this crate does no I/O;
+//! [`Services::with_etc_services`] takes the file's text). The built-in table makes
+//! rules mean the same on hosts whose `/etc/services` is missing or trimmed.
+
+use std::collections::HashMap;
+
+/// Which transports a service name covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Transports {
+    pub tcp: bool,
+    pub udp: bool,
+}
+
+impl Transports {
+    pub const TCP: Transports = Transports { tcp: true, udp: false };
+    pub const UDP: Transports = Transports { tcp: false, udp: true };
+    pub const BOTH: Transports = Transports { tcp: true, udp: true };
+}
+
+/// A table of service names.
+#[derive(Debug, Clone)]
+pub struct Services {
+    by_name: HashMap<String, (u16, Transports)>,
+}
+
+const BUILTIN: &[(&str, u16, Transports)] = &[
+    ("ftp", 21, Transports::TCP),
+    ("ssh", 22, Transports::TCP),
+    ("telnet", 23, Transports::TCP),
+    ("smtp", 25, Transports::TCP),
+    ("domain", 53, Transports::BOTH),
+    ("dns", 53, Transports::BOTH),
+    ("http", 80, Transports::TCP),
+    ("www", 80, Transports::TCP),
+    ("pop3", 110, Transports::TCP),
+    ("ntp", 123, Transports::UDP),
+    ("imap", 143, Transports::TCP),
+    ("imap2", 143, Transports::TCP),
+    ("snmp", 161, Transports::UDP),
+    ("ldap", 389, Transports::TCP),
+    ("https", 443, Transports::TCP),
+    ("smtps", 465, Transports::TCP),
+    ("submissions", 465, Transports::TCP),
+    ("submission", 587, Transports::TCP),
+    ("ldaps", 636, Transports::TCP),
+    ("imaps", 993, Transports::TCP),
+    ("pop3s", 995, Transports::TCP),
+    ("openvpn", 1194, Transports::UDP),
+    ("mssql", 1433, Transports::TCP),
+    ("ms-sql-s", 1433, Transports::TCP),
+    ("nfs", 2049, Transports::BOTH),
+    ("docker", 2375, Transports::TCP),
+    ("docker-tls", 2376, Transports::TCP),
+    ("mysql", 3306, Transports::TCP),
+    ("rdp", 3389, Transports::TCP),
+    ("ms-wbt-server", 3389, Transports::TCP),
+    ("postgresql", 5432, Transports::TCP),
+    ("postgres", 5432, Transports::TCP),
+    ("vnc", 5900, Transports::TCP),
+    ("kubernetes", 6443, Transports::TCP),
+    ("redis", 6379, Transports::TCP),
+    ("http-alt", 8080, Transports::TCP),
+    ("elasticsearch", 9200, Transports::TCP),
+    ("memcached", 11211, Transports::TCP),
+    ("mongodb", 27017, Transports::TCP),
+    ("wireguard", 51820, Transports::UDP),
+];
+
+impl Default for Services {
+    fn default() -> Self {
+        Services::builtin()
+    }
+}
+
+impl Services {
+    /// The built-in table only.
+    pub fn builtin() -> Services {
+        let by_name = BUILTIN.iter().map(|&(n, p, t)| (n.to_string(), (p, t))).collect();
+        Services { by_name }
+    }
+
+    /// The built-in table overlaid with the entries of an `/etc/services` text
+    /// (`name port/proto [aliases...] [# comment]`). Lines that do not parse are
+    /// skipped, as every other reader of that file does.
+    pub fn with_etc_services(text: &str) -> Services {
+        let mut s = Services::builtin();
+        let mut seen: HashMap<String, (u16, Transports)> = HashMap::new();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("");
+            let mut fields = line.split_whitespace();
+            let (Some(name), Some(portproto)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let Some((port, proto)) = portproto.split_once('/') else { continue };
+            let Ok(port) = port.parse::<u16>() else { continue };
+            if port == 0 {
+                continue;
+            }
+            let t = match proto {
+                "tcp" => Transports::TCP,
+                "udp" => Transports::UDP,
+                _ => continue,
+            };
+            for n in std::iter::once(name).chain(fields) {
+                let e = seen.entry(n.to_string()).or_insert((port, Transports { tcp: false, udp: false }));
+                if e.0 == port {
+                    e.1.tcp |= t.tcp;
+                    e.1.udp |= t.udp;
+                }
+            }
+        }
+        s.by_name.extend(seen);
+        s
+    }
+
+    /// The port and transports of a service name.
+    pub fn lookup(&self, name: &str) -> Option<(u16, Transports)> {
+        self.by_name.get(&name.to_ascii_lowercase()).copied()
+    }
+}
+
+/// Services that must not be reachable from the whole internet: databases, caches,
+/// container and admin APIs. `audit` flags them when they are EXPOSED.
+const RISKY: &[(u16, &str)] = &[
+    (23, "telnet"),
+    (111, "rpcbind"),
+    (445, "smb"),
+    (1433, "mssql"),
+    (1521, "oracle"),
+    (2049, "nfs"),
+    (2375, "docker API"),
+    (2376, "docker API (TLS)"),
+    (2379, "etcd"),
+    (3306, "mysql"),
+    (3389, "rdp"),
+    (5432, "postgresql"),
+    (5900, "vnc"),
+    (5984, "couchdb"),
+    (6379, "redis"),
+    (6443, "kubernetes API"),
+    (8086, "influxdb"),
+    (9000, "php-fpm / admin"),
+    (9090, "prometheus / cockpit"),
+    (9200, "elasticsearch"),
+    (9300, "elasticsearch transport"),
+    (10250, "kubelet API"),
+    (11211, "memcached"),
+    (15672, "rabbitmq admin"),
+    (27017, "mongodb"),
+];
+
+/// The name of a well-known risky service on `port`, if it is one.
+pub fn risky_service(port: u16) -> Option<&'static str> {
+    RISKY.iter().find(|(p, _)| *p == port).map(|(_, n)| *n)
+}
