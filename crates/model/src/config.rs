@@ -53,7 +53,11 @@ pub enum ConfigError {
     #[error("{0}")]
     Toml(String),
     #[error("rule {index} ({text:?}) is invalid: {message}")]
-    Rule { index: usize, text: String, message: String },
+    Rule {
+        index: usize,
+        text: String,
+        message: String,
+    },
 }
 
 impl HostConfig {
@@ -71,7 +75,11 @@ impl HostConfig {
         }
         Ok(HostConfig {
             enabled: file.enabled,
-            ruleset: Ruleset { rules, defaults: file.defaults, logging: file.logging },
+            ruleset: Ruleset {
+                rules,
+                defaults: file.defaults,
+                logging: file.logging,
+            },
         })
     }
 
@@ -85,7 +93,11 @@ impl HostConfig {
         };
         let mut out = String::from("# portwall: the desired state of this host's firewall. Edit with care, then run 'portwall reload'.\n");
         // The top-level keys must come before the [defaults] table.
-        out.push_str(&format!("enabled = {}\nlogging = \"{}\"\n", file.enabled, file.logging.as_str()));
+        out.push_str(&format!(
+            "enabled = {}\nlogging = \"{}\"\n",
+            file.enabled,
+            file.logging.as_str()
+        ));
         out.push_str("rules = [\n");
         for r in &file.rules {
             out.push_str("    ");
@@ -93,7 +105,11 @@ impl HostConfig {
             out.push_str(",\n");
         }
         out.push_str("]\n\n[defaults]\n");
-        for (k, v) in [("incoming", file.defaults.incoming), ("outgoing", file.defaults.outgoing), ("routed", file.defaults.routed)] {
+        for (k, v) in [
+            ("incoming", file.defaults.incoming),
+            ("outgoing", file.defaults.outgoing),
+            ("routed", file.defaults.routed),
+        ] {
             out.push_str(&format!("{k} = \"{}\"\n", v.as_str()));
         }
         out

@@ -14,11 +14,24 @@ use std::collections::HashMap;
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     /// A rule the new ruleset has at 1-based `number` that the old one lacks.
-    Add { number: usize, rule: Rule },
+    Add {
+        number: usize,
+        rule: Rule,
+    },
     /// A rule the old ruleset had at 1-based `number` that the new one lacks.
-    Remove { number: usize, rule: Rule },
-    Default { direction: Direction, from: Policy, to: Policy },
-    Logging { from: Logging, to: Logging },
+    Remove {
+        number: usize,
+        rule: Rule,
+    },
+    Default {
+        direction: Direction,
+        from: Policy,
+        to: Policy,
+    },
+    Logging {
+        from: Logging,
+        to: Logging,
+    },
     /// The same rules, in another order (order decides: first match wins).
     Reorder,
 }
@@ -29,15 +42,27 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Change> {
     for d in Direction::ALL {
         let (a, b) = (old.defaults.get(d), new.defaults.get(d));
         if a != b {
-            changes.push(Change::Default { direction: d, from: a, to: b });
+            changes.push(Change::Default {
+                direction: d,
+                from: a,
+                to: b,
+            });
         }
     }
     if old.logging != new.logging {
-        changes.push(Change::Logging { from: old.logging, to: new.logging });
+        changes.push(Change::Logging {
+            from: old.logging,
+            to: new.logging,
+        });
     }
     let (o, n) = (&old.rules, &new.rules);
     let prefix = o.iter().zip(n).take_while(|(a, b)| a == b).count();
-    let suffix = o[prefix..].iter().rev().zip(n[prefix..].iter().rev()).take_while(|(a, b)| a == b).count();
+    let suffix = o[prefix..]
+        .iter()
+        .rev()
+        .zip(n[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
     let om = &o[prefix..o.len() - suffix];
     let nm = &n[prefix..n.len() - suffix];
     let mut counts: HashMap<&Rule, isize> = HashMap::new();
@@ -54,7 +79,10 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Change> {
         let c = budget.get_mut(r).expect("counted");
         if *c > 0 {
             *c -= 1;
-            changes.push(Change::Remove { number: prefix + i + 1, rule: r.clone() });
+            changes.push(Change::Remove {
+                number: prefix + i + 1,
+                rule: r.clone(),
+            });
         } else {
             kept_old.push(r);
         }
@@ -65,7 +93,10 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Change> {
         let c = budget.get_mut(r).expect("counted");
         if *c < 0 {
             *c += 1;
-            changes.push(Change::Add { number: prefix + i + 1, rule: r.clone() });
+            changes.push(Change::Add {
+                number: prefix + i + 1,
+                rule: r.clone(),
+            });
         } else {
             kept_new.push(r);
         }

@@ -83,10 +83,16 @@ pub enum Builtin {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecidedBy {
     /// The rule with this 1-based number.
-    Rule { number: usize },
+    Rule {
+        number: usize,
+    },
     /// The default policy of this direction.
-    Policy { direction: Direction },
-    Builtin { builtin: Builtin },
+    Policy {
+        direction: Direction,
+    },
+    Builtin {
+        builtin: Builtin,
+    },
 }
 
 /// The verdict of [`evaluate`].
@@ -106,9 +112,15 @@ pub const ND_TYPES: std::ops::RangeInclusive<u8> = 133..=137;
 
 /// The verdict of `ruleset` for `packet`.
 pub fn evaluate(ruleset: &Ruleset, packet: &Packet) -> Verdict {
-    let builtin = |decision, builtin| Verdict { decision, by: DecidedBy::Builtin { builtin }, rate_limited: false };
+    let builtin = |decision, builtin| Verdict {
+        decision,
+        by: DecidedBy::Builtin { builtin },
+        rate_limited: false,
+    };
     match packet.state {
-        ConnState::Established | ConnState::Related => return builtin(Decision::Accept, Builtin::Established),
+        ConnState::Established | ConnState::Related => {
+            return builtin(Decision::Accept, Builtin::Established)
+        }
         ConnState::Invalid => return builtin(Decision::Drop, Builtin::Invalid),
         ConnState::New => {}
     }
@@ -120,7 +132,10 @@ pub fn evaluate(ruleset: &Ruleset, packet: &Packet) -> Verdict {
     if lo {
         return builtin(Decision::Accept, Builtin::Loopback);
     }
-    if packet.protocol == PacketProtocol::Icmpv6 && packet.icmp_type.is_some_and(|t| ND_TYPES.contains(&t)) && packet.direction != Direction::Routed {
+    if packet.protocol == PacketProtocol::Icmpv6
+        && packet.icmp_type.is_some_and(|t| ND_TYPES.contains(&t))
+        && packet.direction != Direction::Routed
+    {
         return builtin(Decision::Accept, Builtin::NeighbourDiscovery);
     }
     for (i, rule) in ruleset.rules.iter().enumerate() {
@@ -130,7 +145,11 @@ pub fn evaluate(ruleset: &Ruleset, packet: &Packet) -> Verdict {
                 Action::Deny => Decision::Drop,
                 Action::Reject => Decision::Reject,
             };
-            return Verdict { decision, by: DecidedBy::Rule { number: i + 1 }, rate_limited: rule.action == Action::Limit };
+            return Verdict {
+                decision,
+                by: DecidedBy::Rule { number: i + 1 },
+                rate_limited: rule.action == Action::Limit,
+            };
         }
     }
     let decision = match ruleset.defaults.get(packet.direction) {
@@ -138,7 +157,13 @@ pub fn evaluate(ruleset: &Ruleset, packet: &Packet) -> Verdict {
         Policy::Deny => Decision::Drop,
         Policy::Reject => Decision::Reject,
     };
-    Verdict { decision, by: DecidedBy::Policy { direction: packet.direction }, rate_limited: false }
+    Verdict {
+        decision,
+        by: DecidedBy::Policy {
+            direction: packet.direction,
+        },
+        rate_limited: false,
+    }
 }
 
 /// Whether `rule` matches `packet` (direction included).
@@ -154,7 +179,9 @@ pub fn rule_matches(rule: &Rule, packet: &Packet) -> bool {
     }
     let has_ports = !rule.source_ports.is_any() || !rule.destination_ports.is_any();
     let proto_ok = match rule.protocol {
-        Protocol::Any if has_ports => matches!(packet.protocol, PacketProtocol::Tcp | PacketProtocol::Udp),
+        Protocol::Any if has_ports => {
+            matches!(packet.protocol, PacketProtocol::Tcp | PacketProtocol::Udp)
+        }
         Protocol::Any => true,
         Protocol::Tcp => packet.protocol == PacketProtocol::Tcp,
         Protocol::Udp => packet.protocol == PacketProtocol::Udp,
@@ -167,6 +194,9 @@ pub fn rule_matches(rule: &Rule, packet: &Packet) -> bool {
     if !rule.source.contains(packet.source) || !rule.destination.contains(packet.destination) {
         return false;
     }
-    let port_ok = |ports: &crate::rule::Ports, port: Option<u16>| ports.is_any() || port.is_some_and(|p| ports.contains(p));
-    port_ok(&rule.source_ports, packet.source_port) && port_ok(&rule.destination_ports, packet.destination_port)
+    let port_ok = |ports: &crate::rule::Ports, port: Option<u16>| {
+        ports.is_any() || port.is_some_and(|p| ports.contains(p))
+    };
+    port_ok(&rule.source_ports, packet.source_port)
+        && port_ok(&rule.destination_ports, packet.destination_port)
 }

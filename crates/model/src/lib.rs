@@ -30,7 +30,10 @@ pub mod services;
 
 pub use config::{ConfigError, HostConfig};
 pub use diff::{diff, Change};
-pub use evaluate::{evaluate, rule_matches, Builtin, ConnState, DecidedBy, Decision, Packet, PacketProtocol, Verdict};
+pub use evaluate::{
+    evaluate, rule_matches, Builtin, ConnState, DecidedBy, Decision, Packet, PacketProtocol,
+    Verdict,
+};
 pub use parse::{parse_net, parse_rule, parse_rule_args, ParseError};
 pub use rule::{Action, Addresses, Direction, PortRange, Ports, Protocol, Rule, RuleError};
 pub use ruleset::{AddOutcome, Defaults, Logging, Policy, Ruleset, RulesetError};

@@ -67,24 +67,45 @@ pub const MAX_DESCRIPTION: usize = 255;
 
 impl NetworkRule {
     pub fn validate(&self) -> Result<(), FieldError> {
-        let fail = |field: &str, message: String| Err(FieldError { field: field.into(), message });
+        let fail = |field: &str, message: String| {
+            Err(FieldError {
+                field: field.into(),
+                message,
+            })
+        };
         match (self.protocol, self.ports) {
-            (NetworkProtocol::Icmp, Some(_)) => return fail("ports", "icmp has no ports; leave ports empty".into()),
+            (NetworkProtocol::Icmp, Some(_)) => {
+                return fail("ports", "icmp has no ports; leave ports empty".into())
+            }
             (NetworkProtocol::Tcp | NetworkProtocol::Udp, None) => {
-                return fail("ports", format!("{} needs a port or range (1-65535)", self.protocol.as_str()))
+                return fail(
+                    "ports",
+                    format!("{} needs a port or range (1-65535)", self.protocol.as_str()),
+                )
             }
             (_, Some(p)) if p.start == 0 || p.start > p.end => {
-                return fail("ports", format!("{p} is not a port range: start and end in 1-65535, start <= end"))
+                return fail(
+                    "ports",
+                    format!("{p} is not a port range: start and end in 1-65535, start <= end"),
+                )
             }
             _ => {}
         }
         for (i, s) in self.sources.iter().enumerate() {
             if s.trunc() != *s {
-                return fail(&format!("sources[{i}]"), format!("'{s}' has host bits set: did you mean {}?", s.trunc()));
+                return fail(
+                    &format!("sources[{i}]"),
+                    format!("'{s}' has host bits set: did you mean {}?", s.trunc()),
+                );
             }
         }
-        if self.description.len() > MAX_DESCRIPTION || self.description.chars().any(char::is_control) {
-            return fail("description", format!("at most {MAX_DESCRIPTION} bytes, no control characters"));
+        if self.description.len() > MAX_DESCRIPTION
+            || self.description.chars().any(char::is_control)
+        {
+            return fail(
+                "description",
+                format!("at most {MAX_DESCRIPTION} bytes, no control characters"),
+            );
         }
         Ok(())
     }
@@ -100,18 +121,40 @@ impl NetworkRule {
             base.comment = Some(self.description.replace(['\'', '"'], ""));
         }
         match self.protocol {
-            NetworkProtocol::Tcp => vec![Rule { protocol: Protocol::Tcp, ..base }],
-            NetworkProtocol::Udp => vec![Rule { protocol: Protocol::Udp, ..base }],
+            NetworkProtocol::Tcp => vec![Rule {
+                protocol: Protocol::Tcp,
+                ..base
+            }],
+            NetworkProtocol::Udp => vec![Rule {
+                protocol: Protocol::Udp,
+                ..base
+            }],
             NetworkProtocol::Any => vec![base],
             NetworkProtocol::Icmp => {
                 let (v4, v6) = base.source.families();
                 let mut out = Vec::new();
-                let only = |want_v4: bool| Addresses(self.sources.iter().filter(|n| matches!(n, IpNet::V4(_)) == want_v4).copied().collect());
+                let only = |want_v4: bool| {
+                    Addresses(
+                        self.sources
+                            .iter()
+                            .filter(|n| matches!(n, IpNet::V4(_)) == want_v4)
+                            .copied()
+                            .collect(),
+                    )
+                };
                 if v4 || !v6 {
-                    out.push(Rule { protocol: Protocol::Icmp, source: only(true), ..base.clone() });
+                    out.push(Rule {
+                        protocol: Protocol::Icmp,
+                        source: only(true),
+                        ..base.clone()
+                    });
                 }
                 if v6 || !v4 {
-                    out.push(Rule { protocol: Protocol::Icmpv6, source: only(false), ..base });
+                    out.push(Rule {
+                        protocol: Protocol::Icmpv6,
+                        source: only(false),
+                        ..base
+                    });
                 }
                 out
             }
@@ -123,8 +166,16 @@ impl NetworkRule {
 /// enabled rules of its active firewalls, then drop. Outbound is never restricted.
 pub fn server_ruleset<'a>(rules: impl IntoIterator<Item = &'a NetworkRule>) -> Ruleset {
     Ruleset {
-        rules: rules.into_iter().filter(|r| r.enabled).flat_map(NetworkRule::to_rules).collect(),
-        defaults: Defaults { incoming: Policy::Deny, outgoing: Policy::Allow, routed: Policy::Allow },
+        rules: rules
+            .into_iter()
+            .filter(|r| r.enabled)
+            .flat_map(NetworkRule::to_rules)
+            .collect(),
+        defaults: Defaults {
+            incoming: Policy::Deny,
+            outgoing: Policy::Allow,
+            routed: Policy::Allow,
+        },
         logging: Default::default(),
     }
 }
@@ -138,19 +189,71 @@ pub struct Preset {
 }
 
 pub const PRESETS: &[Preset] = &[
-    Preset { name: "SSH", protocol: NetworkProtocol::Tcp, port: Some(22) },
-    Preset { name: "HTTP", protocol: NetworkProtocol::Tcp, port: Some(80) },
-    Preset { name: "HTTPS", protocol: NetworkProtocol::Tcp, port: Some(443) },
-    Preset { name: "HTTP/3 (QUIC)", protocol: NetworkProtocol::Udp, port: Some(443) },
-    Preset { name: "DNS (UDP)", protocol: NetworkProtocol::Udp, port: Some(53) },
-    Preset { name: "DNS (TCP)", protocol: NetworkProtocol::Tcp, port: Some(53) },
-    Preset { name: "SMTP", protocol: NetworkProtocol::Tcp, port: Some(25) },
-    Preset { name: "SMTP submission", protocol: NetworkProtocol::Tcp, port: Some(587) },
-    Preset { name: "IMAPS", protocol: NetworkProtocol::Tcp, port: Some(993) },
-    Preset { name: "POP3S", protocol: NetworkProtocol::Tcp, port: Some(995) },
-    Preset { name: "RDP", protocol: NetworkProtocol::Tcp, port: Some(3389) },
-    Preset { name: "WireGuard", protocol: NetworkProtocol::Udp, port: Some(51820) },
-    Preset { name: "Ping (ICMP)", protocol: NetworkProtocol::Icmp, port: None },
+    Preset {
+        name: "SSH",
+        protocol: NetworkProtocol::Tcp,
+        port: Some(22),
+    },
+    Preset {
+        name: "HTTP",
+        protocol: NetworkProtocol::Tcp,
+        port: Some(80),
+    },
+    Preset {
+        name: "HTTPS",
+        protocol: NetworkProtocol::Tcp,
+        port: Some(443),
+    },
+    Preset {
+        name: "HTTP/3 (QUIC)",
+        protocol: NetworkProtocol::Udp,
+        port: Some(443),
+    },
+    Preset {
+        name: "DNS (UDP)",
+        protocol: NetworkProtocol::Udp,
+        port: Some(53),
+    },
+    Preset {
+        name: "DNS (TCP)",
+        protocol: NetworkProtocol::Tcp,
+        port: Some(53),
+    },
+    Preset {
+        name: "SMTP",
+        protocol: NetworkProtocol::Tcp,
+        port: Some(25),
+    },
+    Preset {
+        name: "SMTP submission",
+        protocol: NetworkProtocol::Tcp,
+        port: Some(587),
+    },
+    Preset {
+        name: "IMAPS",
+        protocol: NetworkProtocol::Tcp,
+        port: Some(993),
+    },
+    Preset {
+        name: "POP3S",
+        protocol: NetworkProtocol::Tcp,
+        port: Some(995),
+    },
+    Preset {
+        name: "RDP",
+        protocol: NetworkProtocol::Tcp,
+        port: Some(3389),
+    },
+    Preset {
+        name: "WireGuard",
+        protocol: NetworkProtocol::Udp,
+        port: Some(51820),
+    },
+    Preset {
+        name: "Ping (ICMP)",
+        protocol: NetworkProtocol::Icmp,
+        port: None,
+    },
 ];
 
 pub fn preset(name: &str) -> Option<&'static Preset> {
@@ -190,9 +293,17 @@ pub mod sync {
     #[serde(tag = "kind", rename_all = "snake_case")]
     pub enum SyncResponse {
         /// Every server of the zone: replaces what the edge has.
-        Snapshot { revision: u64, servers: Vec<ServerPolicy> },
+        Snapshot {
+            revision: u64,
+            servers: Vec<ServerPolicy>,
+        },
         /// What changed since `from`.
-        Delta { from: u64, revision: u64, changed: Vec<ServerPolicy>, removed: Vec<i64> },
+        Delta {
+            from: u64,
+            revision: u64,
+            changed: Vec<ServerPolicy>,
+            removed: Vec<i64>,
+        },
         /// Nothing changed within the wait.
         Unchanged { revision: u64 },
     }
@@ -230,7 +341,10 @@ pub mod sync {
         /// policy is rejected whole.
         pub fn validate(&self) -> Result<(), String> {
             if self.enforced && self.addresses.is_empty() {
-                return Err(format!("server {} is enforced but has no address", self.server_id));
+                return Err(format!(
+                    "server {} is enforced but has no address",
+                    self.server_id
+                ));
             }
             for r in &self.rules {
                 let nr = super::NetworkRule {
@@ -240,7 +354,8 @@ pub mod sync {
                     description: String::new(),
                     enabled: true,
                 };
-                nr.validate().map_err(|e| format!("server {} rule {}: {e}", self.server_id, r.rule_id))?;
+                nr.validate()
+                    .map_err(|e| format!("server {} rule {}: {e}", self.server_id, r.rule_id))?;
             }
             Ok(())
         }

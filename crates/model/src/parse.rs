@@ -11,7 +11,9 @@
 //! A list of service names whose transports differ (`http,ntp`) yields one rule per
 //! transport, which is why parsing returns a `Vec<Rule>`.
 
-use crate::rule::{is_valid_interface, Action, Addresses, Direction, PortRange, Ports, Protocol, Rule};
+use crate::rule::{
+    is_valid_interface, Action, Addresses, Direction, PortRange, Ports, Protocol, Rule,
+};
 use crate::services::{Services, Transports};
 use ipnet::IpNet;
 use std::fmt;
@@ -49,11 +51,20 @@ struct Token {
 /// `comment 'office VPN'`).
 pub fn parse_rule(input: &str, services: &Services) -> Result<Vec<Rule>, ParseError> {
     let tokens = tokenize(input)?;
-    Parser { input: input.to_string(), tokens, pos: 0, services }.rule()
+    Parser {
+        input: input.to_string(),
+        tokens,
+        pos: 0,
+        services,
+    }
+    .rule()
 }
 
 /// Parses one rule given as separate arguments, as the shell split them.
-pub fn parse_rule_args<S: AsRef<str>>(args: &[S], services: &Services) -> Result<Vec<Rule>, ParseError> {
+pub fn parse_rule_args<S: AsRef<str>>(
+    args: &[S],
+    services: &Services,
+) -> Result<Vec<Rule>, ParseError> {
     let mut input = String::new();
     let mut tokens = Vec::new();
     for a in args {
@@ -72,9 +83,18 @@ pub fn parse_rule_args<S: AsRef<str>>(args: &[S], services: &Services) -> Result
         };
         let start = input.len();
         input.push_str(&shown);
-        tokens.push(Token { text: a.to_string(), span: start..input.len() });
+        tokens.push(Token {
+            text: a.to_string(),
+            span: start..input.len(),
+        });
     }
-    Parser { input, tokens, pos: 0, services }.rule()
+    Parser {
+        input,
+        tokens,
+        pos: 0,
+        services,
+    }
+    .rule()
 }
 
 fn tokenize(input: &str) -> Result<Vec<Token>, ParseError> {
@@ -103,7 +123,10 @@ fn tokenize(input: &str) -> Result<Vec<Token>, ParseError> {
                     message: format!("unterminated quote {c}: close it with {c}"),
                 });
             };
-            tokens.push(Token { text, span: start..end });
+            tokens.push(Token {
+                text,
+                span: start..end,
+            });
             continue;
         }
         let mut end = start;
@@ -116,7 +139,10 @@ fn tokenize(input: &str) -> Result<Vec<Token>, ParseError> {
             end = i + ch.len_utf8();
             chars.next();
         }
-        tokens.push(Token { text, span: start..end });
+        tokens.push(Token {
+            text,
+            span: start..end,
+        });
     }
     Ok(tokens)
 }
@@ -143,7 +169,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err_at(&self, span: Range<usize>, message: impl Into<String>) -> ParseError {
-        ParseError { input: self.input.clone(), span, message: message.into() }
+        ParseError {
+            input: self.input.clone(),
+            span,
+            message: message.into(),
+        }
     }
 
     fn err_here(&self, message: impl Into<String>) -> ParseError {
@@ -183,11 +213,20 @@ impl Parser<'_> {
             Some("deny") => Action::Deny,
             Some("reject") => Action::Reject,
             Some("limit") => Action::Limit,
-            Some(other) => return Err(self.err_here(format!("'{other}' is not an action: {ACTIONS}"))),
+            Some(other) => {
+                return Err(self.err_here(format!("'{other}' is not an action: {ACTIONS}")))
+            }
             None => return Err(self.err_here(format!("a rule starts with an action: {ACTIONS}"))),
         };
         self.pos += 1;
-        let mut rule = Rule::new(action, if routed { Direction::Routed } else { Direction::In });
+        let mut rule = Rule::new(
+            action,
+            if routed {
+                Direction::Routed
+            } else {
+                Direction::In
+            },
+        );
         let mut direction_given = routed;
 
         // The direction word, unless it starts a routed `in on X` clause.
@@ -229,11 +268,19 @@ impl Parser<'_> {
                         Direction::In => set_once(&mut rule.in_interface, iface, &self)?,
                         Direction::Out => set_once(&mut rule.out_interface, iface, &self)?,
                         Direction::Routed => {
-                            return Err(self.err_at(span, "routed rules name the side: 'in on IFACE' or 'out on IFACE'"))
+                            return Err(self.err_at(
+                                span,
+                                "routed rules name the side: 'in on IFACE' or 'out on IFACE'",
+                            ))
                         }
                     }
                 }
-                "in" | "out" if self.tokens.get(self.pos + 1).is_some_and(|t| t.text.eq_ignore_ascii_case("on")) => {
+                "in" | "out"
+                    if self
+                        .tokens
+                        .get(self.pos + 1)
+                        .is_some_and(|t| t.text.eq_ignore_ascii_case("on")) =>
+                {
                     let is_in = word == "in";
                     let ok = match rule.direction {
                         Direction::Routed => true,
@@ -287,13 +334,16 @@ impl Parser<'_> {
                     if self.peek_lower().as_deref() == Some("port") {
                         let pspan = self.tokens[self.pos].span.clone();
                         self.pos += 1;
-                        let tok = self.next_value("port", "a port, port range (A:B) or service name")?;
+                        let tok =
+                            self.next_value("port", "a port, port range (A:B) or service name")?;
                         let elems = self.ports(&tok.text, &tok.span)?;
                         if is_from {
                             src_elems = Some(elems);
                         } else {
                             if dest_elems.is_some() {
-                                return Err(self.err_at(pspan, "the destination port is given twice"));
+                                return Err(
+                                    self.err_at(pspan, "the destination port is given twice")
+                                );
                             }
                             dest_elems = Some((elems, tok.span));
                         }
@@ -301,7 +351,8 @@ impl Parser<'_> {
                 }
                 "port" => {
                     self.pos += 1;
-                    let tok = self.next_value("port", "a port, port range (A:B) or service name")?;
+                    let tok =
+                        self.next_value("port", "a port, port range (A:B) or service name")?;
                     if dest_elems.is_some() {
                         return Err(self.err_at(span, "the destination port is given twice"));
                     }
@@ -310,7 +361,10 @@ impl Parser<'_> {
                 }
                 "comment" => {
                     self.pos += 1;
-                    let tok = self.next_value("comment", "a text, quoted if it has spaces: comment 'office VPN'")?;
+                    let tok = self.next_value(
+                        "comment",
+                        "a text, quoted if it has spaces: comment 'office VPN'",
+                    )?;
                     if comment_given {
                         return Err(self.err_at(span, "'comment' is given twice"));
                     }
@@ -321,7 +375,10 @@ impl Parser<'_> {
                     // The short form: PORTS[/PROTO].
                     let tok = self.tokens[self.pos].clone();
                     if dest_elems.is_some() || from_given || to_given {
-                        return Err(self.err_at(tok.span, format!("unexpected '{}': expected {CLAUSES}", tok.text)));
+                        return Err(self.err_at(
+                            tok.span,
+                            format!("unexpected '{}': expected {CLAUSES}", tok.text),
+                        ));
                     }
                     let (ports_text, proto_text) = match tok.text.split_once('/') {
                         Some((p, pr)) => (p, Some(pr)),
@@ -340,7 +397,10 @@ impl Parser<'_> {
                     })?;
                     if let Some(pt) = proto_text {
                         let pspan = tok.span.start + ports_text.len() + 1..tok.span.end;
-                        let ptok = Token { text: pt.to_string(), span: pspan.clone() };
+                        let ptok = Token {
+                            text: pt.to_string(),
+                            span: pspan.clone(),
+                        };
                         if explicit_proto.is_some() {
                             return Err(self.err_at(pspan, "the protocol is given twice"));
                         }
@@ -355,7 +415,13 @@ impl Parser<'_> {
         if let Some((p, span)) = &explicit_proto {
             rule.protocol = *p;
             if !p.has_ports() && (dest_elems.is_some() || src_elems.is_some()) {
-                return Err(self.err_at(span.clone(), format!("ports need protocol tcp or udp (or none, meaning both); {} has no ports", p.as_str())));
+                return Err(self.err_at(
+                    span.clone(),
+                    format!(
+                        "ports need protocol tcp or udp (or none, meaning both); {} has no ports",
+                        p.as_str()
+                    ),
+                ));
             }
         }
         if let Some(src) = &src_elems {
@@ -365,9 +431,14 @@ impl Parser<'_> {
         let whole = 0..self.input.len();
         let rules = match dest_elems {
             None => {
-                if src_elems.as_ref().is_some_and(|s| s.iter().any(|e| e.named.is_some())) && explicit_proto.is_none() {
-                    rule.protocol = settle(src_elems.as_ref().unwrap().iter().filter_map(|e| e.named))
-                        .unwrap_or(Protocol::Any);
+                if src_elems
+                    .as_ref()
+                    .is_some_and(|s| s.iter().any(|e| e.named.is_some()))
+                    && explicit_proto.is_none()
+                {
+                    rule.protocol =
+                        settle(src_elems.as_ref().unwrap().iter().filter_map(|e| e.named))
+                            .unwrap_or(Protocol::Any);
                 }
                 vec![rule]
             }
@@ -401,7 +472,8 @@ impl Parser<'_> {
             }
         };
         for r in &rules {
-            r.validate().map_err(|e| self.err_at(whole.clone(), e.to_string()))?;
+            r.validate()
+                .map_err(|e| self.err_at(whole.clone(), e.to_string()))?;
         }
         Ok(rules)
     }
@@ -413,7 +485,10 @@ impl Parser<'_> {
             "icmp" => Ok(Protocol::Icmp),
             "icmpv6" | "ipv6-icmp" => Ok(Protocol::Icmpv6),
             "any" => Ok(Protocol::Any),
-            other => Err(self.err_at(tok.span.clone(), format!("'{other}' is not a protocol: {PROTOCOLS}"))),
+            other => Err(self.err_at(
+                tok.span.clone(),
+                format!("'{other}' is not a protocol: {PROTOCOLS}"),
+            )),
         }
     }
 
@@ -444,19 +519,31 @@ impl Parser<'_> {
 
     fn port_elem(&self, part: &str, span: Range<usize>) -> Result<PortElem, ParseError> {
         if part.is_empty() {
-            return Err(self.err_at(span, "empty port: write a port (22), a range (60000:61000) or a service name (ssh)"));
+            return Err(self.err_at(
+                span,
+                "empty port: write a port (22), a range (60000:61000) or a service name (ssh)",
+            ));
         }
         if let Some((a, b)) = part.split_once(':').or_else(|| part.split_once('-')) {
             let start = self.port_number(a, &span)?;
             let end = self.port_number(b, &span)?;
             if start > end {
-                return Err(self.err_at(span, format!("port range {part} is reversed: write {end}:{start}")));
+                return Err(self.err_at(
+                    span,
+                    format!("port range {part} is reversed: write {end}:{start}"),
+                ));
             }
-            return Ok(PortElem { range: PortRange { start, end }, named: None });
+            return Ok(PortElem {
+                range: PortRange { start, end },
+                named: None,
+            });
         }
         if part.chars().all(|c| c.is_ascii_digit()) {
             let p = self.port_number(part, &span)?;
-            return Ok(PortElem { range: PortRange::single(p), named: None });
+            return Ok(PortElem {
+                range: PortRange::single(p),
+                named: None,
+            });
         }
         match self.services.lookup(part) {
             Some((port, t)) => Ok(PortElem { range: PortRange::single(port), named: Some(t) }),
@@ -469,7 +556,10 @@ impl Parser<'_> {
 
     fn port_number(&self, text: &str, span: &Range<usize>) -> Result<u16, ParseError> {
         if text.is_empty() || !text.chars().all(|c| c.is_ascii_digit()) {
-            return Err(self.err_at(span.clone(), format!("'{text}' is not a port number: 1-65535")));
+            return Err(self.err_at(
+                span.clone(),
+                format!("'{text}' is not a port number: 1-65535"),
+            ));
         }
         match text.parse::<u32>() {
             Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
@@ -485,7 +575,10 @@ fn set_once(slot: &mut Option<String>, tok: Token, p: &Parser<'_>) -> Result<(),
     if !is_valid_interface(&tok.text) {
         return Err(p.err_at(
             tok.span,
-            format!("'{}' is not an interface name: 1-15 characters, no spaces, '/' or quotes", tok.text),
+            format!(
+                "'{}' is not an interface name: 1-15 characters, no spaces, '/' or quotes",
+                tok.text
+            ),
         ));
     }
     *slot = Some(tok.text);
@@ -512,7 +605,10 @@ pub fn parse_net(text: &str) -> Result<IpNet, String> {
     }
     match text.parse::<IpNet>() {
         Ok(n) if n.trunc() == n => Ok(n),
-        Ok(n) => Err(format!("'{text}' has host bits set: did you mean {}?", n.trunc())),
+        Ok(n) => Err(format!(
+            "'{text}' has host bits set: did you mean {}?",
+            n.trunc()
+        )),
         Err(_) => Err(format!("'{text}' is not an address: {ADDRESS_HELP}")),
     }
 }

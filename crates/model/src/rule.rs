@@ -85,7 +85,13 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 5] = [Protocol::Tcp, Protocol::Udp, Protocol::Icmp, Protocol::Icmpv6, Protocol::Any];
+    pub const ALL: [Protocol; 5] = [
+        Protocol::Tcp,
+        Protocol::Udp,
+        Protocol::Icmp,
+        Protocol::Icmpv6,
+        Protocol::Any,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Any => "any",
@@ -110,7 +116,10 @@ pub struct PortRange {
 
 impl PortRange {
     pub fn single(port: u16) -> PortRange {
-        PortRange { start: port, end: port }
+        PortRange {
+            start: port,
+            end: port,
+        }
     }
     /// A range; `None` unless `1 <= start <= end`.
     pub fn new(start: u16, end: u16) -> Option<PortRange> {
@@ -241,7 +250,11 @@ pub enum RuleError {
     #[error("ports need protocol tcp or udp (or none, meaning both); {0} has no ports")]
     PortsWithoutTransport(Protocol),
     #[error("'{interface}' cannot be used with direction {direction}: {hint}")]
-    InterfaceDirection { interface: String, direction: Direction, hint: &'static str },
+    InterfaceDirection {
+        interface: String,
+        direction: Direction,
+        hint: &'static str,
+    },
     #[error("'{0}' is not an interface name: 1-15 characters, no spaces, '/' or quotes")]
     BadInterface(String),
     #[error("{0} is IPv4-only, but the rule names an IPv6 address")]
@@ -260,7 +273,9 @@ pub fn is_valid_interface(name: &str) -> bool {
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && name.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '\'' | '"' | ',' | ':'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '\'' | '"' | ',' | ':'))
 }
 
 impl Rule {
@@ -283,10 +298,15 @@ impl Rule {
 
     /// Checks the combinations the parser cannot see token by token.
     pub fn validate(&self) -> Result<(), RuleError> {
-        if !self.protocol.has_ports() && !(self.source_ports.is_any() && self.destination_ports.is_any()) {
+        if !self.protocol.has_ports()
+            && !(self.source_ports.is_any() && self.destination_ports.is_any())
+        {
             return Err(RuleError::PortsWithoutTransport(self.protocol));
         }
-        for iface in [&self.in_interface, &self.out_interface].into_iter().flatten() {
+        for iface in [&self.in_interface, &self.out_interface]
+            .into_iter()
+            .flatten()
+        {
             if !is_valid_interface(iface) {
                 return Err(RuleError::BadInterface(iface.clone()));
             }
@@ -339,13 +359,10 @@ impl Rule {
             && self.destination_ports == other.destination_ports
     }
 
-    /// Whether the rule can be written in the short form (`22/tcp`, `http`).
+    /// Whether the rule can be written with the short port form (`22/tcp`),
+    /// followed by `from`/`to` addresses if it has them (`22/tcp from 10.0.0.0/8`).
     fn is_short(&self) -> bool {
-        self.source.is_any()
-            && self.destination.is_any()
-            && self.source_ports.is_any()
-            && !self.destination_ports.is_any()
-            && self.protocol.has_ports()
+        self.source_ports.is_any() && !self.destination_ports.is_any() && self.protocol.has_ports()
     }
 }
 
@@ -377,6 +394,12 @@ impl fmt::Display for Rule {
             write!(f, " {}", self.destination_ports)?;
             if self.protocol != Protocol::Any {
                 write!(f, "/{}", self.protocol.as_str())?;
+            }
+            if !self.source.is_any() {
+                write!(f, " from {}", self.source)?;
+            }
+            if !self.destination.is_any() {
+                write!(f, " to {}", self.destination)?;
             }
         } else {
             let mut wrote = false;

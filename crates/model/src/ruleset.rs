@@ -46,7 +46,11 @@ pub struct Defaults {
 
 impl Default for Defaults {
     fn default() -> Self {
-        Defaults { incoming: Policy::Deny, outgoing: Policy::Allow, routed: Policy::Deny }
+        Defaults {
+            incoming: Policy::Deny,
+            outgoing: Policy::Allow,
+            routed: Policy::Deny,
+        }
     }
 }
 
@@ -162,7 +166,10 @@ impl Ruleset {
     fn put(&mut self, rule: Rule, at: Option<usize>) -> AddOutcome {
         if let Some(i) = self.rules.iter().position(|r| r.same_match(&rule)) {
             let existing = &mut self.rules[i];
-            if existing.action == rule.action && existing.log == rule.log && (rule.comment.is_none() || existing.comment == rule.comment) {
+            if existing.action == rule.action
+                && existing.log == rule.log
+                && (rule.comment.is_none() || existing.comment == rule.comment)
+            {
                 return AddOutcome::Unchanged { number: i + 1 };
             }
             let previous = existing.clone();
@@ -171,7 +178,10 @@ impl Ruleset {
             if rule.comment.is_some() {
                 existing.comment = rule.comment;
             }
-            return AddOutcome::Replaced { number: i + 1, previous };
+            return AddOutcome::Replaced {
+                number: i + 1,
+                previous,
+            };
         }
         match at {
             Some(i) => {
@@ -180,7 +190,9 @@ impl Ruleset {
             }
             None => {
                 self.rules.push(rule);
-                AddOutcome::Added { number: self.rules.len() }
+                AddOutcome::Added {
+                    number: self.rules.len(),
+                }
             }
         }
     }
@@ -188,14 +200,21 @@ impl Ruleset {
     /// Deletes the rule at the 1-based position `number`.
     pub fn delete_number(&mut self, number: usize) -> Result<Rule, RulesetError> {
         if number == 0 || number > self.rules.len() {
-            return Err(RulesetError::NoSuchNumber { number, len: self.rules.len() });
+            return Err(RulesetError::NoSuchNumber {
+                number,
+                len: self.rules.len(),
+            });
         }
         Ok(self.rules.remove(number - 1))
     }
 
     /// Deletes the rule with this action and match (its comment does not matter).
     pub fn delete_rule(&mut self, rule: &Rule) -> Result<(usize, Rule), RulesetError> {
-        match self.rules.iter().position(|r| r.same_match(rule) && r.action == rule.action) {
+        match self
+            .rules
+            .iter()
+            .position(|r| r.same_match(rule) && r.action == rule.action)
+        {
             Some(i) => Ok((i + 1, self.rules.remove(i))),
             None => Err(RulesetError::NoSuchRule(rule.to_string())),
         }
@@ -205,7 +224,12 @@ impl Ruleset {
 impl fmt::Display for Ruleset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for d in Direction::ALL {
-            writeln!(f, "default {} {}", self.defaults.get(d).as_str(), d.policy_name())?;
+            writeln!(
+                f,
+                "default {} {}",
+                self.defaults.get(d).as_str(),
+                d.policy_name()
+            )?;
         }
         writeln!(f, "logging {}", self.logging.as_str())?;
         for r in &self.rules {

@@ -15,9 +15,18 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub const TCP: Transports = Transports { tcp: true, udp: false };
-    pub const UDP: Transports = Transports { tcp: false, udp: true };
-    pub const BOTH: Transports = Transports { tcp: true, udp: true };
+    pub const TCP: Transports = Transports {
+        tcp: true,
+        udp: false,
+    };
+    pub const UDP: Transports = Transports {
+        tcp: false,
+        udp: true,
+    };
+    pub const BOTH: Transports = Transports {
+        tcp: true,
+        udp: true,
+    };
 }
 
 /// A table of service names.
@@ -78,7 +87,10 @@ impl Default for Services {
 impl Services {
     /// The built-in table only.
     pub fn builtin() -> Services {
-        let by_name = BUILTIN.iter().map(|&(n, p, t)| (n.to_string(), (p, t))).collect();
+        let by_name = BUILTIN
+            .iter()
+            .map(|&(n, p, t)| (n.to_string(), (p, t)))
+            .collect();
         Services { by_name }
     }
 
@@ -94,8 +106,12 @@ impl Services {
             let (Some(name), Some(portproto)) = (fields.next(), fields.next()) else {
                 continue;
             };
-            let Some((port, proto)) = portproto.split_once('/') else { continue };
-            let Ok(port) = port.parse::<u16>() else { continue };
+            let Some((port, proto)) = portproto.split_once('/') else {
+                continue;
+            };
+            let Ok(port) = port.parse::<u16>() else {
+                continue;
+            };
             if port == 0 {
                 continue;
             }
@@ -105,7 +121,13 @@ impl Services {
                 _ => continue,
             };
             for n in std::iter::once(name).chain(fields) {
-                let e = seen.entry(n.to_string()).or_insert((port, Transports { tcp: false, udp: false }));
+                let e = seen.entry(n.to_string()).or_insert((
+                    port,
+                    Transports {
+                        tcp: false,
+                        udp: false,
+                    },
+                ));
                 if e.0 == port {
                     e.1.tcp |= t.tcp;
                     e.1.udp |= t.udp;

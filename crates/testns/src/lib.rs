@@ -11,6 +11,8 @@
 //! The namespaces are created with `ip netns add`, so they can also be entered by
 //! hand (`ip netns exec pwt-... nft list ruleset`) while debugging a test.
 
+pub mod traffic;
+
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::process::{Command, Output, Stdio};
@@ -95,6 +97,12 @@ impl Netns {
         // IPv6 duplicate address detection would delay every address by ~2 s.
         let _ = ns.sysctl("net.ipv6.conf.all.accept_dad", "0");
         let _ = ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
+        // Tests send many rejected packets at once; the default ICMP error rate
+        // limits would turn some "refused" answers into silence.
+        let _ = ns.sysctl("net.ipv4.icmp_ratelimit", "0");
+        let _ = ns.sysctl("net.ipv6.icmp.ratelimit", "0");
+        let _ = ns.sysctl("net.ipv4.icmp_msgs_burst", "100000");
+        let _ = ns.sysctl("net.ipv4.icmp_msgs_per_sec", "100000");
         Ok(ns)
     }
 
@@ -187,7 +195,13 @@ pub struct Addrs {
 /// Connects `a` and `b` with a veth pair named `ifname` on both sides and gives each
 /// end an IPv4 /24 and an IPv6 /64 address (the part before the prefix length is
 /// what [`Addrs`] returns).
-pub fn link(a: &Netns, b: &Netns, ifname: &str, a_addr: (&str, &str), b_addr: (&str, &str)) -> (Addrs, Addrs) {
+pub fn link(
+    a: &Netns,
+    b: &Netns,
+    ifname: &str,
+    a_addr: (&str, &str),
+    b_addr: (&str, &str),
+) -> (Addrs, Addrs) {
     link_named(a, b, (ifname, ifname), a_addr, b_addr)
 }
 
@@ -212,7 +226,12 @@ impl Pair {
             ("198.51.100.20/24", "2001:db8::20/64"),
             ("198.51.100.10/24", "2001:db8::10/64"),
         );
-        Pair { client, server, client_addr, server_addr }
+        Pair {
+            client,
+            server,
+            client_addr,
+            server_addr,
+        }
     }
 }
 
@@ -254,13 +273,31 @@ impl Routed {
             ("203.0.113.1/24", "2001:db8:2::1/64"),
             ("203.0.113.10/24", "2001:db8:2::10/64"),
         );
-        gateway.sysctl("net.ipv4.ip_forward", "1").expect("ipv4 forwarding");
-        gateway.sysctl("net.ipv6.conf.all.forwarding", "1").expect("ipv6 forwarding");
-        client.ip(&["route", "add", "default", "via", "198.51.100.1"]).expect("client v4 route");
-        client.ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"]).expect("client v6 route");
-        server.ip(&["route", "add", "default", "via", "203.0.113.1"]).expect("server v4 route");
-        server.ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"]).expect("server v6 route");
-        Routed { client, gateway, server, client_addr, server_addr }
+        gateway
+            .sysctl("net.ipv4.ip_forward", "1")
+            .expect("ipv4 forwarding");
+        gateway
+            .sysctl("net.ipv6.conf.all.forwarding", "1")
+            .expect("ipv6 forwarding");
+        client
+            .ip(&["route", "add", "default", "via", "198.51.100.1"])
+            .expect("client v4 route");
+        client
+            .ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"])
+            .expect("client v6 route");
+        server
+            .ip(&["route", "add", "default", "via", "203.0.113.1"])
+            .expect("server v4 route");
+        server
+            .ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"])
+            .expect("server v6 route");
+        Routed {
+            client,
+            gateway,
+            server,
+            client_addr,
+            server_addr,
+        }
     }
 }
 
@@ -280,17 +317,66 @@ pub fn link_named(
 ) -> (Addrs, Addrs) {
     let tmp_a = format!("pwa{}", COUNTER.fetch_add(1, Ordering::SeqCst));
     let tmp_b = format!("pwb{}", COUNTER.fetch_add(1, Ordering::SeqCst));
-    run_ip(&["link", "add", &tmp_a, "netns", a.name(), "type", "veth", "peer", "name", &tmp_b, "netns", b.name()])
-        .expect("create veth pair");
+    run_ip(&[
+        "link",
+        "add",
+        &tmp_a,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &tmp_b,
+        "netns",
+        b.name(),
+    ])
+    .expect("create veth pair");
     for (ns, tmp, ifname, (v4, v6)) in [(a, &tmp_a, a_if, a_addr), (b, &tmp_b, b_if, b_addr)] {
-        ns.ip(&["link", "set", tmp, "name", ifname]).expect("rename veth");
-        ns.ip(&["addr", "add", v4, "dev", ifname]).expect("add IPv4 address");
-        ns.ip(&["-6", "addr", "add", v6, "dev", ifname, "nodad"]).expect("add IPv6 address");
+        ns.ip(&["link", "set", tmp, "name", ifname])
+            .expect("rename veth");
+        ns.ip(&["addr", "add", v4, "dev", ifname])
+            .expect("add IPv4 address");
+        ns.ip(&["-6", "addr", "add", v6, "dev", ifname, "nodad"])
+            .expect("add IPv6 address");
         ns.ip(&["link", "set", ifname, "up"]).expect("link up");
+    }
+    // The kernel reports carrier asynchronously (linkwatch, up to ~1 s); IPv6
+    // does not use a link without it, so wait for both ends.
+    for (ns, ifname) in [(a, a_if), (b, b_if)] {
+        wait_for_carrier(ns, ifname);
     }
     let strip = |s: &str| s.split('/').next().unwrap().to_string();
     (
-        Addrs { v4: strip(a_addr.0), v6: strip(a_addr.1) },
-        Addrs { v4: strip(b_addr.0), v6: strip(b_addr.1) },
+        Addrs {
+            v4: strip(a_addr.0),
+            v6: strip(a_addr.1),
+        },
+        Addrs {
+            v4: strip(b_addr.0),
+            v6: strip(b_addr.1),
+        },
     )
+}
+
+fn wait_for_carrier(ns: &Netns, ifname: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let out = Command::new("ip")
+            .args(["-n", ns.name(), "link", "show", ifname])
+            .output();
+        if let Ok(o) = out {
+            let text = String::from_utf8_lossy(&o.stdout);
+            if text.contains("LOWER_UP")
+                && !text.contains("NO-CARRIER")
+                && text.contains("state UP")
+            {
+                return;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("{ifname} in {} has no carrier after 5 s", ns.name());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

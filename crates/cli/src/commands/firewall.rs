@@ -1,0 +1,616 @@
+//! The OS firewall commands: rule edits (allow, deny, reject, limit, route,
+//! insert, delete, default, logging) and the lifecycle (enable, disable, reload,
+//! reset, restore, apply, plan).
+//!
+//! Every change follows one path, [`commit`]: edit the desired state in memory,
+//! apply it to the kernel in one transaction (when enabled), and only then save it,
+//! all under the state lock. A refused ruleset is never saved.
+
+use crate::exit;
+use crate::output::{print_json, print_table, table};
+use crate::state::{self, State};
+use crate::Global;
+use anyhow::Result;
+use clap::Args;
+use model::{AddOutcome, Direction, HostConfig, Logging, Policy, Rule, Ruleset};
+use netfilter::{ApplyOptions, ApplyReport};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// A rule in UFW syntax, e.g. `22/tcp from 203.0.113.0/24`.
+#[derive(Debug, Args)]
+pub struct RuleArgs {
+    /// The rule after the action: PORT[/PROTO] | [in|out|routed] [on IF] [proto P] [from A [port P]] [to A [port P]] [comment 'TEXT']
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "RULE"
+    )]
+    pub words: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// ACTION and the rule: `allow in on eth0 out on eth1 to 10.0.0.2 port 80 proto tcp`
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "RULE"
+    )]
+    pub words: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InsertArgs {
+    /// 1-based position the rule takes (see `status --numbered`).
+    pub position: usize,
+    /// ACTION and the rule, e.g. `deny from 198.51.100.7`.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "RULE"
+    )]
+    pub words: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// A rule number (`delete 3`) or a whole rule (`delete allow 8080/tcp`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "NUMBER|RULE"
+    )]
+    pub words: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DefaultArgs {
+    /// allow, deny or reject.
+    pub policy: String,
+    /// incoming, outgoing or routed.
+    pub direction: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoggingArgs {
+    /// off (only rules marked `log`), on (also what default policies block), full (also every new connection).
+    pub level: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Make the kernel match this file instead of the saved rules; on success it
+    /// becomes the saved rules.
+    #[arg(long, value_name = "rules.toml")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Plan for this file instead of the saved rules.
+    #[arg(long, value_name = "rules.toml")]
+    pub file: Option<PathBuf>,
+}
+
+fn parse_words(words: &[String], st: &State) -> Result<Vec<Rule>> {
+    model::parse_rule_args(words, &st.services).map_err(|e| exit::usage(e.to_string()))
+}
+
+/// What a command did, for `--json` and for the human report.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub changes: Vec<serde_json::Value>,
+    pub enabled: bool,
+    /// How the kernel was changed (absent when portwall is disabled).
+    pub applied: Option<ApplyReport>,
+    pub warnings: Vec<String>,
+}
+
+/// Applies `new` (when enabled) and saves it: the one path of every change.
+fn commit(st: &State, old: &HostConfig, new: &HostConfig) -> Result<Option<ApplyReport>> {
+    let applied = if new.enabled {
+        let previous = if netfilter::is_loaded()? {
+            st.applied()?
+        } else {
+            None
+        };
+        let report =
+            netfilter::apply_atomically(&new.ruleset, previous.as_ref(), ApplyOptions::default())?;
+        st.set_applied(Some(&new.ruleset))?;
+        Some(report)
+    } else {
+        None
+    };
+    if let Err(e) = st.save(new) {
+        // The kernel must not run rules the file does not have.
+        if new.enabled && old.enabled {
+            let _ = netfilter::apply_atomically(
+                &old.ruleset,
+                Some(&new.ruleset),
+                ApplyOptions::default(),
+            );
+            let _ = st.set_applied(Some(&old.ruleset));
+        }
+        return Err(e);
+    }
+    Ok(applied)
+}
+
+fn other_firewalls() -> Vec<String> {
+    let mut w = Vec::new();
+    if std::fs::read_to_string("/etc/ufw/ufw.conf")
+        .is_ok_and(|t| t.lines().any(|l| l.trim() == "ENABLED=yes"))
+    {
+        w.push("UFW is enabled too: its rules and portwall's both apply (a packet must pass both). Consider 'ufw disable' after 'portwall import ufw'.".into());
+    }
+    if std::path::Path::new("/run/firewalld/firewalld.pid").exists()
+        || std::path::Path::new("/var/run/firewalld.pid").exists()
+    {
+        w.push("firewalld is running too: its rules and portwall's both apply (a packet must pass both).".into());
+    }
+    w
+}
+
+fn report(global: &Global, outcome: &Outcome, human: &[String]) -> Result<u8> {
+    if global.json {
+        print_json(outcome)?;
+    } else {
+        for line in human {
+            println!("{line}");
+        }
+        match &outcome.applied {
+            Some(a) if a.mode == netfilter::ApplyMode::Unchanged => {}
+            Some(a) => println!(
+                "Applied to the kernel ({}): {} nft rules, {} sets, {} elements{}.",
+                match a.mode {
+                    netfilter::ApplyMode::Replace => "table replaced",
+                    netfilter::ApplyMode::Elements => "set elements changed",
+                    netfilter::ApplyMode::Unchanged => "unchanged",
+                },
+                a.nft_rules,
+                a.sets,
+                a.elements,
+                if a.verified { ", verified" } else { "" }
+            ),
+            None if !outcome.changes.is_empty() => println!(
+                "portwall is disabled: the change is saved and applies on 'portwall enable'."
+            ),
+            None => {}
+        }
+        for w in &outcome.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn describe(outcome: &AddOutcome, rule: &Rule) -> String {
+    match outcome {
+        AddOutcome::Added { number } => format!("Rule added ({number}): {rule}"),
+        AddOutcome::Replaced { number, previous } => {
+            format!("Rule updated ({number}): {rule} (was: {previous})")
+        }
+        AddOutcome::Unchanged { number } => {
+            format!("Skipping: the rule exists already ({number}): {rule}")
+        }
+    }
+}
+
+fn edit<F>(global: &Global, f: F) -> Result<u8>
+where
+    F: FnOnce(&State, &mut HostConfig) -> Result<(Vec<serde_json::Value>, Vec<String>)>,
+{
+    let st = State::lock(&global.config_dir)?;
+    let old = st.load()?;
+    let mut new = old.clone();
+    let (changes, human) = f(&st, &mut new)?;
+    let applied = if new != old || (new.enabled && !netfilter::is_loaded()?) {
+        commit(&st, &old, &new)?
+    } else {
+        None
+    };
+    let outcome = Outcome {
+        changes,
+        enabled: new.enabled,
+        applied,
+        warnings: other_firewalls(),
+    };
+    report(global, &outcome, &human)
+}
+
+/// `portwall allow|deny|reject|limit RULE`.
+pub fn add(global: &Global, action: &str, words: &[String]) -> Result<u8> {
+    let mut full = vec![action.to_string()];
+    full.extend_from_slice(words);
+    add_words(global, &full, None)
+}
+
+/// `portwall route ACTION RULE` (UFW's form of routed rules).
+pub fn route(global: &Global, words: &[String]) -> Result<u8> {
+    let mut full = vec!["route".to_string()];
+    full.extend_from_slice(words);
+    add_words(global, &full, None)
+}
+
+/// `portwall insert N ACTION RULE`.
+pub fn insert(global: &Global, args: &InsertArgs) -> Result<u8> {
+    add_words(global, &args.words, Some(args.position))
+}
+
+fn add_words(global: &Global, words: &[String], position: Option<usize>) -> Result<u8> {
+    edit(global, |st, cfg| {
+        let rules = parse_words(words, st)?;
+        let mut changes = Vec::new();
+        let mut human = Vec::new();
+        for (i, rule) in rules.into_iter().enumerate() {
+            let outcome = match position {
+                Some(p) => cfg
+                    .ruleset
+                    .insert(p + i, rule.clone())
+                    .map_err(|e| exit::usage(e.to_string()))?,
+                None => cfg.ruleset.add(rule.clone()),
+            };
+            human.push(describe(&outcome, &rule));
+            changes.push(serde_json::json!({ "rule": rule.to_string(), "result": outcome }));
+        }
+        Ok((changes, human))
+    })
+}
+
+/// `portwall delete N` or `portwall delete RULE`.
+pub fn delete(global: &Global, args: &DeleteArgs) -> Result<u8> {
+    edit(global, |st, cfg| {
+        let removed: Vec<(usize, Rule)> = if let [n] = args.words.as_slice() {
+            if let Ok(number) = n.parse::<usize>() {
+                let r = cfg
+                    .ruleset
+                    .delete_number(number)
+                    .map_err(|e| exit::usage(e.to_string()))?;
+                vec![(number, r)]
+            } else {
+                delete_rules(st, cfg, &args.words)?
+            }
+        } else {
+            delete_rules(st, cfg, &args.words)?
+        };
+        let human = removed
+            .iter()
+            .map(|(n, r)| format!("Rule deleted ({n}): {r}"))
+            .collect();
+        let changes = removed
+            .iter()
+            .map(|(n, r)| serde_json::json!({ "deleted": n, "rule": r.to_string() }))
+            .collect();
+        Ok((changes, human))
+    })
+}
+
+fn delete_rules(st: &State, cfg: &mut HostConfig, words: &[String]) -> Result<Vec<(usize, Rule)>> {
+    let rules = parse_words(words, st)?;
+    rules
+        .iter()
+        .map(|r| {
+            cfg.ruleset
+                .delete_rule(r)
+                .map_err(|e| exit::usage(e.to_string()))
+        })
+        .collect()
+}
+
+fn parse_direction(s: &str) -> Result<Direction> {
+    match s.to_ascii_lowercase().as_str() {
+        "incoming" | "in" | "input" => Ok(Direction::In),
+        "outgoing" | "out" | "output" => Ok(Direction::Out),
+        "routed" | "forward" => Ok(Direction::Routed),
+        other => Err(exit::usage(format!(
+            "'{other}' is not a direction: incoming, outgoing, routed"
+        ))),
+    }
+}
+
+/// `portwall default POLICY DIRECTION`.
+pub fn default(global: &Global, args: &DefaultArgs) -> Result<u8> {
+    let policy: Policy = args.policy.parse().map_err(exit::usage)?;
+    let direction = parse_direction(&args.direction)?;
+    edit(global, |_, cfg| {
+        let from = cfg.ruleset.defaults.get(direction);
+        cfg.ruleset.defaults.set(direction, policy);
+        let line = format!(
+            "Default {} policy changed to '{}' (was '{}')",
+            direction.policy_name(),
+            policy.as_str(),
+            from.as_str()
+        );
+        Ok((
+            vec![
+                serde_json::json!({ "direction": direction.policy_name(), "from": from, "to": policy }),
+            ],
+            vec![line],
+        ))
+    })
+}
+
+/// `portwall logging off|on|full`.
+pub fn logging(global: &Global, args: &LoggingArgs) -> Result<u8> {
+    let level: Logging = args.level.parse().map_err(exit::usage)?;
+    edit(global, |_, cfg| {
+        let from = cfg.ruleset.logging;
+        cfg.ruleset.logging = level;
+        Ok((
+            vec![serde_json::json!({ "logging": level, "was": from })],
+            vec![format!(
+                "Logging {} (was {})",
+                level.as_str(),
+                from.as_str()
+            )],
+        ))
+    })
+}
+
+/// `portwall enable`.
+pub fn enable(global: &Global) -> Result<u8> {
+    edit(global, |_, cfg| {
+        let was = cfg.enabled;
+        cfg.enabled = true;
+        Ok((
+            vec![serde_json::json!({ "enabled": true, "was": was })],
+            vec!["Firewall is active and enabled on system startup".into()],
+        ))
+    })
+}
+
+/// `portwall disable`: removes portwall's table; other tables are untouched.
+pub fn disable(global: &Global) -> Result<u8> {
+    let st = State::lock(&global.config_dir)?;
+    let mut cfg = st.load()?;
+    let was = cfg.enabled;
+    cfg.enabled = false;
+    let removed = netfilter::remove()?;
+    st.set_applied(None)?;
+    st.save(&cfg)?;
+    let outcome = Outcome {
+        changes: vec![
+            serde_json::json!({ "enabled": false, "was": was, "table_removed": removed }),
+        ],
+        enabled: false,
+        applied: None,
+        warnings: vec![],
+    };
+    report(
+        global,
+        &outcome,
+        &["Firewall stopped and disabled on system startup".into()],
+    )
+}
+
+/// `portwall reload`: re-reads the saved rules (after a hand edit) and applies them.
+pub fn reload(global: &Global) -> Result<u8> {
+    let st = State::lock(&global.config_dir)?;
+    let cfg = st.load()?;
+    if !cfg.enabled {
+        return Err(exit::with_code(
+            exit::FAILURE,
+            "portwall is disabled; 'portwall enable' applies the rules",
+        ));
+    }
+    let previous = if netfilter::is_loaded()? {
+        st.applied()?
+    } else {
+        None
+    };
+    let applied =
+        netfilter::apply_atomically(&cfg.ruleset, previous.as_ref(), ApplyOptions::default())?;
+    st.set_applied(Some(&cfg.ruleset))?;
+    let outcome = Outcome {
+        changes: vec![],
+        enabled: true,
+        applied: Some(applied),
+        warnings: other_firewalls(),
+    };
+    report(global, &outcome, &["Firewall reloaded".into()])
+}
+
+/// `portwall restore`: what the boot unit runs. Applies the saved rules when
+/// enabled, does nothing otherwise; never prompts.
+pub fn restore(global: &Global) -> Result<u8> {
+    let st = State::lock(&global.config_dir)?;
+    let cfg = st.load()?;
+    if !cfg.enabled {
+        let outcome = Outcome {
+            changes: vec![],
+            enabled: false,
+            applied: None,
+            warnings: vec![],
+        };
+        return report(
+            global,
+            &outcome,
+            &["portwall is disabled: nothing to restore".into()],
+        );
+    }
+    let applied = netfilter::apply_atomically(&cfg.ruleset, None, ApplyOptions::default())?;
+    st.set_applied(Some(&cfg.ruleset))?;
+    let outcome = Outcome {
+        changes: vec![],
+        enabled: true,
+        applied: Some(applied),
+        warnings: vec![],
+    };
+    report(
+        global,
+        &outcome,
+        &[format!("Restored {} rule(s)", cfg.ruleset.rules.len())],
+    )
+}
+
+/// `portwall reset`: back to the defaults (disabled, no rules, default policies).
+pub fn reset(global: &Global) -> Result<u8> {
+    let st = State::lock(&global.config_dir)?;
+    let old = st.load()?;
+    let removed = netfilter::remove()?;
+    st.set_applied(None)?;
+    st.save(&HostConfig::default())?;
+    let outcome = Outcome {
+        changes: vec![
+            serde_json::json!({ "reset": true, "rules_removed": old.ruleset.rules.len(), "table_removed": removed }),
+        ],
+        enabled: false,
+        applied: None,
+        warnings: vec![],
+    };
+    report(
+        global,
+        &outcome,
+        &[format!(
+            "Reset: {} rule(s) removed, defaults restored, firewall disabled",
+            old.ruleset.rules.len()
+        )],
+    )
+}
+
+fn read_file(path: &PathBuf, st: &State) -> Result<HostConfig> {
+    state::read_config(path, &st.services)?
+        .ok_or_else(|| exit::usage(format!("{}: no such file", path.display())))
+}
+
+/// `portwall apply [--file F]`: make the kernel match a file (declarative).
+pub fn apply(global: &Global, args: &ApplyArgs) -> Result<u8> {
+    let st = State::lock(&global.config_dir)?;
+    let old = st.load()?;
+    let mut new = match &args.file {
+        Some(f) => read_file(f, &st)?,
+        None => old.clone(),
+    };
+    // Applying is enabling: a file is applied whatever its `enabled` says.
+    new.enabled = true;
+    let changes = model::diff(&old.ruleset, &new.ruleset)
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .collect::<Vec<_>>();
+    let applied = commit(&st, &old, &new)?;
+    let n = changes.len();
+    let outcome = Outcome {
+        changes,
+        enabled: true,
+        applied,
+        warnings: other_firewalls(),
+    };
+    report(
+        global,
+        &outcome,
+        &[format!(
+            "{} rule(s) in force; {n} change(s) to the saved rules",
+            new.ruleset.rules.len()
+        )],
+    )
+}
+
+#[derive(Debug, Serialize)]
+struct Plan {
+    enabled: bool,
+    loaded: bool,
+    changes: Vec<model::Change>,
+    /// How the kernel's table differs from what portwall applied last.
+    kernel_drift: Vec<String>,
+}
+
+/// `portwall plan [--file F]`: what applying would change, without applying.
+pub fn plan(global: &Global, args: &PlanArgs) -> Result<u8> {
+    let st = State::lock(&global.config_dir)?;
+    let desired = match &args.file {
+        Some(f) => read_file(f, &st)?,
+        None => st.load()?,
+    };
+    let loaded = netfilter::is_loaded()?;
+    let current: Ruleset = if loaded {
+        st.applied()?.unwrap_or_default()
+    } else {
+        Ruleset::default()
+    };
+    let kernel_drift = if loaded {
+        netfilter::drift(&current)?.unwrap_or_default()
+    } else {
+        vec![]
+    };
+    let changes = if loaded {
+        model::diff(&current, &desired.ruleset)
+    } else {
+        model::diff(
+            &Ruleset {
+                defaults: desired.ruleset.defaults,
+                logging: desired.ruleset.logging,
+                rules: vec![],
+            },
+            &desired.ruleset,
+        )
+    };
+    let plan = Plan {
+        enabled: desired.enabled,
+        loaded,
+        changes,
+        kernel_drift,
+    };
+    if global.json {
+        print_json(&plan)?;
+        return Ok(exit::OK);
+    }
+    if !loaded {
+        println!(
+            "No portwall table is loaded: applying creates it with {} rule(s).",
+            desired.ruleset.rules.len()
+        );
+    }
+    if plan.changes.is_empty() && plan.kernel_drift.is_empty() {
+        println!("No changes: the kernel already enforces the saved rules.");
+    } else {
+        let mut t = table(["Change", "#", "Rule"]);
+        for c in &plan.changes {
+            match c {
+                model::Change::Add { number, rule } => t.add_row(vec![
+                    "+ add".to_string(),
+                    number.to_string(),
+                    rule.to_string(),
+                ]),
+                model::Change::Remove { number, rule } => t.add_row(vec![
+                    "- remove".to_string(),
+                    number.to_string(),
+                    rule.to_string(),
+                ]),
+                model::Change::Default {
+                    direction,
+                    from,
+                    to,
+                } => t.add_row(vec![
+                    "~ default".to_string(),
+                    String::new(),
+                    format!(
+                        "{}: {} -> {}",
+                        direction.policy_name(),
+                        from.as_str(),
+                        to.as_str()
+                    ),
+                ]),
+                model::Change::Logging { from, to } => t.add_row(vec![
+                    "~ logging".to_string(),
+                    String::new(),
+                    format!("{} -> {}", from.as_str(), to.as_str()),
+                ]),
+                model::Change::Reorder => t.add_row(vec![
+                    "~ reorder".to_string(),
+                    String::new(),
+                    "the same rules in another order".to_string(),
+                ]),
+            };
+        }
+        print_table(&t);
+        for d in &plan.kernel_drift {
+            println!("kernel differs: {d} (applying replaces it)");
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,234 @@
+//! `portwall status`: what is true in the kernel, in portwall's rule syntax.
+//!
+//! `--verbose` adds each rule's packet and byte counters and what each default
+//! policy decided, read from the kernel (like `iptables -nvL`), and `--zero`
+//! resets them. The kernel's table is compared with what portwall applied, so a
+//! hand edit with `nft` shows up here.
+
+use crate::exit;
+use crate::output::{print_json, print_table, right_align, table};
+use crate::state::{self, State};
+use crate::Global;
+use anyhow::Result;
+use clap::Args;
+use model::{Direction, Ruleset};
+use netfilter::Count;
+use serde::Serialize;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Number the rules (for `delete N` and `insert N`).
+    #[arg(long)]
+    pub numbered: bool,
+    /// Show packet and byte counters from the kernel.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Reset the counters to zero.
+    #[arg(long)]
+    pub zero: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct RuleRow {
+    number: usize,
+    rule: String,
+    #[serde(flatten)]
+    value: model::Rule,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counters: Option<Count>,
+}
+
+#[derive(Debug, Serialize)]
+struct PolicyRow {
+    direction: &'static str,
+    policy: model::Policy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counters: Option<Count>,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    /// active: the table is loaded; inactive otherwise.
+    status: &'static str,
+    enabled: bool,
+    loaded: bool,
+    logging: model::Logging,
+    defaults: Vec<PolicyRow>,
+    rules: Vec<RuleRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    builtins: Option<std::collections::HashMap<String, Count>>,
+    /// The saved rules differ from what is loaded (run `portwall reload`).
+    saved_differs: bool,
+    /// How the kernel's table differs from what portwall applied.
+    kernel_drift: Vec<String>,
+    config_dir: String,
+}
+
+pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
+    let services = state::services();
+    let saved =
+        state::read_config(&global.config_dir.join("rules.toml"), &services)?.unwrap_or_default();
+    let loaded = netfilter::is_loaded()?;
+    let applied: Option<Ruleset> = if loaded {
+        state::read_config(&global.config_dir.join("applied.toml"), &services)?.map(|c| c.ruleset)
+    } else {
+        None
+    };
+    // What the kernel enforces: the ruleset portwall applied, when the table is loaded.
+    let shown = applied.clone().unwrap_or_else(|| saved.ruleset.clone());
+    if args.zero {
+        if !loaded {
+            return Err(exit::with_code(
+                exit::FAILURE,
+                "no portwall table is loaded: there are no counters to reset",
+            ));
+        }
+        let _lock = State::lock(&global.config_dir)?;
+        netfilter::zero_counters(&shown)?;
+    }
+    let kernel_drift = match (&applied, loaded) {
+        (Some(a), true) => netfilter::drift(a)?.unwrap_or_default(),
+        (None, true) => {
+            vec!["the table was loaded outside portwall (no record of applying it)".to_string()]
+        }
+        _ => vec![],
+    };
+    let counters = if args.verbose && loaded {
+        netfilter::counters(&shown)?
+    } else {
+        None
+    };
+    let rules = shown
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RuleRow {
+            number: i + 1,
+            rule: r.to_string(),
+            value: r.clone(),
+            counters: counters.as_ref().map(|c| c.rules[i]),
+        })
+        .collect();
+    let defaults = Direction::ALL
+        .iter()
+        .map(|d| PolicyRow {
+            direction: d.policy_name(),
+            policy: shown.defaults.get(*d),
+            counters: counters
+                .as_ref()
+                .map(|c| c.policies.get(d).copied().unwrap_or_default()),
+        })
+        .collect();
+    let status = Status {
+        status: if loaded { "active" } else { "inactive" },
+        enabled: saved.enabled,
+        loaded,
+        logging: shown.logging,
+        defaults,
+        rules,
+        builtins: counters.as_ref().map(|c| c.builtins.clone()),
+        saved_differs: applied.as_ref().is_some_and(|a| *a != saved.ruleset),
+        kernel_drift,
+        config_dir: global.config_dir.display().to_string(),
+    };
+    if global.json {
+        print_json(&status)?;
+        return Ok(exit::OK);
+    }
+    render(&status, args);
+    Ok(exit::OK)
+}
+
+fn human_count(n: u64) -> String {
+    // As iptables -nvL: K, M, G above 99999.
+    const UNITS: [&str; 4] = ["", "K", "M", "G"];
+    let mut v = n;
+    let mut u = 0;
+    while v > 99_999 && u < UNITS.len() - 1 {
+        v /= 1000;
+        u += 1;
+    }
+    format!("{v}{}", UNITS[u])
+}
+
+fn render(s: &Status, args: &StatusArgs) {
+    match (s.loaded, s.enabled) {
+        (true, _) => println!("Status: active"),
+        (false, true) => {
+            println!("Status: inactive (enabled, but no table is loaded: run 'portwall reload')")
+        }
+        (false, false) => println!("Status: inactive"),
+    }
+    println!("Logging: {}", s.logging.as_str());
+    let d: Vec<String> = s
+        .defaults
+        .iter()
+        .map(|p| format!("{} ({})", p.policy.as_str(), p.direction))
+        .collect();
+    println!("Default: {}", d.join(", "));
+    if s.saved_differs {
+        println!("Note: the saved rules differ from the loaded ones; 'portwall plan' shows how, 'portwall reload' applies them.");
+    }
+    for drift in &s.kernel_drift {
+        println!("WARNING: the kernel's table differs from what portwall applied: {drift}");
+    }
+    println!();
+    if s.rules.is_empty() && !args.verbose {
+        println!("No rules.");
+        return;
+    }
+    let verbose = args.verbose && s.loaded;
+    let mut header: Vec<&str> = Vec::new();
+    if args.numbered || verbose {
+        header.push("#");
+    }
+    if verbose {
+        header.extend(["pkts", "bytes"]);
+    }
+    header.extend(["Rule", "Comment"]);
+    let mut t = table(header);
+    for r in &s.rules {
+        let mut row = Vec::new();
+        if args.numbered || verbose {
+            row.push(format!("[{}]", r.number));
+        }
+        if verbose {
+            let c = r.counters.unwrap_or_default();
+            row.push(human_count(c.packets));
+            row.push(human_count(c.bytes));
+        }
+        let mut text = r.value.clone();
+        let comment = text.comment.take().unwrap_or_default();
+        row.push(text.to_string());
+        row.push(comment);
+        t.add_row(row);
+    }
+    if verbose {
+        for p in &s.defaults {
+            let c = p.counters.unwrap_or_default();
+            t.add_row(vec![
+                "".into(),
+                human_count(c.packets),
+                human_count(c.bytes),
+                format!("default {} {}", p.policy.as_str(), p.direction),
+                "policy".into(),
+            ]);
+        }
+        if let Some(b) = &s.builtins {
+            let mut names: Vec<_> = b.keys().collect();
+            names.sort();
+            for n in names {
+                let c = b[n];
+                t.add_row(vec![
+                    "".into(),
+                    human_count(c.packets),
+                    human_count(c.bytes),
+                    format!("built-in: {n}"),
+                    "always first".into(),
+                ]);
+            }
+        }
+        right_align(&mut t, &[1, 2]);
+    }
+    print_table(&t);
+}

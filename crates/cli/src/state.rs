@@ -1,0 +1,127 @@
+//! The host's desired state on disk: `rules.toml` under the config directory
+//! (`/etc/portwall`, or `--config-dir` / `PORTWALL_CONFIG_DIR`), plus `applied.toml`,
+//! the ruleset last applied to the kernel (what lets a one-rule change touch only
+//! the set elements that differ).
+//!
+//! Every change runs under an exclusive `flock` on `lock`, and files are written
+//! atomically (temp file, fsync, rename, fsync of the directory), so two concurrent
+//! invocations never lose a rule and a crash never leaves half a file.
+
+use anyhow::{Context, Result};
+use model::{HostConfig, Ruleset, Services};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_DIR: &str = "/etc/portwall";
+
+/// The config directory, locked for the lifetime of this value.
+pub struct State {
+    dir: PathBuf,
+    _lock: File,
+    pub services: Services,
+}
+
+impl State {
+    /// Opens (creating if needed) the directory and takes the exclusive lock.
+    pub fn lock(dir: &Path) -> Result<State> {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the config directory {}", dir.display()))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .with_context(|| format!("cannot open {}", dir.join("lock").display()))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("cannot lock {}", dir.join("lock").display()))?;
+        Ok(State {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            services: services(),
+        })
+    }
+
+    pub fn rules_path(&self) -> PathBuf {
+        self.dir.join("rules.toml")
+    }
+
+    fn applied_path(&self) -> PathBuf {
+        self.dir.join("applied.toml")
+    }
+
+    /// The desired state; the default (disabled, no rules) when there is no file.
+    pub fn load(&self) -> Result<HostConfig> {
+        read_config(&self.rules_path(), &self.services).map(Option::unwrap_or_default)
+    }
+
+    pub fn save(&self, config: &HostConfig) -> Result<()> {
+        write_atomically(&self.rules_path(), config.to_toml().as_bytes())
+    }
+
+    /// The ruleset last applied to the kernel by portwall, if any.
+    pub fn applied(&self) -> Result<Option<Ruleset>> {
+        Ok(read_config(&self.applied_path(), &self.services)?.map(|c| c.ruleset))
+    }
+
+    pub fn set_applied(&self, ruleset: Option<&Ruleset>) -> Result<()> {
+        match ruleset {
+            Some(r) => write_atomically(
+                &self.applied_path(),
+                HostConfig {
+                    enabled: true,
+                    ruleset: r.clone(),
+                }
+                .to_toml()
+                .as_bytes(),
+            ),
+            None => match fs::remove_file(self.applied_path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// Service names: the built-in table overlaid with /etc/services.
+pub fn services() -> Services {
+    match fs::read_to_string("/etc/services") {
+        Ok(text) => Services::with_etc_services(&text),
+        Err(_) => Services::builtin(),
+    }
+}
+
+/// Reads and validates a config file; `None` when it does not exist.
+pub fn read_config(path: &Path, services: &Services) -> Result<Option<HostConfig>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    HostConfig::from_toml(&text, services)
+        .map(Some)
+        .map_err(|e| crate::exit::usage(format!("{}: {e}", path.display())))
+}
+
+/// Writes `bytes` to `path` so that readers see the old or the new file, never a
+/// part: temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write()
+        .with_context(|| format!("cannot write {}", path.display()))
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+}

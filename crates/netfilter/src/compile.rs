@@ -1,0 +1,923 @@
+//! Ruleset → one nftables table, as a typed value.
+//!
+//! Compilation is pure: a [`model::Ruleset`] goes in, a [`CompiledTable`] comes out,
+//! and [`CompiledTable::full_batch`] turns it into one nftables JSON transaction.
+//!
+//! **Scale by lookup.** Within a direction, a run of consecutive rules with the same
+//! action (and log flag) can be matched in any order, since any match gives the
+//! same verdict. Each run becomes one named set per match *shape* (which of
+//! interface, addresses, protocol and ports the rules constrain, and the address
+//! family), and one rule per set: `meta l4proto . th dport @in_2 accept`. Matching
+//! cost therefore does not grow with the number of rules. Sets whose elements are
+//! all exact values are hash sets; CIDRs and port ranges make an interval set.
+//! Two rules of one run whose elements overlap start a new run, so the kernel never
+//! sees conflicting intervals and each packet is counted to the first rule that
+//! matches it, as [`model::evaluate`] says.
+//!
+//! **Counters.** Every element carries its own counter, so the packets of each
+//! model rule are the sum of its elements' counters. Rules that compile to a
+//! plain nft rule (no lookup) carry a counter and a `pw:rule:N` comment; default
+//! policies carry `pw:policy:DIR`.
+
+use ipnet::IpNet;
+use model::{Action, Direction, Logging, Policy, PortRange, Protocol, Rule, Ruleset};
+use nftables::expr::{self, Expression, NamedExpression};
+use nftables::schema::{self, NfCmd, NfListObject, NfObject, SetFlag, SetType, SetTypeValue};
+use nftables::stmt::{self, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+/// The name of the OS firewall's table (family `inet`).
+pub const TABLE: &str = "portwall";
+/// Priority of the forward chain: before Docker's and libvirt's filter chains
+/// (priority 0), so routed rules see published container ports first.
+pub const FORWARD_PRIORITY: i32 = -1;
+/// Log rate: enough to see what happens, too little to fill a disk in a flood.
+pub const LOG_RATE_PER_SECOND: u32 = 5;
+const REJECT_CHAIN: &str = "reject_packet";
+
+/// One dimension of a set element. Interfaces are not dimensions: nft 1.0.6
+/// cannot read back `ifname` inside concatenated interval sets, so an interface
+/// is matched by the lookup rule and is part of the set's [`Shape`] instead.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dim {
+    Source(IpNet),
+    Destination(IpNet),
+    /// IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6).
+    Proto(u8),
+    SourcePort(PortRange),
+    DestinationPort(PortRange),
+}
+
+impl Dim {
+    fn kind(&self) -> DimKind {
+        match self {
+            Dim::Source(_) => DimKind::Source,
+            Dim::Destination(_) => DimKind::Destination,
+            Dim::Proto(_) => DimKind::Proto,
+            Dim::SourcePort(_) => DimKind::SourcePort,
+            Dim::DestinationPort(_) => DimKind::DestinationPort,
+        }
+    }
+    fn is_interval(&self) -> bool {
+        match self {
+            Dim::Source(n) | Dim::Destination(n) => n.prefix_len() != n.max_prefix_len(),
+            Dim::SourcePort(r) | Dim::DestinationPort(r) => r.start != r.end,
+            _ => false,
+        }
+    }
+    /// Whether two values of one dimension share a packet.
+    fn overlaps(&self, other: &Dim) -> bool {
+        match (self, other) {
+            (Dim::Source(a), Dim::Source(b)) | (Dim::Destination(a), Dim::Destination(b)) => {
+                a.contains(b) || b.contains(a)
+            }
+            (Dim::SourcePort(a), Dim::SourcePort(b))
+            | (Dim::DestinationPort(a), Dim::DestinationPort(b)) => a.overlaps(b),
+            (a, b) => a == b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum DimKind {
+    Source,
+    Destination,
+    Proto,
+    SourcePort,
+    DestinationPort,
+}
+
+/// IP family of a shape's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Any,
+    V4,
+    V6,
+}
+
+/// Which dimensions a set has, its address family, and the interfaces its
+/// lookup rule requires.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shape {
+    kinds: Vec<DimKind>,
+    family: Family,
+    in_interface: Option<String>,
+    out_interface: Option<String>,
+}
+
+impl Shape {
+    /// The interface matches of the shape's rule.
+    fn interface_matches(&self) -> Vec<Statement<'static>> {
+        let mut v = Vec::new();
+        if let Some(i) = &self.in_interface {
+            v.push(matches(meta(expr::MetaKey::Iifname), Expression::String(Cow::Owned(i.clone()))));
+        }
+        if let Some(i) = &self.out_interface {
+            v.push(matches(meta(expr::MetaKey::Oifname), Expression::String(Cow::Owned(i.clone()))));
+        }
+        v
+    }
+}
+
+/// A set element: its key, and the 0-based index of the model rule it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Element {
+    pub key: Vec<Dim>,
+    pub rule: usize,
+}
+
+/// One named set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetSpec {
+    pub name: String,
+    pub shape: Shape,
+    pub interval: bool,
+    pub elements: Vec<Element>,
+}
+
+/// What a compiled nft rule stands for, so counters map back to model rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    Builtin(&'static str),
+    /// A lookup in the named set.
+    Lookup(String),
+    /// The model rule with this 0-based index, compiled without a set.
+    Rule(usize),
+    Policy(Direction),
+    Log,
+}
+
+impl Origin {
+    pub fn comment(&self) -> String {
+        match self {
+            Origin::Builtin(b) => format!("pw:builtin:{b}"),
+            Origin::Lookup(s) => format!("pw:set:{s}"),
+            Origin::Rule(i) => format!("pw:rule:{}", i + 1),
+            Origin::Policy(d) => format!("pw:policy:{}", d.as_str()),
+            Origin::Log => "pw:log".to_string(),
+        }
+    }
+}
+
+/// One nft rule of a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub origin: Origin,
+    pub stmts: Vec<Statement<'static>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSpec {
+    pub name: String,
+    pub hook: Option<(NfHook, i32)>,
+    pub rules: Vec<RuleSpec>,
+}
+
+/// The whole compiled table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledTable {
+    pub table: String,
+    pub chains: Vec<ChainSpec>,
+    pub sets: Vec<SetSpec>,
+}
+
+/// The parts of a table that an element-only change leaves alone.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Structure<'a> {
+    chains: &'a [ChainSpec],
+    sets: Vec<(&'a str, &'a Shape, bool)>,
+}
+
+impl CompiledTable {
+    pub fn structure(&self) -> Structure<'_> {
+        Structure {
+            chains: &self.chains,
+            sets: self
+                .sets
+                .iter()
+                .map(|s| (s.name.as_str(), &s.shape, s.interval))
+                .collect(),
+        }
+    }
+
+    /// The number of set elements.
+    pub fn element_count(&self) -> usize {
+        self.sets.iter().map(|s| s.elements.len()).sum()
+    }
+
+    /// One transaction that replaces the table whole (or creates it).
+    pub fn full_batch(&self) -> schema::Nftables<'static> {
+        let mut objs: Vec<NfObject<'static>> = Vec::new();
+        let table = schema::Table {
+            family: NfFamily::INet,
+            name: Cow::Owned(self.table.clone()),
+            handle: None,
+        };
+        // add + delete + add: replaces an existing table and works when there is none.
+        objs.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Table(
+            table.clone(),
+        ))));
+        objs.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(
+            table.clone(),
+        ))));
+        objs.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Table(table))));
+        for set in &self.sets {
+            objs.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Set(
+                Box::new(self.set_object(set, true)),
+            ))));
+        }
+        for chain in &self.chains {
+            objs.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Chain(
+                self.chain_object(chain),
+            ))));
+        }
+        for chain in &self.chains {
+            for rule in &chain.rules {
+                objs.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(
+                    self.rule_object(chain, rule),
+                ))));
+            }
+        }
+        schema::Nftables {
+            objects: Cow::Owned(objs),
+        }
+    }
+
+    /// One transaction that turns `old` into `self` by changing set elements only,
+    /// or `None` when the structure differs and the table must be replaced.
+    pub fn delta_batch(&self, old: &CompiledTable) -> Option<schema::Nftables<'static>> {
+        if self.table != old.table || self.structure() != old.structure() {
+            return None;
+        }
+        let mut objs = Vec::new();
+        for (new, old) in self.sets.iter().zip(&old.sets) {
+            let old_keys: HashSet<&Vec<Dim>> = old.elements.iter().map(|e| &e.key).collect();
+            let new_keys: HashSet<&Vec<Dim>> = new.elements.iter().map(|e| &e.key).collect();
+            let removed: Vec<Expression<'static>> = old
+                .elements
+                .iter()
+                .filter(|e| !new_keys.contains(&e.key))
+                .map(|e| element_value(&e.key))
+                .collect();
+            let added: Vec<Expression<'static>> = new
+                .elements
+                .iter()
+                .filter(|e| !old_keys.contains(&e.key))
+                .map(|e| element_with_counter(&e.key))
+                .collect();
+            let elem = |v: Vec<Expression<'static>>| schema::Element {
+                family: NfFamily::INet,
+                table: Cow::Owned(self.table.clone()),
+                name: Cow::Owned(new.name.clone()),
+                elem: Cow::Owned(v),
+            };
+            if !removed.is_empty() {
+                objs.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Element(
+                    elem(removed),
+                ))));
+            }
+            if !added.is_empty() {
+                objs.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Element(
+                    elem(added),
+                ))));
+            }
+        }
+        Some(schema::Nftables {
+            objects: Cow::Owned(objs),
+        })
+    }
+
+    fn set_object(&self, set: &SetSpec, with_elements: bool) -> schema::Set<'static> {
+        let types: Vec<SetType> = set
+            .shape
+            .kinds
+            .iter()
+            .map(|k| set_type(*k, set.shape.family))
+            .collect();
+        let set_type = if types.len() == 1 {
+            SetTypeValue::Single(types[0])
+        } else {
+            SetTypeValue::Concatenated(Cow::Owned(types))
+        };
+        let elem = (with_elements && !set.elements.is_empty()).then(|| {
+            Cow::Owned(
+                set.elements
+                    .iter()
+                    .map(|e| element_with_counter(&e.key))
+                    .collect(),
+            )
+        });
+        schema::Set {
+            family: NfFamily::INet,
+            table: Cow::Owned(self.table.clone()),
+            name: Cow::Owned(set.name.clone()),
+            handle: None,
+            set_type,
+            policy: None,
+            flags: set.interval.then(|| HashSet::from([SetFlag::Interval])),
+            elem,
+            timeout: None,
+            gc_interval: None,
+            size: None,
+            comment: None,
+        }
+    }
+
+    fn chain_object(&self, chain: &ChainSpec) -> schema::Chain<'static> {
+        schema::Chain {
+            family: NfFamily::INet,
+            table: Cow::Owned(self.table.clone()),
+            name: Cow::Owned(chain.name.clone()),
+            newname: None,
+            handle: None,
+            _type: chain.hook.map(|_| NfChainType::Filter),
+            hook: chain.hook.map(|(h, _)| h),
+            prio: chain.hook.map(|(_, p)| p),
+            dev: None,
+            // The last rule of each base chain applies the default policy, with a
+            // counter; the chain policy itself never decides.
+            policy: chain.hook.map(|_| NfChainPolicy::Accept),
+        }
+    }
+
+    fn rule_object(&self, chain: &ChainSpec, rule: &RuleSpec) -> schema::Rule<'static> {
+        schema::Rule {
+            family: NfFamily::INet,
+            table: Cow::Owned(self.table.clone()),
+            chain: Cow::Owned(chain.name.clone()),
+            expr: Cow::Owned(rule.stmts.clone()),
+            handle: None,
+            index: None,
+            comment: Some(Cow::Owned(rule.origin.comment())),
+        }
+    }
+}
+
+fn set_type(kind: DimKind, family: Family) -> SetType {
+    match kind {
+        DimKind::Source | DimKind::Destination => match family {
+            Family::V6 => SetType::Ipv6Addr,
+            _ => SetType::Ipv4Addr,
+        },
+        DimKind::Proto => SetType::InetProto,
+        DimKind::SourcePort | DimKind::DestinationPort => SetType::InetService,
+    }
+}
+
+/// The packet field a dimension matches.
+fn dim_expr(kind: DimKind, family: Family) -> Expression<'static> {
+    let payload = |protocol: &'static str, field: &'static str| {
+        Expression::Named(NamedExpression::Payload(expr::Payload::PayloadField(
+            expr::PayloadField {
+                protocol: Cow::Borrowed(protocol),
+                field: Cow::Borrowed(field),
+            },
+        )))
+    };
+    let ip = if family == Family::V6 { "ip6" } else { "ip" };
+    match kind {
+        DimKind::Source => payload(ip, "saddr"),
+        DimKind::Destination => payload(ip, "daddr"),
+        DimKind::Proto => meta(expr::MetaKey::L4proto),
+        DimKind::SourcePort => payload("th", "sport"),
+        DimKind::DestinationPort => payload("th", "dport"),
+    }
+}
+
+fn meta(key: expr::MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(expr::Meta { key }))
+}
+
+fn proto_name(p: u8) -> Expression<'static> {
+    match p {
+        6 => Expression::String(Cow::Borrowed("tcp")),
+        17 => Expression::String(Cow::Borrowed("udp")),
+        1 => Expression::String(Cow::Borrowed("icmp")),
+        58 => Expression::String(Cow::Borrowed("ipv6-icmp")),
+        n => Expression::Number(n as u32),
+    }
+}
+
+fn dim_value(d: &Dim) -> Expression<'static> {
+    match d {
+        Dim::Source(n) | Dim::Destination(n) => {
+            if n.prefix_len() == n.max_prefix_len() {
+                Expression::String(Cow::Owned(n.addr().to_string()))
+            } else {
+                Expression::Named(NamedExpression::Prefix(expr::Prefix {
+                    addr: Box::new(Expression::String(Cow::Owned(n.network().to_string()))),
+                    len: n.prefix_len() as u32,
+                }))
+            }
+        }
+        Dim::Proto(p) => proto_name(*p),
+        Dim::SourcePort(r) | Dim::DestinationPort(r) => {
+            if r.start == r.end {
+                Expression::Number(r.start as u32)
+            } else {
+                Expression::Range(Box::new(expr::Range {
+                    range: [
+                        Expression::Number(r.start as u32),
+                        Expression::Number(r.end as u32),
+                    ],
+                }))
+            }
+        }
+    }
+}
+
+fn element_value(key: &[Dim]) -> Expression<'static> {
+    if key.len() == 1 {
+        dim_value(&key[0])
+    } else {
+        Expression::Named(NamedExpression::Concat(key.iter().map(dim_value).collect()))
+    }
+}
+
+fn element_with_counter(key: &[Dim]) -> Expression<'static> {
+    Expression::Named(NamedExpression::Elem(expr::Elem {
+        val: Box::new(element_value(key)),
+        timeout: None,
+        expires: None,
+        comment: None,
+        counter: Some(stmt::Counter::Anonymous(Some(stmt::AnonymousCounter {
+            packets: Some(0),
+            bytes: Some(0),
+        }))),
+    }))
+}
+
+fn counter() -> Statement<'static> {
+    Statement::Counter(stmt::Counter::Anonymous(None))
+}
+
+fn matches(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(stmt::Match {
+        left,
+        right,
+        op: stmt::Operator::EQ,
+    })
+}
+
+fn ct_state(states: &[&'static str]) -> Statement<'static> {
+    let right = if states.len() == 1 {
+        Expression::String(Cow::Borrowed(states[0]))
+    } else {
+        Expression::List(
+            states
+                .iter()
+                .map(|s| Expression::String(Cow::Borrowed(s)))
+                .collect(),
+        )
+    };
+    matches(
+        Expression::Named(NamedExpression::CT(expr::CT {
+            key: Cow::Borrowed("state"),
+            family: None,
+            dir: None,
+        })),
+        right,
+    )
+}
+
+fn log(prefix: String) -> [Statement<'static>; 2] {
+    [
+        Statement::Limit(stmt::Limit {
+            rate: LOG_RATE_PER_SECOND,
+            rate_unit: None,
+            per: Some(Cow::Borrowed("second")),
+            burst: Some(10),
+            burst_unit: None,
+            inv: None,
+        }),
+        Statement::Log(Some(stmt::Log {
+            prefix: Some(Cow::Owned(prefix)),
+            group: None,
+            snaplen: None,
+            queue_threshold: None,
+            level: None,
+            flags: None,
+        })),
+    ]
+}
+
+fn verdict(action: Action) -> Statement<'static> {
+    match action {
+        Action::Allow | Action::Limit => Statement::Accept(None),
+        Action::Deny => Statement::Drop(None),
+        Action::Reject => Statement::Goto(stmt::JumpTarget {
+            target: Cow::Borrowed(REJECT_CHAIN),
+        }),
+    }
+}
+
+/// The elements of one model rule, grouped by shape.
+fn rule_elements(rule: &Rule) -> Vec<(Shape, Vec<Dim>)> {
+    let mut out = Vec::new();
+    let protos: Vec<Option<u8>> = match rule.protocol {
+        Protocol::Tcp => vec![Some(6)],
+        Protocol::Udp => vec![Some(17)],
+        Protocol::Icmp => vec![Some(1)],
+        Protocol::Icmpv6 => vec![Some(58)],
+        Protocol::Any if !rule.source_ports.is_any() || !rule.destination_ports.is_any() => {
+            vec![Some(6), Some(17)]
+        }
+        Protocol::Any => vec![None],
+    };
+    let nets = |a: &model::Addresses| -> Vec<Option<IpNet>> {
+        if a.is_any() {
+            vec![None]
+        } else {
+            a.0.iter().copied().map(Some).collect()
+        }
+    };
+    let ports = |p: &model::Ports| -> Vec<Option<PortRange>> {
+        if p.is_any() {
+            vec![None]
+        } else {
+            p.0.iter().copied().map(Some).collect()
+        }
+    };
+    for s in nets(&rule.source) {
+        for d in nets(&rule.destination) {
+            let family = match (s, d) {
+                (Some(IpNet::V4(_)), Some(IpNet::V6(_)))
+                | (Some(IpNet::V6(_)), Some(IpNet::V4(_))) => continue,
+                (Some(IpNet::V4(_)), _) | (_, Some(IpNet::V4(_))) => Family::V4,
+                (Some(IpNet::V6(_)), _) | (_, Some(IpNet::V6(_))) => Family::V6,
+                (None, None) => Family::Any,
+            };
+            for &p in &protos {
+                // icmp only exists in IPv4, icmpv6 only in IPv6.
+                if (p == Some(1) && family == Family::V6) || (p == Some(58) && family == Family::V4)
+                {
+                    continue;
+                }
+                for sp in ports(&rule.source_ports) {
+                    for dp in ports(&rule.destination_ports) {
+                        let mut key = Vec::new();
+                        if let Some(n) = s {
+                            key.push(Dim::Source(n));
+                        }
+                        if let Some(n) = d {
+                            key.push(Dim::Destination(n));
+                        }
+                        if let Some(p) = p {
+                            key.push(Dim::Proto(p));
+                        }
+                        if let Some(r) = sp {
+                            key.push(Dim::SourcePort(r));
+                        }
+                        if let Some(r) = dp {
+                            key.push(Dim::DestinationPort(r));
+                        }
+                        let shape = Shape {
+                            kinds: key.iter().map(Dim::kind).collect(),
+                            family,
+                            in_interface: rule.in_interface.clone(),
+                            out_interface: rule.out_interface.clone(),
+                        };
+                        out.push((shape, key));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A run of consecutive same-action rules being collected into sets.
+struct Run {
+    action: Action,
+    log: bool,
+    sets: Vec<(Shape, Vec<Element>, HashSet<Vec<Dim>>)>,
+    /// Rules with no dimension at all (every packet of the direction, or of an
+    /// interface), compiled as plain rules.
+    plain: Vec<(usize, Shape)>,
+}
+
+impl Run {
+    fn conflicts(&self, shape: &Shape, key: &[Dim]) -> bool {
+        let Some((_, elems, exact)) = self.sets.iter().find(|(s, _, _)| s == shape) else {
+            return false;
+        };
+        if exact.contains(key) {
+            return true;
+        }
+        if key.iter().any(Dim::is_interval)
+            || elems.iter().any(|e| e.key.iter().any(Dim::is_interval))
+        {
+            return elems
+                .iter()
+                .any(|e| e.key.iter().zip(key).all(|(a, b)| a.overlaps(b)));
+        }
+        false
+    }
+}
+
+/// Compiles `ruleset` into the table named `table` (family inet).
+pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
+    let mut sets = Vec::new();
+    let mut chains = Vec::new();
+    for direction in Direction::ALL {
+        let (chain_name, hook, prio) = match direction {
+            Direction::In => ("input", NfHook::Input, 0),
+            Direction::Out => ("output", NfHook::Output, 0),
+            Direction::Routed => ("forward", NfHook::Forward, FORWARD_PRIORITY),
+        };
+        let mut rules = preamble(direction);
+        if ruleset.logging == Logging::Full {
+            let mut stmts = vec![ct_state(&["new"])];
+            stmts.extend(log(format!("[portwall NEW {}] ", direction.as_str())));
+            rules.push(RuleSpec {
+                origin: Origin::Log,
+                stmts,
+            });
+        }
+        let mut run: Option<Run> = None;
+        let mut set_counter = 0usize;
+        let mut flush = |run: Option<Run>, rules: &mut Vec<RuleSpec>, sets: &mut Vec<SetSpec>| {
+            let Some(run) = run else { return };
+            for (shape, elements, _) in run.sets {
+                set_counter += 1;
+                let name = format!("{}_{}", direction.as_str(), set_counter);
+                let interval = elements.iter().any(|e| e.key.iter().any(Dim::is_interval));
+                let left = if shape.kinds.len() == 1 {
+                    dim_expr(shape.kinds[0], shape.family)
+                } else {
+                    Expression::Named(NamedExpression::Concat(
+                        shape
+                            .kinds
+                            .iter()
+                            .map(|k| dim_expr(*k, shape.family))
+                            .collect(),
+                    ))
+                };
+                let mut lookup = shape.interface_matches();
+                lookup.push(matches(left, Expression::String(Cow::Owned(format!("@{name}")))));
+                if run.log {
+                    let mut stmts = lookup.clone();
+                    stmts.extend(log(format!(
+                        "[portwall {} {}] ",
+                        run.action.as_str().to_uppercase(),
+                        direction.as_str()
+                    )));
+                    rules.push(RuleSpec {
+                        origin: Origin::Log,
+                        stmts,
+                    });
+                }
+                if run.action == Action::Limit {
+                    rules.extend(limit_rules(&lookup, &name, shape.family));
+                }
+                let mut stmts = lookup;
+                stmts.extend([counter(), verdict(run.action)]);
+                rules.push(RuleSpec {
+                    origin: Origin::Lookup(name.clone()),
+                    stmts,
+                });
+                sets.push(SetSpec {
+                    name,
+                    shape,
+                    interval,
+                    elements,
+                });
+            }
+            for (index, shape) in run.plain {
+                let lookup = shape.interface_matches();
+                if run.log {
+                    let mut stmts = lookup.clone();
+                    stmts.extend(log(format!(
+                        "[portwall {} {}] ",
+                        run.action.as_str().to_uppercase(),
+                        direction.as_str()
+                    )));
+                    rules.push(RuleSpec {
+                        origin: Origin::Log,
+                        stmts,
+                    });
+                }
+                if run.action == Action::Limit {
+                    rules.extend(limit_rules(&lookup, &format!("rule{}", index + 1), Family::Any));
+                }
+                let mut stmts = lookup;
+                stmts.extend([counter(), verdict(run.action)]);
+                rules.push(RuleSpec {
+                    origin: Origin::Rule(index),
+                    stmts,
+                });
+            }
+        };
+        for (index, rule) in ruleset
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.direction == direction)
+        {
+            let elements = rule_elements(rule);
+            let same_run = run.as_ref().is_some_and(|r| {
+                r.action == rule.action
+                    && r.log == rule.log
+                    && rule.action != Action::Limit
+                    && !elements.iter().any(|(shape, key)| r.conflicts(shape, key))
+            });
+            if !same_run {
+                flush(run.take(), &mut rules, &mut sets);
+                run = Some(Run {
+                    action: rule.action,
+                    log: rule.log,
+                    sets: Vec::new(),
+                    plain: Vec::new(),
+                });
+            }
+            let r = run.as_mut().expect("a run is open");
+            for (shape, key) in elements {
+                if shape.kinds.is_empty() {
+                    if !r.plain.iter().any(|(i, _)| *i == index) {
+                        r.plain.push((index, shape));
+                    }
+                    continue;
+                }
+                match r.sets.iter_mut().find(|(s, _, _)| *s == shape) {
+                    Some((_, elems, exact)) => {
+                        if exact.insert(key.clone()) {
+                            elems.push(Element { key, rule: index });
+                        }
+                    }
+                    None => {
+                        let mut exact = HashSet::new();
+                        exact.insert(key.clone());
+                        r.sets
+                            .push((shape, vec![Element { key, rule: index }], exact));
+                    }
+                }
+            }
+        }
+        flush(run.take(), &mut rules, &mut sets);
+
+        let policy = ruleset.defaults.get(direction);
+        if policy != Policy::Allow && ruleset.logging != Logging::Off {
+            rules.push(RuleSpec {
+                origin: Origin::Log,
+                stmts: log(format!("[portwall BLOCK {}] ", direction.as_str())).to_vec(),
+            });
+        }
+        let final_verdict = match policy {
+            Policy::Allow => Statement::Accept(None),
+            Policy::Deny => Statement::Drop(None),
+            Policy::Reject => Statement::Goto(stmt::JumpTarget {
+                target: Cow::Borrowed(REJECT_CHAIN),
+            }),
+        };
+        rules.push(RuleSpec {
+            origin: Origin::Policy(direction),
+            stmts: vec![counter(), final_verdict],
+        });
+        chains.push(ChainSpec {
+            name: chain_name.to_string(),
+            hook: Some((hook, prio)),
+            rules,
+        });
+    }
+    chains.push(ChainSpec {
+        name: REJECT_CHAIN.to_string(),
+        hook: None,
+        rules: vec![
+            RuleSpec {
+                origin: Origin::Builtin("reject-tcp"),
+                stmts: vec![
+                    matches(
+                        meta(expr::MetaKey::L4proto),
+                        Expression::String(Cow::Borrowed("tcp")),
+                    ),
+                    Statement::Reject(Some(stmt::Reject::new(
+                        Some(stmt::RejectType::TCPReset),
+                        None,
+                    ))),
+                ],
+            },
+            RuleSpec {
+                origin: Origin::Builtin("reject-other"),
+                stmts: vec![Statement::Reject(Some(stmt::Reject::new(
+                    Some(stmt::RejectType::ICMPX),
+                    Some(nftables::types::RejectCode::PortUnreach),
+                )))],
+            },
+        ],
+    });
+    CompiledTable {
+        table: table.to_string(),
+        chains,
+        sets,
+    }
+}
+
+/// The fixed rules every chain starts with; [`model::evaluate`] defines the same.
+fn preamble(direction: Direction) -> Vec<RuleSpec> {
+    let mut rules = vec![
+        RuleSpec {
+            origin: Origin::Builtin("established"),
+            stmts: vec![
+                ct_state(&["established", "related"]),
+                counter(),
+                Statement::Accept(None),
+            ],
+        },
+        RuleSpec {
+            origin: Origin::Builtin("invalid"),
+            stmts: vec![ct_state(&["invalid"]), counter(), Statement::Drop(None)],
+        },
+    ];
+    let lo = match direction {
+        Direction::In => Some(expr::MetaKey::Iifname),
+        Direction::Out => Some(expr::MetaKey::Oifname),
+        Direction::Routed => None,
+    };
+    if let Some(key) = lo {
+        rules.push(RuleSpec {
+            origin: Origin::Builtin("loopback"),
+            stmts: vec![
+                matches(meta(key), Expression::String(Cow::Borrowed("lo"))),
+                counter(),
+                Statement::Accept(None),
+            ],
+        });
+        rules.push(RuleSpec {
+            origin: Origin::Builtin("neighbour-discovery"),
+            stmts: vec![
+                matches(
+                    Expression::Named(NamedExpression::Payload(expr::Payload::PayloadField(
+                        expr::PayloadField {
+                            protocol: Cow::Borrowed("icmpv6"),
+                            field: Cow::Borrowed("type"),
+                        },
+                    ))),
+                    Expression::Range(Box::new(expr::Range {
+                        range: [
+                            Expression::Number(*model::evaluate::ND_TYPES.start() as u32),
+                            Expression::Number(*model::evaluate::ND_TYPES.end() as u32),
+                        ],
+                    })),
+                ),
+                counter(),
+                Statement::Accept(None),
+            ],
+        });
+    }
+    rules
+}
+
+/// `limit`: drop a source's new connections over the rate, per address family.
+fn limit_rules(lookup: &[Statement<'static>], name: &str, family: Family) -> Vec<RuleSpec> {
+    let families = match family {
+        Family::Any => vec![Family::V4, Family::V6],
+        f => vec![f],
+    };
+    families
+        .into_iter()
+        .map(|f| {
+            let fam = if f == Family::V6 { "v6" } else { "v4" };
+            let mut stmts: Vec<Statement<'static>> = lookup.to_vec();
+            stmts.extend([
+                ct_state(&["new"]),
+                meter(&format!("{name}_limit_{fam}"), f),
+                Statement::Drop(None),
+            ]);
+            RuleSpec {
+                origin: Origin::Builtin("limit"),
+                stmts,
+            }
+        })
+        .collect()
+}
+
+fn meter(name: &str, family: Family) -> Statement<'static> {
+    Statement::Meter(stmt::Meter {
+        name: Cow::Owned(name.to_string()),
+        key: dim_expr(DimKind::Source, family),
+        stmt: Box::new(Statement::Limit(stmt::Limit {
+            // ufw limit: more than 6 new connections in 30 s from one source.
+            rate: model::rule::LIMIT_CONNECTIONS * 60 / model::rule::LIMIT_SECONDS,
+            rate_unit: None,
+            per: Some(Cow::Borrowed("minute")),
+            burst: Some(model::rule::LIMIT_CONNECTIONS),
+            burst_unit: None,
+            inv: Some(true),
+        })),
+    })
+}
+
+/// Where each model rule's counters live: the set elements and nft rules it owns.
+pub fn rule_sources(compiled: &CompiledTable) -> HashMap<usize, Vec<(String, Vec<Dim>)>> {
+    let mut map: HashMap<usize, Vec<(String, Vec<Dim>)>> = HashMap::new();
+    for s in &compiled.sets {
+        for e in &s.elements {
+            map.entry(e.rule)
+                .or_default()
+                .push((s.name.clone(), e.key.clone()));
+        }
+    }
+    map
+}

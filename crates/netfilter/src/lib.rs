@@ -1,0 +1,237 @@
+//! The only code that talks to the kernel's packet filter.
+//!
+//! In the style of mullvad's talpid firewall: a pure policy value goes in
+//! ([`model::Ruleset`]), one atomic nftables transaction comes out
+//! ([`compile`]), and the kernel is read back to verify ([`readback`]).
+//!
+//! - Everything portwall enforces lives in one table, `inet portwall`; nothing
+//!   outside it is touched, so Docker, libvirt or other tools keep their rules.
+//! - A change is one transaction: the whole table is replaced, or, when only set
+//!   elements differ from the ruleset last applied, just those elements are added
+//!   and removed (a single-rule change on a 100k-rule ruleset). A refused
+//!   transaction leaves the previous ruleset in force.
+//! - After a full replace the table is read back and compared with what was sent;
+//!   a mismatch is an error and the previous ruleset is restored.
+
+pub mod compile;
+pub mod nft;
+pub mod readback;
+
+use compile::{compile, CompiledTable, Origin, TABLE};
+use model::{Direction, Ruleset};
+use readback::KernelTable;
+use serde::Serialize;
+use std::collections::HashMap;
+
+pub use nft::NftError;
+
+/// What went wrong talking to the packet filter.
+#[derive(Debug, thiserror::Error)]
+pub enum NetfilterError {
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error("the kernel's table differs from what was sent ({}); the previous ruleset was restored", .0.join("; "))]
+    VerifyFailed(Vec<String>),
+}
+
+/// How a ruleset was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyMode {
+    /// The table was replaced whole.
+    Replace,
+    /// Only set elements changed.
+    Elements,
+    /// The kernel already held it.
+    Unchanged,
+}
+
+/// The result of [`apply_atomically`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub mode: ApplyMode,
+    pub chains: usize,
+    pub nft_rules: usize,
+    pub sets: usize,
+    pub elements: usize,
+    /// Whether the kernel was read back and matched.
+    pub verified: bool,
+}
+
+/// Options of [`apply_atomically`].
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    /// Read the table back after a full replace and compare.
+    pub verify: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { verify: true }
+    }
+}
+
+/// Makes the kernel enforce `desired` in one transaction.
+///
+/// `previous` is the ruleset portwall applied last (if any, and if the table still
+/// exists): when only set elements differ, only those change, which keeps
+/// counters and takes milliseconds on any size of ruleset.
+pub fn apply_atomically(
+    desired: &Ruleset,
+    previous: Option<&Ruleset>,
+    opts: ApplyOptions,
+) -> Result<ApplyReport, NetfilterError> {
+    let compiled = compile(desired, TABLE);
+    let prev_compiled = previous.map(|p| compile(p, TABLE));
+    let table_exists = nft::list_table_names("inet")?.iter().any(|t| t == TABLE);
+    let report = |mode, verified| ApplyReport {
+        mode,
+        chains: compiled.chains.len(),
+        nft_rules: compiled.chains.iter().map(|c| c.rules.len()).sum(),
+        sets: compiled.sets.len(),
+        elements: compiled.element_count(),
+        verified,
+    };
+    if let (true, Some(prev)) = (table_exists, &prev_compiled) {
+        if let Some(delta) = compiled.delta_batch(prev) {
+            if delta.objects.is_empty() {
+                return Ok(report(ApplyMode::Unchanged, false));
+            }
+            // A delta that the kernel refuses (someone edited the table by hand)
+            // falls through to a full replace.
+            if nft::run(&delta).is_ok() {
+                return Ok(report(ApplyMode::Elements, false));
+            }
+        }
+    }
+    nft::run(&compiled.full_batch())?;
+    if opts.verify {
+        let diffs = verify(&compiled)?;
+        if !diffs.is_empty() {
+            match &prev_compiled {
+                Some(prev) => nft::run(&prev.full_batch())?,
+                None => {
+                    nft::delete_table("inet", TABLE)?;
+                }
+            }
+            return Err(NetfilterError::VerifyFailed(diffs));
+        }
+    }
+    Ok(report(ApplyMode::Replace, opts.verify))
+}
+
+/// Compares the kernel's table with `compiled`; empty when they agree.
+pub fn verify(compiled: &CompiledTable) -> Result<Vec<String>, NetfilterError> {
+    match nft::list_table("inet", &compiled.table)? {
+        None => Ok(vec![format!(
+            "table inet {} does not exist",
+            compiled.table
+        )]),
+        Some(v) => Ok(readback::differences(compiled, &KernelTable::from_json(&v))),
+    }
+}
+
+/// How the kernel's table differs from `ruleset` (someone ran `nft` by hand);
+/// `None` when there is no portwall table.
+pub fn drift(ruleset: &Ruleset) -> Result<Option<Vec<String>>, NetfilterError> {
+    let compiled = compile(ruleset, TABLE);
+    match nft::list_table("inet", TABLE)? {
+        None => Ok(None),
+        Some(v) => Ok(Some(readback::differences(
+            &compiled,
+            &KernelTable::from_json(&v),
+        ))),
+    }
+}
+
+/// Removes portwall's table (`portwall disable`). Returns whether it existed.
+pub fn remove() -> Result<bool, NetfilterError> {
+    Ok(nft::delete_table("inet", TABLE)?)
+}
+
+/// Whether portwall's table is loaded.
+pub fn is_loaded() -> Result<bool, NetfilterError> {
+    Ok(nft::list_table_names("inet")?.iter().any(|t| t == TABLE))
+}
+
+/// Packets and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Count {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Count {
+    fn add_assign(&mut self, o: Count) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+    }
+}
+
+/// Counters read from the kernel, mapped back to the model.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    /// Per model rule, in order.
+    pub rules: Vec<Count>,
+    /// What each direction's default policy decided.
+    pub policies: HashMap<Direction, Count>,
+    /// The built-in rules (established, invalid, loopback, neighbour-discovery).
+    pub builtins: HashMap<String, Count>,
+}
+
+/// Reads the counters of the loaded table for `ruleset` (which should be the
+/// ruleset that is loaded; see [`drift`]). `None` when no table is loaded.
+pub fn counters(ruleset: &Ruleset) -> Result<Option<Counters>, NetfilterError> {
+    let compiled = compile(ruleset, TABLE);
+    let Some(v) = nft::list_table("inet", TABLE)? else {
+        return Ok(None);
+    };
+    let kernel = KernelTable::from_json(&v);
+    let mut c = Counters {
+        rules: vec![Count::default(); ruleset.rules.len()],
+        ..Default::default()
+    };
+    for set in &compiled.sets {
+        let Some(kelems) = kernel.sets.get(&set.name) else {
+            continue;
+        };
+        let owner: HashMap<&Vec<compile::Dim>, usize> =
+            set.elements.iter().map(|e| (&e.key, e.rule)).collect();
+        for (key, packets, bytes) in readback::decoded_elements(set, kelems) {
+            if let Some(&rule) = key.as_ref().and_then(|k| owner.get(k)) {
+                c.rules[rule] += Count { packets, bytes };
+            }
+        }
+    }
+    for (chain, kchain) in compiled.chains.iter().filter_map(|ch| {
+        kernel
+            .chains
+            .iter()
+            .find(|k| k.name == ch.name)
+            .map(|k| (ch, k))
+    }) {
+        for (spec, krule) in chain.rules.iter().zip(&kchain.rules) {
+            let n = Count {
+                packets: krule.packets,
+                bytes: krule.bytes,
+            };
+            match &spec.origin {
+                Origin::Rule(i) if *i < c.rules.len() => c.rules[*i] += n,
+                Origin::Policy(d) => *c.policies.entry(*d).or_default() += n,
+                Origin::Builtin(b) if !b.starts_with("reject") && *b != "limit" => {
+                    *c.builtins.entry(b.to_string()).or_default() += n
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(Some(c))
+}
+
+/// Sets every counter to zero by replacing the table with itself in one
+/// transaction (nft 1.0.6 cannot reset anonymous rule counters in place).
+pub fn zero_counters(ruleset: &Ruleset) -> Result<(), NetfilterError> {
+    let compiled = compile(ruleset, TABLE);
+    nft::run(&compiled.full_batch())?;
+    Ok(())
+}

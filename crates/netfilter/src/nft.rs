@@ -1,0 +1,90 @@
+//! Running `nft` with JSON: one transaction in, the kernel's answer out.
+//!
+//! `nft -j -f -` sends the whole batch as one netlink transaction: the kernel
+//! commits all of it or none of it, so a rejected batch leaves the previous
+//! ruleset in force. This module is the only place that spawns `nft`; it uses the
+//! `nftables` crate's helpers and adds errors that say what happened.
+
+use nftables::helper::{self, NftablesError};
+use nftables::schema::Nftables;
+use serde_json::Value;
+
+/// An `nft` invocation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("nft is not installed or cannot run ({0}); install the 'nftables' package")]
+    NotInstalled(String),
+    #[error("the kernel refused the ruleset; the previous ruleset stays in force. nft said: {0}")]
+    Rejected(String),
+    #[error("cannot read nft's output: {0}")]
+    Output(String),
+}
+
+fn map_err(e: NftablesError) -> NftError {
+    match e {
+        NftablesError::NftExecution { inner, .. } => NftError::NotInstalled(inner.to_string()),
+        NftablesError::NftFailed { stderr, stdout, .. } => {
+            let msg = if stderr.trim().is_empty() {
+                stdout
+            } else {
+                stderr
+            };
+            NftError::Rejected(msg.trim().to_string())
+        }
+        other => NftError::Output(other.to_string()),
+    }
+}
+
+/// Applies `batch` as one transaction.
+pub fn run(batch: &Nftables<'_>) -> Result<(), NftError> {
+    let payload = serde_json::to_string(batch).map_err(|e| NftError::Output(e.to_string()))?;
+    run_json(&payload)
+}
+
+/// Applies an already serialized JSON batch as one transaction.
+pub fn run_json(payload: &str) -> Result<(), NftError> {
+    helper::apply_ruleset_raw(payload, None::<&str>, std::iter::empty::<&str>())
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+/// `nft -j list table FAMILY NAME`, or `None` when the table does not exist.
+pub fn list_table(family: &str, name: &str) -> Result<Option<Value>, NftError> {
+    match helper::get_current_ruleset_raw(None::<&str>, ["list", "table", family, name]) {
+        Ok(out) => serde_json::from_str(&out)
+            .map(Some)
+            .map_err(|e| NftError::Output(e.to_string())),
+        Err(NftablesError::NftFailed { stderr, .. })
+            if stderr.contains("No such file or directory") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(map_err(e)),
+    }
+}
+
+/// Deletes the table if it exists; returns whether it did.
+pub fn delete_table(family: &str, name: &str) -> Result<bool, NftError> {
+    if list_table_names(family)?.iter().any(|n| n == name) {
+        let payload = serde_json::json!({"nftables": [{"delete": {"table": {"family": family, "name": name}}}]});
+        run_json(&payload.to_string())?;
+        Ok(true)
+    } else {
+        Ok(false)
+    }
+}
+
+/// The names of the tables of one family.
+pub fn list_table_names(family: &str) -> Result<Vec<String>, NftError> {
+    let out = helper::get_current_ruleset_raw(None::<&str>, ["list", "tables", family])
+        .map_err(map_err)?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| NftError::Output(e.to_string()))?;
+    Ok(v["nftables"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o["table"]["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}

@@ -1,0 +1,241 @@
+//! Reading the table back from the kernel: to verify an apply, to find drift, and
+//! to read counters.
+
+use crate::compile::{CompiledTable, Dim, Shape};
+use ipnet::IpNet;
+use model::PortRange;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+/// A rule as the kernel holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelRule {
+    pub comment: Option<String>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelChain {
+    pub name: String,
+    pub hook: Option<String>,
+    pub prio: Option<i64>,
+    pub rules: Vec<KernelRule>,
+}
+
+/// A set element as the kernel holds it (the raw JSON value, decoded later
+/// against the expected shape).
+#[derive(Debug, Clone)]
+pub struct KernelElement {
+    pub val: Value,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The table as read from the kernel.
+#[derive(Debug, Clone, Default)]
+pub struct KernelTable {
+    pub chains: Vec<KernelChain>,
+    pub sets: HashMap<String, Vec<KernelElement>>,
+}
+
+fn counter_of(exprs: &[Value]) -> (u64, u64) {
+    for e in exprs {
+        if let Some(c) = e.get("counter") {
+            return (
+                c["packets"].as_u64().unwrap_or(0),
+                c["bytes"].as_u64().unwrap_or(0),
+            );
+        }
+    }
+    (0, 0)
+}
+
+impl KernelTable {
+    /// Parses the output of `nft -j list table`.
+    pub fn from_json(v: &Value) -> KernelTable {
+        let mut t = KernelTable::default();
+        let mut chain_index: HashMap<String, usize> = HashMap::new();
+        for obj in v["nftables"].as_array().into_iter().flatten() {
+            if let Some(c) = obj.get("chain") {
+                let name = c["name"].as_str().unwrap_or_default().to_string();
+                chain_index.insert(name.clone(), t.chains.len());
+                t.chains.push(KernelChain {
+                    name,
+                    hook: c["hook"].as_str().map(String::from),
+                    prio: c["prio"].as_i64(),
+                    rules: Vec::new(),
+                });
+            } else if let Some(r) = obj.get("rule") {
+                let exprs = r["expr"].as_array().cloned().unwrap_or_default();
+                let (packets, bytes) = counter_of(&exprs);
+                let rule = KernelRule {
+                    comment: r["comment"].as_str().map(String::from),
+                    packets,
+                    bytes,
+                };
+                if let Some(&i) = r["chain"].as_str().and_then(|c| chain_index.get(c)) {
+                    t.chains[i].rules.push(rule);
+                }
+            } else if let Some(s) = obj.get("set") {
+                let name = s["name"].as_str().unwrap_or_default().to_string();
+                let elems = s["elem"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| match e.get("elem") {
+                        Some(inner) => KernelElement {
+                            val: inner["val"].clone(),
+                            packets: inner["counter"]["packets"].as_u64().unwrap_or(0),
+                            bytes: inner["counter"]["bytes"].as_u64().unwrap_or(0),
+                        },
+                        None => KernelElement {
+                            val: e.clone(),
+                            packets: 0,
+                            bytes: 0,
+                        },
+                    })
+                    .collect();
+                t.sets.insert(name, elems);
+            }
+        }
+        t
+    }
+}
+
+fn parse_addr(v: &Value) -> Option<IpNet> {
+    if let Some(s) = v.as_str() {
+        return s.parse::<IpAddr>().ok().map(IpNet::from);
+    }
+    if let Some(p) = v.get("prefix") {
+        let a: IpAddr = p["addr"].as_str()?.parse().ok()?;
+        return IpNet::new(a, p["len"].as_u64()? as u8).ok();
+    }
+    None
+}
+
+fn parse_port(v: &Value) -> Option<PortRange> {
+    if let Some(n) = v.as_u64() {
+        return PortRange::new(n as u16, n as u16);
+    }
+    if let Some(r) = v.get("range").and_then(Value::as_array) {
+        return PortRange::new(r.first()?.as_u64()? as u16, r.get(1)?.as_u64()? as u16);
+    }
+    None
+}
+
+fn parse_proto(v: &Value) -> Option<u8> {
+    match v {
+        Value::Number(n) => n.as_u64().map(|n| n as u8),
+        Value::String(s) => match s.as_str() {
+            "tcp" => Some(6),
+            "udp" => Some(17),
+            "icmp" => Some(1),
+            "ipv6-icmp" | "icmpv6" => Some(58),
+            other => other.parse().ok(),
+        },
+        _ => None,
+    }
+}
+
+/// Decodes a kernel element against the shape the set should have.
+pub fn decode_element(val: &Value, shape: &Shape, kinds: &[Dim]) -> Option<Vec<Dim>> {
+    let _ = shape;
+    let parts: Vec<&Value> = match val.get("concat").and_then(Value::as_array) {
+        Some(a) => a.iter().collect(),
+        None => vec![val],
+    };
+    if parts.len() != kinds.len() {
+        return None;
+    }
+    parts
+        .iter()
+        .zip(kinds)
+        .map(|(v, template)| match template {
+            Dim::Source(_) => parse_addr(v).map(Dim::Source),
+            Dim::Destination(_) => parse_addr(v).map(Dim::Destination),
+            Dim::Proto(_) => parse_proto(v).map(Dim::Proto),
+            Dim::SourcePort(_) => parse_port(v).map(Dim::SourcePort),
+            Dim::DestinationPort(_) => parse_port(v).map(Dim::DestinationPort),
+        })
+        .collect()
+}
+
+/// Element keys and counters of one expected set as read from the kernel.
+pub fn decoded_elements(
+    expected: &crate::compile::SetSpec,
+    kernel: &[KernelElement],
+) -> Vec<(Option<Vec<Dim>>, u64, u64)> {
+    let Some(template) = expected.elements.first() else {
+        return kernel.iter().map(|e| (None, e.packets, e.bytes)).collect();
+    };
+    kernel
+        .iter()
+        .map(|e| {
+            (
+                decode_element(&e.val, &expected.shape, &template.key),
+                e.packets,
+                e.bytes,
+            )
+        })
+        .collect()
+}
+
+/// The differences between what was compiled and what the kernel holds; empty
+/// when they agree.
+pub fn differences(expected: &CompiledTable, kernel: &KernelTable) -> Vec<String> {
+    let mut out = Vec::new();
+    for chain in &expected.chains {
+        let Some(k) = kernel.chains.iter().find(|c| c.name == chain.name) else {
+            out.push(format!("chain {} is missing", chain.name));
+            continue;
+        };
+        let want: Vec<String> = chain.rules.iter().map(|r| r.origin.comment()).collect();
+        let have: Vec<String> = k
+            .rules
+            .iter()
+            .map(|r| r.comment.clone().unwrap_or_else(|| "(no comment)".into()))
+            .collect();
+        if want != have {
+            out.push(format!(
+                "chain {} has {} rule(s) {:?}, expected {} {:?}",
+                chain.name,
+                have.len(),
+                have,
+                want.len(),
+                want
+            ));
+        }
+    }
+    for k in &kernel.chains {
+        if !expected.chains.iter().any(|c| c.name == k.name) {
+            out.push(format!("chain {} was added outside portwall", k.name));
+        }
+    }
+    for set in &expected.sets {
+        let Some(kelems) = kernel.sets.get(&set.name) else {
+            out.push(format!("set {} is missing", set.name));
+            continue;
+        };
+        let want: HashSet<&Vec<Dim>> = set.elements.iter().map(|e| &e.key).collect();
+        let decoded = decoded_elements(set, kelems);
+        let have: HashSet<Vec<Dim>> = decoded.iter().filter_map(|(k, _, _)| k.clone()).collect();
+        let undecodable = decoded.iter().filter(|(k, _, _)| k.is_none()).count();
+        let missing = want.iter().filter(|k| !have.contains(**k)).count();
+        let extra = have.iter().filter(|k| !want.contains(k)).count() + undecodable;
+        if missing > 0 || extra > 0 {
+            out.push(format!(
+                "set {}: {missing} element(s) missing, {extra} unexpected",
+                set.name
+            ));
+        }
+    }
+    for name in kernel.sets.keys() {
+        // Meters of `limit` rules create their own dynamic sets.
+        if !name.contains("_limit_") && !expected.sets.iter().any(|s| &s.name == name) {
+            out.push(format!("set {name} was added outside portwall"));
+        }
+    }
+    out
+}
