@@ -38,6 +38,7 @@ impl std::str::FromStr for Policy {
 
 /// Default policies: incoming deny, outgoing allow, routed deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Defaults {
     pub incoming: Policy,
     pub outgoing: Policy,

@@ -388,7 +388,8 @@ pub fn disable(global: &Global) -> Result<u8> {
     )
 }
 
-/// `portwall reload`: re-reads the saved rules (after a hand edit) and applies them.
+/// `portwall reload`: re-reads the saved rules (after a hand edit) and replaces the
+/// kernel's table with them.
 pub fn reload(global: &Global) -> Result<u8> {
     let st = State::lock(&global.config_dir)?;
     let cfg = st.load()?;
@@ -398,13 +399,9 @@ pub fn reload(global: &Global) -> Result<u8> {
             "portwall is disabled; 'portwall enable' applies the rules",
         ));
     }
-    let previous = if netfilter::is_loaded()? {
-        st.applied()?
-    } else {
-        None
-    };
-    let applied =
-        netfilter::apply_atomically(&cfg.ruleset, previous.as_ref(), ApplyOptions::default())?;
+    // A full replace, not a delta: reload is how a hand-edited kernel table is
+    // brought back to the saved rules.
+    let applied = netfilter::apply_atomically(&cfg.ruleset, None, ApplyOptions::default())?;
     st.set_applied(Some(&cfg.ruleset))?;
     let outcome = Outcome {
         changes: vec![],
