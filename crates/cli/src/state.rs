@@ -42,6 +42,10 @@ impl State {
         })
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn rules_path(&self) -> PathBuf {
         self.dir.join("rules.toml")
     }

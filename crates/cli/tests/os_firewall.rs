@@ -14,7 +14,7 @@ use testns::{Netns, Pair};
 static SPORT: AtomicU16 = AtomicU16::new(30000);
 
 fn portwall(ns: &Netns, dir: &Path, args: &[&str]) -> Output {
-    ns.command(env!("CARGO_BIN_EXE_portwall")).env("PORTWALL_CONFIG_DIR", dir).args(args).output().expect("run portwall")
+    ns.command(env!("CARGO_BIN_EXE_portwall")).env("PORTWALL_CONFIG_DIR", dir).env_remove("SSH_CONNECTION").args(args).output().expect("run portwall")
 }
 
 fn ok(ns: &Netns, dir: &Path, args: &[&str]) -> String {

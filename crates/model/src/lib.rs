@@ -26,6 +26,7 @@ pub mod network;
 pub mod parse;
 pub mod rule;
 pub mod ruleset;
+pub mod safety;
 pub mod services;
 
 pub use config::{ConfigError, HostConfig};

@@ -592,7 +592,7 @@ fn rule_elements(rule: &Rule) -> Vec<(Shape, Vec<Dim>)> {
 struct Run {
     action: Action,
     log: bool,
-    sets: Vec<(Shape, Vec<Element>, HashSet<Vec<Dim>>)>,
+    sets: Vec<SetBuilder>,
     /// Rules with no dimension at all (every packet of the direction, or of an
     /// interface), compiled as plain rules.
     plain: Vec<(usize, Shape)>,
@@ -600,20 +600,87 @@ struct Run {
 
 impl Run {
     fn conflicts(&self, shape: &Shape, key: &[Dim]) -> bool {
-        let Some((_, elems, exact)) = self.sets.iter().find(|(s, _, _)| s == shape) else {
-            return false;
-        };
-        if exact.contains(key) {
+        self.sets.iter().find(|b| &b.shape == shape).is_some_and(|b| b.overlaps(key))
+    }
+}
+
+/// The elements of one set being built, indexed so that finding an element that
+/// overlaps a new one costs a few lookups, not a scan: compiling 100k rules must
+/// stay linear.
+struct SetBuilder {
+    shape: Shape,
+    elements: Vec<Element>,
+    exact: HashSet<Vec<Dim>>,
+    /// Whether any element has a CIDR or port range.
+    has_interval: bool,
+    /// Elements by the network address of their first dimension, when that
+    /// dimension is an address: (is IPv6, address) -> element indexes.
+    by_first_addr: std::collections::BTreeMap<(bool, u128), Vec<usize>>,
+}
+
+fn first_addr(key: &[Dim]) -> Option<IpNet> {
+    match key.first() {
+        Some(Dim::Source(n)) | Some(Dim::Destination(n)) => Some(*n),
+        _ => None,
+    }
+}
+
+fn addr_key(n: &IpNet) -> (bool, u128) {
+    match n {
+        IpNet::V4(v) => (false, u32::from(v.network()) as u128),
+        IpNet::V6(v) => (true, u128::from(v.network())),
+    }
+}
+
+impl SetBuilder {
+    fn new(shape: Shape) -> SetBuilder {
+        SetBuilder {
+            shape,
+            elements: Vec::new(),
+            exact: HashSet::new(),
+            has_interval: false,
+            by_first_addr: Default::default(),
+        }
+    }
+
+    fn insert(&mut self, key: Vec<Dim>, rule: usize) {
+        if !self.exact.insert(key.clone()) {
+            return;
+        }
+        self.has_interval |= key.iter().any(Dim::is_interval);
+        if let Some(n) = first_addr(&key) {
+            self.by_first_addr.entry(addr_key(&n)).or_default().push(self.elements.len());
+        }
+        self.elements.push(Element { key, rule });
+    }
+
+    /// Whether an element shares a packet with `key`.
+    fn overlaps(&self, key: &[Dim]) -> bool {
+        if self.exact.contains(key) {
             return true;
         }
-        if key.iter().any(Dim::is_interval)
-            || elems.iter().any(|e| e.key.iter().any(Dim::is_interval))
-        {
-            return elems
-                .iter()
-                .any(|e| e.key.iter().zip(key).all(|(a, b)| a.overlaps(b)));
+        let new_interval = key.iter().any(Dim::is_interval);
+        if !self.has_interval && !new_interval {
+            // Exact values overlap only when equal.
+            return false;
         }
-        false
+        let all = |e: &Element| e.key.iter().zip(key).all(|(a, b)| a.overlaps(b));
+        let Some(net) = first_addr(key) else {
+            return self.elements.iter().any(all);
+        };
+        // Elements whose first address lies inside `net` ...
+        let (v6, start) = addr_key(&net);
+        let end = match net {
+            IpNet::V4(v) => u32::from(v.broadcast()) as u128,
+            IpNet::V6(v) => u128::from(v.broadcast()),
+        };
+        let inside = self.by_first_addr.range((v6, start)..=(v6, end)).flat_map(|(_, ix)| ix);
+        // ... and those whose first network contains `net`.
+        let containing = (0..net.prefix_len()).filter_map(|len| {
+            let sup = IpNet::new(net.addr(), len).ok()?.trunc();
+            self.by_first_addr.get(&addr_key(&sup))
+        });
+        inside.chain(containing.flatten()).any(|&i| all(&self.elements[i]))
     }
 }
 
@@ -640,7 +707,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
         let mut set_counter = 0usize;
         let mut flush = |run: Option<Run>, rules: &mut Vec<RuleSpec>, sets: &mut Vec<SetSpec>| {
             let Some(run) = run else { return };
-            for (shape, elements, _) in run.sets {
+            for SetBuilder { shape, elements, .. } in run.sets {
                 set_counter += 1;
                 let name = format!("{}_{}", direction.as_str(), set_counter);
                 let interval = elements.iter().any(|e| e.key.iter().any(Dim::is_interval));
@@ -740,17 +807,12 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                     }
                     continue;
                 }
-                match r.sets.iter_mut().find(|(s, _, _)| *s == shape) {
-                    Some((_, elems, exact)) => {
-                        if exact.insert(key.clone()) {
-                            elems.push(Element { key, rule: index });
-                        }
-                    }
+                match r.sets.iter_mut().find(|b| b.shape == shape) {
+                    Some(b) => b.insert(key, index),
                     None => {
-                        let mut exact = HashSet::new();
-                        exact.insert(key.clone());
-                        r.sets
-                            .push((shape, vec![Element { key, rule: index }], exact));
+                        let mut b = SetBuilder::new(shape);
+                        b.insert(key, index);
+                        r.sets.push(b);
                     }
                 }
             }

@@ -14,6 +14,7 @@
 //!   a mismatch is an error and the previous ruleset is restored.
 
 pub mod compile;
+pub mod iptables;
 pub mod nft;
 pub mod readback;
 

@@ -8,6 +8,7 @@
 
 use crate::exit;
 use crate::output::{print_json, print_table, table};
+use crate::commands::safety;
 use crate::state::{self, State};
 use crate::Global;
 use anyhow::Result;
@@ -112,7 +113,14 @@ pub struct Outcome {
 }
 
 /// Applies `new` (when enabled) and saves it: the one path of every change.
-fn commit(st: &State, old: &HostConfig, new: &HostConfig) -> Result<Option<ApplyReport>> {
+fn commit(st: &State, global: &Global, old: &HostConfig, new: &HostConfig) -> Result<Option<ApplyReport>> {
+    safety::check_lockout(global, old, new)?;
+    if let (Some(seconds), true) = (global.confirm, new != old) {
+        let p = safety::arm(st, global, old, seconds)?;
+        if !global.json {
+            println!("Applying with automatic rollback: run 'portwall confirm' within {seconds} s to keep this change (deadline {}).", p.deadline);
+        }
+    }
     let applied = if new.enabled {
         let previous = if netfilter::is_loaded()? {
             st.applied()?
@@ -210,7 +218,7 @@ where
     let mut new = old.clone();
     let (changes, human) = f(&st, &mut new)?;
     let applied = if new != old || (new.enabled && !netfilter::is_loaded()?) {
-        commit(&st, &old, &new)?
+        commit(&st, global, &old, &new)?
     } else {
         None
     };
@@ -399,6 +407,8 @@ pub fn reload(global: &Global) -> Result<u8> {
             "portwall is disabled; 'portwall enable' applies the rules",
         ));
     }
+    let loaded = HostConfig { enabled: true, ruleset: st.applied()?.unwrap_or_default() };
+    safety::check_lockout(global, &loaded, &cfg)?;
     // A full replace, not a delta: reload is how a hand-edited kernel table is
     // brought back to the saved rules.
     let applied = netfilter::apply_atomically(&cfg.ruleset, None, ApplyOptions::default())?;
@@ -470,41 +480,37 @@ pub fn reset(global: &Global) -> Result<u8> {
     )
 }
 
-fn read_file(path: &PathBuf, st: &State) -> Result<HostConfig> {
-    state::read_config(path, &st.services)?
+fn read_file(path: &PathBuf) -> Result<HostConfig> {
+    state::read_config(path, &state::services())?
         .ok_or_else(|| exit::usage(format!("{}: no such file", path.display())))
+}
+
+/// Makes `ruleset` the saved rules and applies it (used by `import --apply`).
+pub fn apply_ruleset(global: &Global, ruleset: Ruleset) -> Result<u8> {
+    install(global, Some(ruleset))
 }
 
 /// `portwall apply [--file F]`: make the kernel match a file (declarative).
 pub fn apply(global: &Global, args: &ApplyArgs) -> Result<u8> {
+    match &args.file {
+        Some(f) => install(global, Some(read_file(f)?.ruleset)),
+        None => install(global, None),
+    }
+}
+
+/// Enables portwall with `ruleset` (or the saved rules) in force.
+fn install(global: &Global, ruleset: Option<Ruleset>) -> Result<u8> {
     let st = State::lock(&global.config_dir)?;
     let old = st.load()?;
-    let mut new = match &args.file {
-        Some(f) => read_file(f, &st)?,
-        None => old.clone(),
-    };
-    // Applying is enabling: a file is applied whatever its `enabled` says.
-    new.enabled = true;
-    let changes = model::diff(&old.ruleset, &new.ruleset)
+    let new = HostConfig { enabled: true, ruleset: ruleset.unwrap_or_else(|| old.ruleset.clone()) };
+    let changes: Vec<serde_json::Value> = model::diff(&old.ruleset, &new.ruleset)
         .into_iter()
         .map(|c| serde_json::to_value(c).unwrap_or_default())
-        .collect::<Vec<_>>();
-    let applied = commit(&st, &old, &new)?;
+        .collect();
+    let applied = commit(&st, global, &old, &new)?;
     let n = changes.len();
-    let outcome = Outcome {
-        changes,
-        enabled: true,
-        applied,
-        warnings: other_firewalls(),
-    };
-    report(
-        global,
-        &outcome,
-        &[format!(
-            "{} rule(s) in force; {n} change(s) to the saved rules",
-            new.ruleset.rules.len()
-        )],
-    )
+    let outcome = Outcome { changes, enabled: true, applied, warnings: other_firewalls() };
+    report(global, &outcome, &[format!("{} rule(s) in force; {n} change(s) to the saved rules", new.ruleset.rules.len())])
 }
 
 #[derive(Debug, Serialize)]
@@ -520,7 +526,7 @@ struct Plan {
 pub fn plan(global: &Global, args: &PlanArgs) -> Result<u8> {
     let st = State::lock(&global.config_dir)?;
     let desired = match &args.file {
-        Some(f) => read_file(f, &st)?,
+        Some(f) => read_file(f)?,
         None => st.load()?,
     };
     let loaded = netfilter::is_loaded()?;

@@ -61,6 +61,10 @@ struct Status {
     saved_differs: bool,
     /// How the kernel's table differs from what portwall applied.
     kernel_drift: Vec<String>,
+    /// A change made with --confirm that is rolled back at `deadline` (unix
+    /// seconds) unless `portwall confirm` runs first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_confirmation: Option<serde_json::Value>,
     config_dir: String,
 }
 
@@ -129,6 +133,8 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
         builtins: counters.as_ref().map(|c| c.builtins.clone()),
         saved_differs: applied.as_ref().is_some_and(|a| *a != saved.ruleset),
         kernel_drift,
+        pending_confirmation: crate::commands::safety::pending_deadline(&global.config_dir)
+            .map(|(deadline, left)| serde_json::json!({ "deadline": deadline, "seconds_left": left })),
         config_dir: global.config_dir.display().to_string(),
     };
     if global.json {
@@ -166,6 +172,9 @@ fn render(s: &Status, args: &StatusArgs) {
         .map(|p| format!("{} ({})", p.policy.as_str(), p.direction))
         .collect();
     println!("Default: {}", d.join(", "));
+    if let Some(p) = &s.pending_confirmation {
+        println!("PENDING: the last change is rolled back in {} s unless you run 'portwall confirm'.", p["seconds_left"]);
+    }
     if s.saved_differs {
         println!("Note: the saved rules differ from the loaded ones; 'portwall plan' shows how, 'portwall reload' applies them.");
     }

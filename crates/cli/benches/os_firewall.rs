@@ -1,0 +1,212 @@
+//! OS-firewall benchmarks, printed as tables with ratios (run as root:
+//! `cargo bench -p portwall --bench os_firewall`). Everything runs in network
+//! namespaces this benchmark creates; loops are bounded in count and time.
+//!
+//! 1. Apply time for 1k, 10k and 100k rules: `portwall apply` (end to end, the
+//!    real binary) vs `iptables-restore` of the equivalent rules vs the same rules
+//!    added through `ufw` (in a namespace whose /etc/ufw is its own, through
+//!    `ip netns exec`'s /etc/netns bind mounts; ufw is measured up to a bounded
+//!    number of rules, since each `ufw` call reloads everything).
+//! 2. A single-rule change on a 100k-rule ruleset: the CLI end to end, and the
+//!    library's element delta alone.
+//! 3. Forwarding rate through a namespace gateway with 10k routed rules vs none.
+
+use model::{parse_rule, Ruleset, Services};
+use std::fmt::Write as _;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use testns::{Netns, Routed};
+
+const PORTWALL: &str = env!("CARGO_BIN_EXE_portwall");
+
+fn addr(i: usize) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
+fn rule_line(i: usize) -> String {
+    format!("allow {}/tcp from {}", 1024 + (i % 60000), addr(i))
+}
+
+fn write_rules(path: &Path, n: usize, extra: Option<&str>) {
+    let mut s = String::from("rules = [\n");
+    for i in 0..n {
+        writeln!(s, "  \"{}\",", rule_line(i)).unwrap();
+    }
+    if let Some(e) = extra {
+        writeln!(s, "  \"{e}\",").unwrap();
+    }
+    s.push_str("]\n");
+    std::fs::write(path, s).unwrap();
+}
+
+fn time<F: FnMut()>(mut f: F) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+fn run_ok(c: &mut Command) {
+    let out = c.stdin(Stdio::null()).output().expect("run");
+    assert!(out.status.success(), "{c:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn apply_times() {
+    println!("\n## Apply time (inside a fresh namespace each)\n");
+    println!("| rules | portwall apply (end to end) | iptables-restore | ufw (per rule x n) | iptables/portwall | ufw/portwall |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let dir = tempfile::tempdir().unwrap();
+    // ufw: measure the cost per rule added on top of a ruleset of UFW_RULES rules.
+    let ufw_per_rule = ufw_cost_per_rule(200);
+    for n in [1_000usize, 10_000, 100_000] {
+        let ns = Netns::new();
+        let cfg = dir.path().join(format!("cfg{n}"));
+        let file = dir.path().join(format!("rules{n}.toml"));
+        write_rules(&file, n, None);
+        let pw = time(|| {
+            run_ok(ns.command(PORTWALL).env("PORTWALL_CONFIG_DIR", &cfg).args(["apply", "--file", file.to_str().unwrap()]));
+        });
+        let ns2 = Netns::new();
+        let mut text = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
+        for i in 0..n {
+            writeln!(text, "-A INPUT -s {}/32 -p tcp -m tcp --dport {} -j ACCEPT", addr(i), 1024 + (i % 60000)).unwrap();
+        }
+        text.push_str("COMMIT\n");
+        let ipt_file = dir.path().join(format!("ipt{n}"));
+        std::fs::write(&ipt_file, text).unwrap();
+        let ipt = time(|| run_ok(ns2.command("iptables-restore").arg(&ipt_file)));
+        let ufw = ufw_per_rule.map(|d| d * n as u32);
+        println!(
+            "| {n} | {} | {} | {} | {:.1}x | {} |",
+            ms(pw),
+            ms(ipt),
+            ufw.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or_else(|| "n/a".into()),
+            ipt.as_secs_f64() / pw.as_secs_f64(),
+            ufw.map(|d| format!("{:.0}x", d.as_secs_f64() / pw.as_secs_f64())).unwrap_or_else(|| "n/a".into()),
+        );
+        if n == 100_000 {
+            single_change(&ns, &cfg, n);
+        }
+    }
+}
+
+/// The time of one `ufw allow` on top of `base` existing rules, in a namespace
+/// with its own /etc/ufw. UFW rewrites and reloads its whole ruleset on every
+/// change, so adding n rules costs n times this (and more as n grows).
+fn ufw_cost_per_rule(base: usize) -> Option<Duration> {
+    if Command::new("ufw").arg("version").output().is_err() {
+        return None;
+    }
+    let ns = Netns::new();
+    let etc = Path::new("/etc/netns").join(ns.name());
+    std::fs::create_dir_all(&etc).unwrap();
+    run_ok(Command::new("cp").args(["-a", "/etc/ufw", etc.to_str().unwrap()]));
+    let ufw = |args: &[&str]| {
+        let mut c = ns.command("ufw");
+        c.args(args);
+        run_ok(&mut c);
+    };
+    ufw(&["--force", "reset"]);
+    ufw(&["--force", "enable"]);
+    for i in 0..base {
+        ufw(&["allow", "from", &addr(i), "to", "any", "port", &(1024 + i).to_string(), "proto", "tcp"]);
+    }
+    let k = 20;
+    let t = time(|| {
+        for i in base..base + k {
+            ufw(&["allow", "from", &addr(i), "to", "any", "port", &(1024 + i).to_string(), "proto", "tcp"]);
+        }
+    });
+    let _ = std::fs::remove_dir_all(&etc);
+    println!("(ufw: {:.0} ms per `ufw allow` on top of {base} rules; n rules cost at least n times that)", t.as_secs_f64() * 1000.0 / k as f64);
+    Some(t / k as u32)
+}
+
+fn single_change(ns: &Netns, cfg: &Path, n: usize) {
+    println!("\n## One rule added to a {n}-rule ruleset\n");
+    let cli = time(|| run_ok(ns.command(PORTWALL).env("PORTWALL_CONFIG_DIR", cfg).args(["allow", "443/tcp", "from", "192.0.2.1"])));
+    // The library path alone: compile both, diff, send only the changed elements.
+    let services = Services::builtin();
+    let mut rs = Ruleset::default();
+    for i in 0..n {
+        rs.rules.push(parse_rule(&rule_line(i), &services).unwrap().remove(0));
+    }
+    let before = rs.clone();
+    rs.rules.push(parse_rule("allow 443/tcp from 192.0.2.2", &services).unwrap().remove(0));
+    let mut mode = None;
+    let lib = time(|| {
+        let r = ns.run(|| netfilter::apply_atomically(&rs, Some(&before), netfilter::ApplyOptions::default())).unwrap();
+        mode = Some(r.mode);
+    });
+    println!("| path | time | how |");
+    println!("|---|---:|---|");
+    println!("| `portwall allow` (CLI: read+parse {n} rules, compile, delta, save) | {} | set elements |", ms(cli));
+    println!("| netfilter::apply_atomically (compile both, diff, nft delta) | {} | {:?} |", ms(lib), mode.unwrap());
+}
+
+fn forwarding() {
+    println!("\n## Forwarding rate through a gateway (UDP, bounded flood)\n");
+    println!("| rules on the gateway | packets sent | received | rate (kpps) | ratio vs none |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mut base = None;
+    for n in [0usize, 10_000] {
+        let net = Routed::new();
+        let dir = tempfile::tempdir().unwrap();
+        if n > 0 {
+            let file = dir.path().join("rules.toml");
+            let mut s = String::from("rules = [\n");
+            for i in 0..n {
+                writeln!(s, "  \"deny routed from {}\",", addr(i)).unwrap();
+            }
+            s.push_str("  \"allow routed 9999/udp\",\n]\n[defaults]\nrouted = \"deny\"\n");
+            std::fs::write(&file, s).unwrap();
+            run_ok(net.gateway.command(PORTWALL).env("PORTWALL_CONFIG_DIR", dir.path()).args(["apply", "--file", file.to_str().unwrap()]));
+        }
+        let server_addr: SocketAddr = format!("{}:9999", net.server_addr.v4).parse().unwrap();
+        let recv = net.server.run(|| UdpSocket::bind(server_addr).unwrap());
+        recv.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let counter = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let mut n = 0u64;
+            while recv.recv(&mut buf).is_ok() {
+                n += 1;
+            }
+            n
+        });
+        let limit = Duration::from_secs(2);
+        let sent = net.client.run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.connect(server_addr).unwrap();
+            let start = Instant::now();
+            let mut sent = 0u64;
+            while sent < 3_000_000 && start.elapsed() < limit {
+                for _ in 0..256 {
+                    if s.send(&[0u8; 18]).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+            (sent, start.elapsed())
+        });
+        let received = counter.join().unwrap();
+        let rate = received as f64 / sent.1.as_secs_f64() / 1000.0;
+        let ratio = base.map(|b: f64| rate / b).unwrap_or(1.0);
+        base.get_or_insert(rate);
+        println!("| {n} | {} | {received} | {rate:.0} | {ratio:.2} |", sent.0);
+    }
+}
+
+fn main() {
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if only.as_deref().is_none_or(|o| o == "apply") {
+        apply_times();
+    }
+    if only.as_deref().is_none_or(|o| o == "forwarding") {
+        forwarding();
+    }
+}

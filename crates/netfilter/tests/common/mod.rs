@@ -1,0 +1,309 @@
+//! The differential fidelity harness shared by the backends' tests: random
+//! rulesets, random packets, real traffic between two namespaces, and the
+//! comparison with `model::evaluate`.
+//!
+//! A backend's test calls [`kernel_verdicts_equal_evaluate`] with the function
+//! that applies a ruleset inside the server namespace. The seed is printed;
+//! `PORTWALL_SEED=N` replays a run.
+
+#![allow(dead_code)]
+
+use model::{
+    evaluate, ConnState, Decision, Direction, Packet, PacketProtocol, Policy, Rule, Ruleset,
+    Services,
+};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use testns::traffic::{self, Listeners, Seen};
+use testns::{Netns, Pair};
+
+pub const PORTS: [u16; 8] = [22, 53, 80, 443, 5432, 8080, 60000, 60500];
+pub const RULESETS: usize = 50;
+pub const PACKETS: usize = 100;
+
+pub fn client_v4(i: u8) -> IpAddr {
+    format!("198.51.100.{}", 20 + i).parse().unwrap()
+}
+pub fn client_v6(i: u8) -> IpAddr {
+    format!("2001:db8::{:x}", 0x20 + i as u16).parse().unwrap()
+}
+
+pub fn random_rule(rng: &mut StdRng, services: &Services) -> Option<Rule> {
+    let action = ["allow", "allow", "deny", "reject"].choose(rng).unwrap();
+    let mut words = vec![action.to_string()];
+    if rng.gen_bool(0.1) {
+        words.push("in".into());
+        words.push("on".into());
+        words.push(if rng.gen_bool(0.5) { "eth0" } else { "eth9" }.into());
+    }
+    let proto = ["tcp", "udp", "any", "any", "icmp"].choose(rng).unwrap();
+    if *proto != "any" {
+        words.push("proto".into());
+        words.push(proto.to_string());
+    }
+    let src = match rng.gen_range(0..8) {
+        0 => Some(client_v4(rng.gen_range(0..8)).to_string()),
+        1 => Some("198.51.100.16/28".to_string()),
+        2 => Some("198.51.100.24/29".to_string()),
+        3 => Some(client_v6(rng.gen_range(0..8)).to_string()),
+        4 => Some("2001:db8::20/124".to_string()),
+        5 => Some(format!(
+            "{},{}",
+            client_v4(rng.gen_range(0..4)),
+            client_v6(rng.gen_range(4..8))
+        )),
+        _ => None,
+    };
+    let with_ports = *proto != "icmp";
+    if src.is_some() || (with_ports && rng.gen_bool(0.15)) {
+        words.push("from".into());
+        words.push(src.unwrap_or_else(|| "any".into()));
+        if with_ports && rng.gen_bool(0.15) {
+            words.push("port".into());
+            words.push(
+                if rng.gen_bool(0.5) {
+                    "20000:22499"
+                } else {
+                    "22500:24999"
+                }
+                .into(),
+            );
+        }
+    }
+    let dst = match rng.gen_range(0..10) {
+        0 => Some("198.51.100.10"),
+        1 => Some("198.51.100.11"),
+        2 => Some("2001:db8::10"),
+        3 => Some("2001:db8::11"),
+        _ => None,
+    };
+    let dport = if with_ports && rng.gen_bool(0.8) {
+        Some(match rng.gen_range(0..5) {
+            0 => "5000:9000".to_string(),
+            1 => "50000:61000".to_string(),
+            2 => {
+                let mut p: Vec<u16> = PORTS.choose_multiple(rng, 3).copied().collect();
+                p.sort();
+                p.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+            }
+            _ => PORTS.choose(rng).unwrap().to_string(),
+        })
+    } else {
+        None
+    };
+    if dst.is_some() || dport.is_some() {
+        words.push("to".into());
+        words.push(dst.unwrap_or("any").into());
+        if let Some(p) = dport {
+            words.push("port".into());
+            words.push(p);
+        }
+    }
+    // Some combinations are invalid (mixed families): the model refuses them.
+    model::parse_rule_args(&words, services)
+        .ok()
+        .map(|mut v| v.remove(0))
+}
+
+pub fn random_ruleset(rng: &mut StdRng, services: &Services) -> Ruleset {
+    let mut rs = Ruleset::default();
+    rs.defaults.incoming = *[Policy::Deny, Policy::Reject, Policy::Allow]
+        .choose(rng)
+        .unwrap();
+    let n = rng.gen_range(1..=20);
+    while rs.rules.len() < n {
+        if let Some(r) = random_rule(rng, services) {
+            rs.add(r);
+        }
+    }
+    rs
+}
+
+/// The seed of this run: `PORTWALL_SEED`, or a random one (printed).
+pub fn seed(test: &str) -> u64 {
+    let seed: u64 = std::env::var("PORTWALL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("{test} seed: {seed} (PORTWALL_SEED={seed} replays it)");
+    seed
+}
+
+/// The server and client of the differential tests, with the extra addresses
+/// (clients 198.51.100.20-27 / 2001:db8::20-27, servers .10/.11 and ::10/::11).
+pub fn addressed_pair() -> (Pair, [IpAddr; 4]) {
+    let pair = Pair::new();
+    for i in 1..8u8 {
+        pair.client
+            .ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", client_v4(i)),
+                "dev",
+                "eth0",
+            ])
+            .unwrap();
+        pair.client
+            .ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{}/64", client_v6(i)),
+                "dev",
+                "eth0",
+                "nodad",
+            ])
+            .unwrap();
+    }
+    pair.server
+        .ip(&["addr", "add", "198.51.100.11/24", "dev", "eth0"])
+        .unwrap();
+    pair.server
+        .ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8::11/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ])
+        .unwrap();
+    let servers: [IpAddr; 4] = [
+        "198.51.100.10",
+        "198.51.100.11",
+        "2001:db8::10",
+        "2001:db8::11",
+    ]
+    .map(|s| s.parse().unwrap());
+    (pair, servers)
+}
+
+/// `count` random new inbound TCP/UDP connections from the clients to the
+/// servers, each from its own source port (taken from `next_sport`).
+pub fn random_packets(
+    rng: &mut StdRng,
+    servers: &[IpAddr],
+    count: usize,
+    next_sport: &mut u16,
+) -> Vec<Packet> {
+    (0..count)
+        .map(|_| {
+            let dst = *servers.choose(rng).unwrap();
+            let src = if dst.is_ipv4() {
+                client_v4(rng.gen_range(0..8))
+            } else {
+                client_v6(rng.gen_range(0..8))
+            };
+            let sport = *next_sport;
+            *next_sport += 1;
+            Packet {
+                direction: Direction::In,
+                in_interface: Some("eth0".into()),
+                out_interface: None,
+                protocol: if rng.gen_bool(0.5) {
+                    PacketProtocol::Tcp
+                } else {
+                    PacketProtocol::Udp
+                },
+                source: src,
+                destination: dst,
+                source_port: Some(sport),
+                destination_port: Some(*PORTS.choose(rng).unwrap()),
+                icmp_type: None,
+                state: ConnState::New,
+            }
+        })
+        .collect()
+}
+
+/// Sends every packet for real from `client`, in parallel, and says what
+/// happened to each.
+pub fn send_all(client: &Netns, packets: &[Packet]) -> Vec<Seen> {
+    client.run(|| {
+        let handles: Vec<_> = packets
+            .iter()
+            .cloned()
+            .map(|p| {
+                std::thread::spawn(move || {
+                    let src = SocketAddr::new(p.source, p.source_port.unwrap());
+                    let dst = SocketAddr::new(p.destination, p.destination_port.unwrap());
+                    let t = Duration::from_millis(600);
+                    match p.protocol {
+                        PacketProtocol::Tcp => traffic::tcp(src, dst, t),
+                        _ => traffic::udp(src, dst, t),
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// What a client sees for a decision.
+pub fn expected_seen(d: Decision) -> Seen {
+    match d {
+        Decision::Accept => Seen::Open,
+        Decision::Reject => Seen::Refused,
+        Decision::Drop => Seen::Timeout,
+    }
+}
+
+/// The differential test: `RULESETS` random rulesets (each passed through
+/// `adjust`, which may widen it for a backend's special paths) applied with
+/// `apply` inside the server namespace, `PACKETS` real connections each,
+/// compared with `model::evaluate`. Panics listing the mismatches.
+pub fn kernel_verdicts_equal_evaluate<A, J>(name: &str, rulesets: usize, apply: A, adjust: J)
+where
+    A: Fn(&Netns, &Ruleset) -> Result<(), String>,
+    J: Fn(&mut StdRng, Ruleset) -> Ruleset,
+{
+    let seed = seed(name);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let services = Services::builtin();
+    let (pair, servers) = addressed_pair();
+    let _listeners = Listeners::start(&pair.server, &servers, &PORTS);
+
+    let mut next_sport: u16 = 20000;
+    let mut mismatches = Vec::new();
+    for round in 0..rulesets {
+        let rs = random_ruleset(&mut rng, &services);
+        let rs = adjust(&mut rng, rs);
+        apply(&pair.server, &rs).unwrap_or_else(|e| panic!("apply round {round}: {e}\n{rs}"));
+        let packets = random_packets(&mut rng, &servers, PACKETS, &mut next_sport);
+        let seen = send_all(&pair.client, &packets);
+        for (p, s) in packets.iter().zip(seen) {
+            let v = evaluate(&rs, p);
+            if expected_seen(v.decision) != s {
+                eprintln!(
+                    "MISMATCH round {round}: {:?} {} -> {}: kernel {s:?}, evaluate {:?}",
+                    p.protocol, p.source, p.destination, v.decision
+                );
+                mismatches.push(format!(
+                    "round {round}: {:?} {}:{} -> {}:{}: kernel {s:?}, evaluate {:?} by {:?}\n{rs}",
+                    p.protocol,
+                    p.source,
+                    p.source_port.unwrap(),
+                    p.destination,
+                    p.destination_port.unwrap(),
+                    v.decision,
+                    v.by
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatch(es) (seed {seed}):\n{}",
+        mismatches.len(),
+        mismatches
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
