@@ -22,6 +22,7 @@
 pub mod config;
 pub mod diff;
 pub mod evaluate;
+pub mod exposure;
 pub mod network;
 pub mod parse;
 pub mod rule;

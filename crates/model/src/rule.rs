@@ -298,8 +298,8 @@ impl Rule {
 
     /// Checks the combinations the parser cannot see token by token.
     pub fn validate(&self) -> Result<(), RuleError> {
-        if !self.protocol.has_ports()
-            && !(self.source_ports.is_any() && self.destination_ports.is_any())
+        let has_ports = !(self.source_ports.is_any() && self.destination_ports.is_any());
+        if has_ports && !self.protocol.has_ports()
         {
             return Err(RuleError::PortsWithoutTransport(self.protocol));
         }
@@ -330,7 +330,8 @@ impl Rule {
         let v4 = s4 || d4;
         let v6 = s6 || d6;
         // With both sides constrained, a packet must be able to match both.
-        if !self.source.is_any() && !self.destination.is_any() && !((s4 && d4) || (s6 && d6)) {
+        let shared_family = (s4 && d4) || (s6 && d6);
+        if !self.source.is_any() && !self.destination.is_any() && !shared_family {
             return Err(RuleError::MixedFamilies);
         }
         match self.protocol {

@@ -207,8 +207,23 @@ impl CompiledTable {
         self.sets.iter().map(|s| s.elements.len()).sum()
     }
 
-    /// One transaction that replaces the table whole (or creates it).
-    pub fn full_batch(&self) -> schema::Nftables<'static> {
+    /// One transaction that replaces the table whole (or creates it), as nft JSON.
+    ///
+    /// Sets carry a `counter` statement, which gives every element its own
+    /// counter. The `nftables` crate's `Set` has no field for it (and nft 1.0.6
+    /// ignores per-element `counter` objects in JSON input), so it is added to
+    /// the serialized value here, the one place the typed model falls short.
+    pub fn full_batch(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self.full_batch_typed()).expect("the nft schema serializes");
+        for obj in v["nftables"].as_array_mut().into_iter().flatten() {
+            if let Some(set) = obj.get_mut("add").and_then(|a| a.get_mut("set")) {
+                set["stmt"] = serde_json::json!([{ "counter": null }]);
+            }
+        }
+        v
+    }
+
+    fn full_batch_typed(&self) -> schema::Nftables<'static> {
         let mut objs: Vec<NfObject<'static>> = Vec::new();
         let table = schema::Table {
             family: NfFamily::INet,
@@ -265,7 +280,7 @@ impl CompiledTable {
                 .elements
                 .iter()
                 .filter(|e| !old_keys.contains(&e.key))
-                .map(|e| element_with_counter(&e.key))
+                .map(|e| element_value(&e.key))
                 .collect();
             let elem = |v: Vec<Expression<'static>>| schema::Element {
                 family: NfFamily::INet,
@@ -305,7 +320,7 @@ impl CompiledTable {
             Cow::Owned(
                 set.elements
                     .iter()
-                    .map(|e| element_with_counter(&e.key))
+                    .map(|e| element_value(&e.key))
                     .collect(),
             )
         });
@@ -436,18 +451,6 @@ fn element_value(key: &[Dim]) -> Expression<'static> {
     }
 }
 
-fn element_with_counter(key: &[Dim]) -> Expression<'static> {
-    Expression::Named(NamedExpression::Elem(expr::Elem {
-        val: Box::new(element_value(key)),
-        timeout: None,
-        expires: None,
-        comment: None,
-        counter: Some(stmt::Counter::Anonymous(Some(stmt::AnonymousCounter {
-            packets: Some(0),
-            bytes: Some(0),
-        }))),
-    }))
-}
 
 fn counter() -> Statement<'static> {
     Statement::Counter(stmt::Counter::Anonymous(None))

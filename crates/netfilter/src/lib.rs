@@ -105,12 +105,12 @@ pub fn apply_atomically(
             }
         }
     }
-    nft::run(&compiled.full_batch())?;
+    nft::run_value(&compiled.full_batch())?;
     if opts.verify {
         let diffs = verify(&compiled)?;
         if !diffs.is_empty() {
             match &prev_compiled {
-                Some(prev) => nft::run(&prev.full_batch())?,
+                Some(prev) => nft::run_value(&prev.full_batch())?,
                 None => {
                     nft::delete_table("inet", TABLE)?;
                 }
@@ -233,6 +233,6 @@ pub fn counters(ruleset: &Ruleset) -> Result<Option<Counters>, NetfilterError> {
 /// transaction (nft 1.0.6 cannot reset anonymous rule counters in place).
 pub fn zero_counters(ruleset: &Ruleset) -> Result<(), NetfilterError> {
     let compiled = compile(ruleset, TABLE);
-    nft::run(&compiled.full_batch())?;
+    nft::run_value(&compiled.full_batch())?;
     Ok(())
 }

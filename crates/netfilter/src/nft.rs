@@ -41,11 +41,35 @@ pub fn run(batch: &Nftables<'_>) -> Result<(), NftError> {
     run_json(&payload)
 }
 
+/// Applies a JSON batch (as built by [`crate::compile`]) as one transaction.
+pub fn run_value(batch: &Value) -> Result<(), NftError> {
+    run_json(&batch.to_string())
+}
+
 /// Applies an already serialized JSON batch as one transaction.
+///
+/// Spawned here rather than through the `nftables` crate's helper, which leaves
+/// nft's stderr (where its reason for refusing goes) unread.
 pub fn run_json(payload: &str) -> Result<(), NftError> {
-    helper::apply_ruleset_raw(payload, None::<&str>, std::iter::empty::<&str>())
-        .map(|_| ())
-        .map_err(map_err)
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("nft")
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| NftError::NotInstalled(e.to_string()))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let written = stdin.write_all(payload.as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output().map_err(|e| NftError::Output(e.to_string()))?;
+    if out.status.success() {
+        written.map_err(|e| NftError::Output(e.to_string()))?;
+        return Ok(());
+    }
+    let msg = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    Err(NftError::Rejected(msg.trim().to_string()))
 }
 
 /// `nft -j list table FAMILY NAME`, or `None` when the table does not exist.

@@ -84,9 +84,7 @@ fn a_refused_transaction_leaves_the_previous_ruleset() {
     // The full replacement of a bigger ruleset, plus one rule the kernel refuses
     // (a lookup in a set that does not exist), sent as one transaction.
     let bigger = ruleset(&["allow 80/tcp", "deny from 198.51.100.7"]);
-    let mut batch =
-        serde_json::to_value(netfilter::compile::compile(&bigger, "portwall").full_batch())
-            .unwrap();
+    let mut batch = netfilter::compile::compile(&bigger, "portwall").full_batch();
     batch["nftables"].as_array_mut().unwrap().push(serde_json::json!({"add": {"rule": {
         "family": "inet", "table": "portwall", "chain": "input",
         "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": "@nonexistent"}}, {"accept": null}]
@@ -96,7 +94,7 @@ fn a_refused_transaction_leaves_the_previous_ruleset() {
         .unwrap_err();
     assert!(matches!(err, netfilter::NftError::Rejected(_)), "{err}");
     assert!(
-        err.to_string().contains("nonexistent"),
+        err.to_string().contains("No such file or directory"),
         "nft's reason is shown: {err}"
     );
     assert_eq!(

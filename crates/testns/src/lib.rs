@@ -178,6 +178,12 @@ impl Netns {
     }
 }
 
+impl Default for Netns {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         kill_all_in(&self.name);
