@@ -102,3 +102,21 @@ fn a_refused_transaction_leaves_the_previous_ruleset() {
         ns.exec_ok(&["nft", "list", "table", "inet", "portwall"])
     );
 }
+
+/// The kernel's own listing of a representative ruleset (nftables-rs style golden
+/// file): what an admin sees with `nft list table inet portwall`.
+#[test]
+fn golden_kernel_listing() {
+    let ns = Netns::new();
+    let rs = ruleset(&[
+        "allow 22/tcp from 203.0.113.0/24",
+        "allow http,https",
+        "limit ssh",
+        "reject out 25/tcp",
+        "allow in on eth0 from 2001:db8::/32 to any port 443 proto tcp",
+        "deny from 198.51.100.7",
+        "deny routed 8080/tcp",
+    ]);
+    ns.run(|| apply_atomically(&rs, None, ApplyOptions::default())).unwrap();
+    insta::assert_snapshot!(ns.exec_ok(&["nft", "list", "table", "inet", "portwall"]));
+}
