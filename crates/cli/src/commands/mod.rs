@@ -1,0 +1,12 @@
+//! One module per command (or command family). Each takes its parsed arguments and
+//! the global options, calls the libraries, and renders the result.
+
+pub mod audit;
+pub mod explain;
+pub mod firewall;
+pub mod import;
+pub mod lab;
+pub mod ports;
+pub mod probe;
+pub mod safety;
+pub mod status;
