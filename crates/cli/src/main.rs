@@ -1,6 +1,7 @@
 //! The `portwall` binary: arguments in, library calls, rendering out. No policy
 //! logic lives here; see the crates `model`, `netfilter`, `inspect` and `probe`.
 
+mod backend;
 mod commands;
 mod exit;
 mod output;
@@ -31,6 +32,9 @@ pub struct Global {
     /// Where the desired state lives.
     #[arg(long, global = true, env = "PORTWALL_CONFIG_DIR", default_value = state::DEFAULT_DIR, value_name = "DIR")]
     pub config_dir: std::path::PathBuf,
+    /// The packet filter: nftables, iptables, or auto (nftables when `nft` works).
+    #[arg(long, global = true, env = "PORTWALL_BACKEND", default_value = "auto", value_name = "BACKEND")]
+    pub backend: String,
     /// Apply even if the change would cut a live SSH session.
     #[arg(long, global = true)]
     pub force: bool,

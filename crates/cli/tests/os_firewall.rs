@@ -154,3 +154,30 @@ fn plan_apply_and_drift() {
     let status: serde_json::Value = serde_json::from_str(&ok(&ns, d, &["status", "--json"])).unwrap();
     assert!(status["kernel_drift"].as_array().unwrap().is_empty(), "{status}");
 }
+
+#[test]
+fn the_iptables_backend_opens_and_closes_ports_too() {
+    let pair = Pair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addrs: Vec<IpAddr> = vec![pair.server_addr.v4.parse().unwrap(), pair.server_addr.v6.parse().unwrap()];
+    let _l = Listeners::start(&pair.server, &addrs, &[8080, 8081]);
+    let pw = |args: &[&str]| {
+        let mut full = vec!["--backend", "iptables"];
+        full.extend_from_slice(args);
+        ok(&pair.server, d, &full)
+    };
+    pw(&["enable"]);
+    pw(&["allow", "8080/tcp"]);
+    pw(&["reject", "8081"]);
+    assert_eq!(seen(&pair, 8080), [Open, Timeout, Open, Timeout]);
+    assert_eq!(seen(&pair, 8081), [Refused; 4]);
+    let save = pair.server.exec_ok(&["iptables-save", "-t", "filter"]);
+    assert!(save.contains("portwall"), "{save}");
+    assert!(pair.server.exec(&["nft", "list", "table", "inet", "portwall"]).stdout.is_empty(), "no nft table with --backend iptables");
+    let status: serde_json::Value = serde_json::from_str(&pw(&["status", "--json"])).unwrap();
+    assert_eq!(status["loaded"], true, "{status}");
+    assert!(status["kernel_drift"].as_array().unwrap().is_empty(), "{status}");
+    pw(&["disable"]);
+    assert_eq!(seen(&pair, 8081), [Open; 4]);
+}

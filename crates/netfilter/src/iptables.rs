@@ -272,6 +272,10 @@ fn generation_in_use(tables: &[&SavedTable]) -> Option<char> {
     None
 }
 
+/// What portwall's chains should be for a ruleset (compiled with the set
+/// generation in use), and what the kernel has (IPv4, IPv6).
+type Loaded = (Vec<FamilyTable>, [SavedTable; 2]);
+
 /// The iptables backend, with the programs it runs.
 #[derive(Debug, Clone, Default)]
 pub struct Iptables {
@@ -539,10 +543,7 @@ impl Iptables {
         Ok(diffs)
     }
 
-    fn compiled_as_loaded(
-        &self,
-        ruleset: &Ruleset,
-    ) -> Result<Option<(Vec<FamilyTable>, [SavedTable; 2])>, IptablesError> {
+    fn compiled_as_loaded(&self, ruleset: &Ruleset) -> Result<Option<Loaded>, IptablesError> {
         let saved = [self.read(Family::V4)?, self.read(Family::V6)?];
         let input = chain_of(Direction::In).0;
         if saved.iter().all(|s| s.chain(input).is_none()) {

@@ -260,3 +260,43 @@ fn limit_drops_a_source_over_the_rate() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn a_large_ruleset_applies_and_verifies() {
+    let ns = Netns::new();
+    let ipt = Iptables::default();
+    let mut rs = Ruleset::default();
+    for i in 0..5000u32 {
+        let mut r = model::Rule::new(model::Action::Deny, model::Direction::In);
+        r.source = model::Addresses(vec![format!(
+            "10.{}.{}.{}",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255 | 1
+        )
+        .parse::<std::net::IpAddr>()
+        .unwrap()
+        .into()]);
+        rs.rules.push(r);
+    }
+    rs.rules.push(
+        parse_rule(
+            "allow 22/tcp from 10.0.0.0/8,10.1.0.0/16,192.0.2.0/24,198.51.100.0/24,2001:db8::/32",
+            &Services::builtin(),
+        )
+        .unwrap()
+        .remove(0),
+    );
+    let t = std::time::Instant::now();
+    let report = ns
+        .run(|| ipt.apply_atomically(&rs))
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "5001 rules: {} iptables rules applied and verified in {:?}",
+        report.nft_rules,
+        t.elapsed()
+    );
+    assert!(report.verified);
+    let c = ns.run(|| ipt.counters(&rs)).unwrap().unwrap();
+    assert_eq!(c.rules.len(), 5001);
+}

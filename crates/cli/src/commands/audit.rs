@@ -64,7 +64,7 @@ struct Audit {
 
 pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
     let services = state::services();
-    let loaded = netfilter::is_loaded()?;
+    let loaded = crate::backend::Filter::of(global)?.is_loaded()?;
     // What the kernel enforces: the ruleset portwall applied. Without it, nothing
     // filters (as far as portwall knows), which is what an accept-all ruleset means.
     let ruleset = if loaded {

@@ -14,7 +14,8 @@ use crate::Global;
 use anyhow::Result;
 use clap::Args;
 use model::{AddOutcome, Direction, HostConfig, Logging, Policy, Rule, Ruleset};
-use netfilter::{ApplyOptions, ApplyReport};
+use crate::backend::Filter;
+use netfilter::ApplyReport;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -122,13 +123,14 @@ fn commit(st: &State, global: &Global, old: &HostConfig, new: &HostConfig) -> Re
         }
     }
     let applied = if new.enabled {
-        let previous = if netfilter::is_loaded()? {
+        let filter = Filter::of(global)?;
+        let previous = if filter.is_loaded()? {
             st.applied()?
         } else {
             None
         };
         let report =
-            netfilter::apply_atomically(&new.ruleset, previous.as_ref(), ApplyOptions::default())?;
+            filter.apply(&new.ruleset, previous.as_ref())?;
         st.set_applied(Some(&new.ruleset))?;
         Some(report)
     } else {
@@ -137,11 +139,7 @@ fn commit(st: &State, global: &Global, old: &HostConfig, new: &HostConfig) -> Re
     if let Err(e) = st.save(new) {
         // The kernel must not run rules the file does not have.
         if new.enabled && old.enabled {
-            let _ = netfilter::apply_atomically(
-                &old.ruleset,
-                Some(&new.ruleset),
-                ApplyOptions::default(),
-            );
+            let _ = Filter::of(global).and_then(|f| f.apply(&old.ruleset, Some(&new.ruleset)));
             let _ = st.set_applied(Some(&old.ruleset));
         }
         return Err(e);
@@ -217,7 +215,7 @@ where
     let old = st.load()?;
     let mut new = old.clone();
     let (changes, human) = f(&st, &mut new)?;
-    let applied = if new != old || (new.enabled && !netfilter::is_loaded()?) {
+    let applied = if new != old || (new.enabled && !Filter::of(global)?.is_loaded()?) {
         commit(&st, global, &old, &new)?
     } else {
         None
@@ -378,7 +376,7 @@ pub fn disable(global: &Global) -> Result<u8> {
     let mut cfg = st.load()?;
     let was = cfg.enabled;
     cfg.enabled = false;
-    let removed = netfilter::remove()?;
+    let removed = Filter::of(global)?.remove()?;
     st.set_applied(None)?;
     st.save(&cfg)?;
     let outcome = Outcome {
@@ -411,7 +409,7 @@ pub fn reload(global: &Global) -> Result<u8> {
     safety::check_lockout(global, &loaded, &cfg)?;
     // A full replace, not a delta: reload is how a hand-edited kernel table is
     // brought back to the saved rules.
-    let applied = netfilter::apply_atomically(&cfg.ruleset, None, ApplyOptions::default())?;
+    let applied = Filter::of(global)?.apply(&cfg.ruleset, None)?;
     st.set_applied(Some(&cfg.ruleset))?;
     let outcome = Outcome {
         changes: vec![],
@@ -440,7 +438,7 @@ pub fn restore(global: &Global) -> Result<u8> {
             &["portwall is disabled: nothing to restore".into()],
         );
     }
-    let applied = netfilter::apply_atomically(&cfg.ruleset, None, ApplyOptions::default())?;
+    let applied = Filter::of(global)?.apply(&cfg.ruleset, None)?;
     st.set_applied(Some(&cfg.ruleset))?;
     let outcome = Outcome {
         changes: vec![],
@@ -459,7 +457,7 @@ pub fn restore(global: &Global) -> Result<u8> {
 pub fn reset(global: &Global) -> Result<u8> {
     let st = State::lock(&global.config_dir)?;
     let old = st.load()?;
-    let removed = netfilter::remove()?;
+    let removed = Filter::of(global)?.remove()?;
     st.set_applied(None)?;
     st.save(&HostConfig::default())?;
     let outcome = Outcome {
@@ -529,14 +527,15 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<u8> {
         Some(f) => read_file(f)?,
         None => st.load()?,
     };
-    let loaded = netfilter::is_loaded()?;
+    let filter = Filter::of(global)?;
+    let loaded = filter.is_loaded()?;
     let current: Ruleset = if loaded {
         st.applied()?.unwrap_or_default()
     } else {
         Ruleset::default()
     };
     let kernel_drift = if loaded {
-        netfilter::drift(&current)?.unwrap_or_default()
+        filter.drift(&current)?.unwrap_or_default()
     } else {
         vec![]
     };

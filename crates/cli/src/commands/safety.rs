@@ -185,7 +185,7 @@ pub fn rollback_watchdog(global: &Global, id: &str) -> Result<u8> {
     match read_pending(st.dir())? {
         Some(p) if p.id == id => {
             let previous = HostConfig::from_toml(&p.previous, &st.services).map_err(|e| anyhow::anyhow!("{e}"))?;
-            restore_state(&st, &previous)?;
+            restore_state(global, &st, &previous)?;
             std::fs::remove_file(pending_path(st.dir()))?;
             Ok(exit::OK)
         }
@@ -193,12 +193,13 @@ pub fn rollback_watchdog(global: &Global, id: &str) -> Result<u8> {
     }
 }
 
-fn restore_state(st: &State, previous: &HostConfig) -> Result<()> {
+fn restore_state(global: &Global, st: &State, previous: &HostConfig) -> Result<()> {
+    let filter = crate::backend::Filter::of(global)?;
     if previous.enabled {
-        netfilter::apply_atomically(&previous.ruleset, None, netfilter::ApplyOptions::default())?;
+        filter.apply(&previous.ruleset, None)?;
         st.set_applied(Some(&previous.ruleset))?;
     } else {
-        netfilter::remove()?;
+        filter.remove()?;
         st.set_applied(None)?;
     }
     st.save(previous)

@@ -72,7 +72,8 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
     let services = state::services();
     let saved =
         state::read_config(&global.config_dir.join("rules.toml"), &services)?.unwrap_or_default();
-    let loaded = netfilter::is_loaded()?;
+    let filter = crate::backend::Filter::of(global)?;
+    let loaded = filter.is_loaded()?;
     let applied: Option<Ruleset> = if loaded {
         state::read_config(&global.config_dir.join("applied.toml"), &services)?.map(|c| c.ruleset)
     } else {
@@ -88,17 +89,17 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
             ));
         }
         let _lock = State::lock(&global.config_dir)?;
-        netfilter::zero_counters(&shown)?;
+        filter.zero_counters(&shown)?;
     }
     let kernel_drift = match (&applied, loaded) {
-        (Some(a), true) => netfilter::drift(a)?.unwrap_or_default(),
+        (Some(a), true) => filter.drift(a)?.unwrap_or_default(),
         (None, true) => {
             vec!["the table was loaded outside portwall (no record of applying it)".to_string()]
         }
         _ => vec![],
     };
     let counters = if args.verbose && loaded {
-        netfilter::counters(&shown)?
+        filter.counters(&shown)?
     } else {
         None
     };

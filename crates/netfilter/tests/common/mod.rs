@@ -221,8 +221,15 @@ pub fn random_packets(
 }
 
 /// Sends every packet for real from `client`, in parallel, and says what
-/// happened to each.
+/// happened to each (600 ms to answer).
 pub fn send_all(client: &Netns, packets: &[Packet]) -> Vec<Seen> {
+    send_all_within(client, packets, Duration::from_millis(600))
+}
+
+/// [`send_all`] with a given time to answer. (A TCP connection refused with
+/// ICMPv6 port unreachable instead of a reset is refused only at the first
+/// SYN retransmission, after 1 s.)
+pub fn send_all_within(client: &Netns, packets: &[Packet], t: Duration) -> Vec<Seen> {
     client.run(|| {
         let handles: Vec<_> = packets
             .iter()
@@ -231,7 +238,6 @@ pub fn send_all(client: &Netns, packets: &[Packet]) -> Vec<Seen> {
                 std::thread::spawn(move || {
                     let src = SocketAddr::new(p.source, p.source_port.unwrap());
                     let dst = SocketAddr::new(p.destination, p.destination_port.unwrap());
-                    let t = Duration::from_millis(600);
                     match p.protocol {
                         PacketProtocol::Tcp => traffic::tcp(src, dst, t),
                         _ => traffic::udp(src, dst, t),
