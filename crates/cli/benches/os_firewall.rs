@@ -49,7 +49,12 @@ fn time<F: FnMut()>(mut f: F) -> Duration {
 
 fn run_ok(c: &mut Command) {
     let out = c.stdin(Stdio::null()).output().expect("run");
-    assert!(out.status.success(), "{c:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{c:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn ms(d: Duration) -> String {
@@ -69,12 +74,22 @@ fn apply_times() {
         let file = dir.path().join(format!("rules{n}.toml"));
         write_rules(&file, n, None);
         let pw = time(|| {
-            run_ok(ns.command(PORTWALL).env("PORTWALL_CONFIG_DIR", &cfg).args(["apply", "--file", file.to_str().unwrap()]));
+            run_ok(ns.command(PORTWALL).env("PORTWALL_CONFIG_DIR", &cfg).args([
+                "apply",
+                "--file",
+                file.to_str().unwrap(),
+            ]));
         });
         let ns2 = Netns::new();
         let mut text = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
         for i in 0..n {
-            writeln!(text, "-A INPUT -s {}/32 -p tcp -m tcp --dport {} -j ACCEPT", addr(i), 1024 + (i % 60000)).unwrap();
+            writeln!(
+                text,
+                "-A INPUT -s {}/32 -p tcp -m tcp --dport {} -j ACCEPT",
+                addr(i),
+                1024 + (i % 60000)
+            )
+            .unwrap();
         }
         text.push_str("COMMIT\n");
         let ipt_file = dir.path().join(format!("ipt{n}"));
@@ -85,9 +100,11 @@ fn apply_times() {
             "| {n} | {} | {} | {} | {:.1}x | {} |",
             ms(pw),
             ms(ipt),
-            ufw.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or_else(|| "n/a".into()),
+            ufw.map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "n/a".into()),
             ipt.as_secs_f64() / pw.as_secs_f64(),
-            ufw.map(|d| format!("{:.0}x", d.as_secs_f64() / pw.as_secs_f64())).unwrap_or_else(|| "n/a".into()),
+            ufw.map(|d| format!("{:.0}x", d.as_secs_f64() / pw.as_secs_f64()))
+                .unwrap_or_else(|| "n/a".into()),
         );
         if n == 100_000 {
             single_change(&ns, &cfg, n);
@@ -114,12 +131,32 @@ fn ufw_cost_per_rule(base: usize) -> Option<Duration> {
     ufw(&["--force", "reset"]);
     ufw(&["--force", "enable"]);
     for i in 0..base {
-        ufw(&["allow", "from", &addr(i), "to", "any", "port", &(1024 + i).to_string(), "proto", "tcp"]);
+        ufw(&[
+            "allow",
+            "from",
+            &addr(i),
+            "to",
+            "any",
+            "port",
+            &(1024 + i).to_string(),
+            "proto",
+            "tcp",
+        ]);
     }
     let k = 20;
     let t = time(|| {
         for i in base..base + k {
-            ufw(&["allow", "from", &addr(i), "to", "any", "port", &(1024 + i).to_string(), "proto", "tcp"]);
+            ufw(&[
+                "allow",
+                "from",
+                &addr(i),
+                "to",
+                "any",
+                "port",
+                &(1024 + i).to_string(),
+                "proto",
+                "tcp",
+            ]);
         }
     });
     let _ = std::fs::remove_dir_all(&etc);
@@ -129,24 +166,44 @@ fn ufw_cost_per_rule(base: usize) -> Option<Duration> {
 
 fn single_change(ns: &Netns, cfg: &Path, n: usize) {
     println!("\n## One rule added to a {n}-rule ruleset\n");
-    let cli = time(|| run_ok(ns.command(PORTWALL).env("PORTWALL_CONFIG_DIR", cfg).args(["allow", "443/tcp", "from", "192.0.2.1"])));
+    let cli = time(|| {
+        run_ok(ns.command(PORTWALL).env("PORTWALL_CONFIG_DIR", cfg).args([
+            "allow",
+            "443/tcp",
+            "from",
+            "192.0.2.1",
+        ]))
+    });
     // The library path alone: compile both, diff, send only the changed elements.
     let services = Services::builtin();
     let mut rs = Ruleset::default();
     for i in 0..n {
-        rs.rules.push(parse_rule(&rule_line(i), &services).unwrap().remove(0));
+        rs.rules
+            .push(parse_rule(&rule_line(i), &services).unwrap().remove(0));
     }
     let before = rs.clone();
-    rs.rules.push(parse_rule("allow 443/tcp from 192.0.2.2", &services).unwrap().remove(0));
+    rs.rules.push(
+        parse_rule("allow 443/tcp from 192.0.2.2", &services)
+            .unwrap()
+            .remove(0),
+    );
     let mut mode = None;
     let lib = time(|| {
-        let r = ns.run(|| netfilter::apply_atomically(&rs, Some(&before), netfilter::ApplyOptions::default())).unwrap();
+        let r = ns
+            .run(|| {
+                netfilter::apply_atomically(&rs, Some(&before), netfilter::ApplyOptions::default())
+            })
+            .unwrap();
         mode = Some(r.mode);
     });
     println!("| path | time | how |");
     println!("|---|---:|---|");
     println!("| `portwall allow` (CLI: read+parse {n} rules, compile, delta, save) | {} | set elements |", ms(cli));
-    println!("| netfilter::apply_atomically (compile both, diff, nft delta) | {} | {:?} |", ms(lib), mode.unwrap());
+    println!(
+        "| netfilter::apply_atomically (compile both, diff, nft delta) | {} | {:?} |",
+        ms(lib),
+        mode.unwrap()
+    );
 }
 
 fn forwarding() {
@@ -165,11 +222,17 @@ fn forwarding() {
             }
             s.push_str("  \"allow routed 9999/udp\",\n]\n[defaults]\nrouted = \"deny\"\n");
             std::fs::write(&file, s).unwrap();
-            run_ok(net.gateway.command(PORTWALL).env("PORTWALL_CONFIG_DIR", dir.path()).args(["apply", "--file", file.to_str().unwrap()]));
+            run_ok(
+                net.gateway
+                    .command(PORTWALL)
+                    .env("PORTWALL_CONFIG_DIR", dir.path())
+                    .args(["apply", "--file", file.to_str().unwrap()]),
+            );
         }
         let server_addr: SocketAddr = format!("{}:9999", net.server_addr.v4).parse().unwrap();
         let recv = net.server.run(|| UdpSocket::bind(server_addr).unwrap());
-        recv.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        recv.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         let counter = std::thread::spawn(move || {
             let mut buf = [0u8; 64];
             let mut n = 0u64;

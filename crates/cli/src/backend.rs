@@ -24,7 +24,9 @@ impl Filter {
     /// lets an element-only change be sent as a delta.
     pub fn apply(self, desired: &Ruleset, previous: Option<&Ruleset>) -> Result<ApplyReport> {
         Ok(match self.0 {
-            Backend::Nftables => netfilter::apply_atomically(desired, previous, ApplyOptions::default())?,
+            Backend::Nftables => {
+                netfilter::apply_atomically(desired, previous, ApplyOptions::default())?
+            }
             Backend::Iptables => iptables::apply_atomically(desired)?,
         })
     }

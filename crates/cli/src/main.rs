@@ -33,7 +33,13 @@ pub struct Global {
     #[arg(long, global = true, env = "PORTWALL_CONFIG_DIR", default_value = state::DEFAULT_DIR, value_name = "DIR")]
     pub config_dir: std::path::PathBuf,
     /// The packet filter: nftables, iptables, or auto (nftables when `nft` works).
-    #[arg(long, global = true, env = "PORTWALL_BACKEND", default_value = "auto", value_name = "BACKEND")]
+    #[arg(
+        long,
+        global = true,
+        env = "PORTWALL_BACKEND",
+        default_value = "auto",
+        value_name = "BACKEND"
+    )]
     pub backend: String,
     /// Apply even if the change would cut a live SSH session.
     #[arg(long, global = true)]

@@ -14,19 +14,35 @@ use testns::{Netns, Pair};
 static SPORT: AtomicU16 = AtomicU16::new(30000);
 
 fn portwall(ns: &Netns, dir: &Path, args: &[&str]) -> Output {
-    ns.command(env!("CARGO_BIN_EXE_portwall")).env("PORTWALL_CONFIG_DIR", dir).env_remove("SSH_CONNECTION").args(args).output().expect("run portwall")
+    ns.command(env!("CARGO_BIN_EXE_portwall"))
+        .env("PORTWALL_CONFIG_DIR", dir)
+        .env_remove("SSH_CONNECTION")
+        .args(args)
+        .output()
+        .expect("run portwall")
 }
 
 fn ok(ns: &Netns, dir: &Path, args: &[&str]) -> String {
     let o = portwall(ns, dir, args);
-    assert!(o.status.success(), "portwall {args:?}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "portwall {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// What the client sees on `port` over TCP and UDP, IPv4 and IPv6.
 fn seen(pair: &Pair, port: u16) -> [Seen; 4] {
-    let dsts: [IpAddr; 2] = [pair.server_addr.v4.parse().unwrap(), pair.server_addr.v6.parse().unwrap()];
-    let srcs: [IpAddr; 2] = [pair.client_addr.v4.parse().unwrap(), pair.client_addr.v6.parse().unwrap()];
+    let dsts: [IpAddr; 2] = [
+        pair.server_addr.v4.parse().unwrap(),
+        pair.server_addr.v6.parse().unwrap(),
+    ];
+    let srcs: [IpAddr; 2] = [
+        pair.client_addr.v4.parse().unwrap(),
+        pair.client_addr.v6.parse().unwrap(),
+    ];
     pair.client.run(|| {
         let t = Duration::from_millis(400);
         let mut out = Vec::new();
@@ -46,28 +62,53 @@ fn open_and_close_ports_with_real_traffic() {
     let pair = Pair::new();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let addrs: Vec<IpAddr> = vec![pair.server_addr.v4.parse().unwrap(), pair.server_addr.v6.parse().unwrap()];
+    let addrs: Vec<IpAddr> = vec![
+        pair.server_addr.v4.parse().unwrap(),
+        pair.server_addr.v6.parse().unwrap(),
+    ];
     let _l = Listeners::start(&pair.server, &addrs, &[8080, 8081, 5353, 9000]);
     // Another tool's table must survive everything portwall does.
-    pair.server.exec_ok(&["nft", "add", "table", "inet", "othertool"]);
+    pair.server
+        .exec_ok(&["nft", "add", "table", "inet", "othertool"]);
 
     assert_eq!(seen(&pair, 8080), [Open; 4], "no firewall yet");
     ok(&pair.server, d, &["enable"]);
-    assert_eq!(seen(&pair, 8080), [Timeout; 4], "default deny incoming drops");
+    assert_eq!(
+        seen(&pair, 8080),
+        [Timeout; 4],
+        "default deny incoming drops"
+    );
 
     ok(&pair.server, d, &["allow", "8080/tcp"]);
     assert_eq!(seen(&pair, 8080), [Open, Timeout, Open, Timeout]);
 
     ok(&pair.server, d, &["deny", "8080/tcp"]);
-    assert_eq!(seen(&pair, 8080), [Timeout; 4], "deny replaced the allow in place");
-    let status: serde_json::Value = serde_json::from_str(&ok(&pair.server, d, &["status", "--json"])).unwrap();
+    assert_eq!(
+        seen(&pair, 8080),
+        [Timeout; 4],
+        "deny replaced the allow in place"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&pair.server, d, &["status", "--json"])).unwrap();
     assert_eq!(status["rules"].as_array().unwrap().len(), 1);
 
     ok(&pair.server, d, &["reject", "8081"]);
-    assert_eq!(seen(&pair, 8081), [Refused; 4], "reject answers tcp and udp");
+    assert_eq!(
+        seen(&pair, 8081),
+        [Refused; 4],
+        "reject answers tcp and udp"
+    );
 
-    ok(&pair.server, d, &["allow", "5353/udp", "from", &pair.client_addr.v6]);
-    assert_eq!(seen(&pair, 5353), [Timeout, Timeout, Timeout, Open], "only udp from the client's v6 address");
+    ok(
+        &pair.server,
+        d,
+        &["allow", "5353/udp", "from", &pair.client_addr.v6],
+    );
+    assert_eq!(
+        seen(&pair, 5353),
+        [Timeout, Timeout, Timeout, Open],
+        "only udp from the client's v6 address"
+    );
 
     ok(&pair.server, d, &["allow", "9000"]);
     assert_eq!(seen(&pair, 9000), [Open; 4], "no protocol: tcp and udp");
@@ -80,11 +121,18 @@ fn open_and_close_ports_with_real_traffic() {
     ok(&pair.server, d, &["disable"]);
     assert_eq!(seen(&pair, 8080), [Open; 4], "disabled: nothing filtered");
     ok(&pair.server, d, &["enable"]);
-    assert_eq!(seen(&pair, 8080), [Timeout, Refused, Timeout, Refused], "enabled again with the saved rules: tcp denied, udp by the default reject");
+    assert_eq!(
+        seen(&pair, 8080),
+        [Timeout, Refused, Timeout, Refused],
+        "enabled again with the saved rules: tcp denied, udp by the default reject"
+    );
     ok(&pair.server, d, &["reset"]);
     assert_eq!(seen(&pair, 8080), [Open; 4]);
     let tables = pair.server.exec_ok(&["nft", "list", "tables"]);
-    assert!(tables.contains("othertool") && !tables.contains("portwall"), "{tables}");
+    assert!(
+        tables.contains("othertool") && !tables.contains("portwall"),
+        "{tables}"
+    );
 }
 
 #[test]
@@ -96,22 +144,57 @@ fn bad_input_exits_2_and_changes_nothing() {
     ok(&ns, d, &["allow", "22/tcp"]);
     let before = std::fs::read_to_string(d.join("rules.toml")).unwrap();
     let ruleset_before = ns.exec_ok(&["nft", "list", "table", "inet", "portwall"]);
-    for args in [&["allow", "70000/tcp"][..], &["allow", "22/tcpp"], &["deny", "from", "10.0.0.300"], &["delete", "9"], &["default", "maybe", "incoming"], &["insert", "7", "allow", "80"]] {
+    for args in [
+        &["allow", "70000/tcp"][..],
+        &["allow", "22/tcpp"],
+        &["deny", "from", "10.0.0.300"],
+        &["delete", "9"],
+        &["default", "maybe", "incoming"],
+        &["insert", "7", "allow", "80"],
+    ] {
         let o = portwall(&ns, d, args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(!o.stderr.is_empty());
     }
     let o = portwall(&ns, d, &["--json", "allow", "70000/tcp"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(v["error"].as_str().unwrap().contains("out of range 1-65535"), "{v}");
-    assert_eq!(before, std::fs::read_to_string(d.join("rules.toml")).unwrap());
-    assert_eq!(ruleset_before, ns.exec_ok(&["nft", "list", "table", "inet", "portwall"]));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("out of range 1-65535"),
+        "{v}"
+    );
+    assert_eq!(
+        before,
+        std::fs::read_to_string(d.join("rules.toml")).unwrap()
+    );
+    assert_eq!(
+        ruleset_before,
+        ns.exec_ok(&["nft", "list", "table", "inet", "portwall"])
+    );
     // A hand-edited file with a bad line is refused whole by reload.
-    std::fs::write(d.join("rules.toml"), before.replace("allow 22/tcp", "allow 22/tcp from nowhere")).unwrap();
+    std::fs::write(
+        d.join("rules.toml"),
+        before.replace("allow 22/tcp", "allow 22/tcp from nowhere"),
+    )
+    .unwrap();
     let o = portwall(&ns, d, &["reload"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("rule 1"), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(ruleset_before, ns.exec_ok(&["nft", "list", "table", "inet", "portwall"]));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("rule 1"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        ruleset_before,
+        ns.exec_ok(&["nft", "list", "table", "inet", "portwall"])
+    );
 }
 
 #[test]
@@ -126,7 +209,8 @@ fn concurrent_invocations_lose_no_rule() {
             s.spawn(move || ok(ns, d, &["allow", &format!("{}/tcp", 10000 + p)]));
         }
     });
-    let status: serde_json::Value = serde_json::from_str(&ok(&ns, &d, &["status", "--json"])).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&ns, &d, &["status", "--json"])).unwrap();
     assert_eq!(status["rules"].as_array().unwrap().len(), 8, "{status}");
     assert_eq!(status["kernel_drift"].as_array().unwrap().len(), 0);
 }
@@ -138,21 +222,39 @@ fn plan_apply_and_drift() {
     let d = dir.path();
     let file = d.join("desired.toml");
     std::fs::write(&file, "rules = [\"allow 22/tcp from 203.0.113.0/24\", \"allow http,https\"]\n[defaults]\nincoming = \"deny\"\n").unwrap();
-    let plan: serde_json::Value = serde_json::from_str(&ok(&ns, d, &["plan", "--json", "--file", file.to_str().unwrap()])).unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&ok(
+        &ns,
+        d,
+        &["plan", "--json", "--file", file.to_str().unwrap()],
+    ))
+    .unwrap();
     assert_eq!(plan["changes"].as_array().unwrap().len(), 3, "{plan}");
     assert_eq!(plan["loaded"], false);
     ok(&ns, d, &["apply", "--file", file.to_str().unwrap()]);
     let plan: serde_json::Value = serde_json::from_str(&ok(&ns, d, &["plan", "--json"])).unwrap();
     assert_eq!(plan["changes"].as_array().unwrap().len(), 0, "{plan}");
     // Someone edits the table by hand: status and plan say so.
-    ns.exec_ok(&["nft", "add", "rule", "inet", "portwall", "input", "tcp", "dport", "23", "accept"]);
-    let status: serde_json::Value = serde_json::from_str(&ok(&ns, d, &["status", "--json"])).unwrap();
-    assert!(!status["kernel_drift"].as_array().unwrap().is_empty(), "{status}");
+    ns.exec_ok(&[
+        "nft", "add", "rule", "inet", "portwall", "input", "tcp", "dport", "23", "accept",
+    ]);
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&ns, d, &["status", "--json"])).unwrap();
+    assert!(
+        !status["kernel_drift"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
     let text = ok(&ns, d, &["status"]);
-    assert!(text.contains("differs from what portwall applied"), "{text}");
+    assert!(
+        text.contains("differs from what portwall applied"),
+        "{text}"
+    );
     ok(&ns, d, &["reload"]);
-    let status: serde_json::Value = serde_json::from_str(&ok(&ns, d, &["status", "--json"])).unwrap();
-    assert!(status["kernel_drift"].as_array().unwrap().is_empty(), "{status}");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&ns, d, &["status", "--json"])).unwrap();
+    assert!(
+        status["kernel_drift"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
 }
 
 #[test]
@@ -160,7 +262,10 @@ fn the_iptables_backend_opens_and_closes_ports_too() {
     let pair = Pair::new();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let addrs: Vec<IpAddr> = vec![pair.server_addr.v4.parse().unwrap(), pair.server_addr.v6.parse().unwrap()];
+    let addrs: Vec<IpAddr> = vec![
+        pair.server_addr.v4.parse().unwrap(),
+        pair.server_addr.v6.parse().unwrap(),
+    ];
     let _l = Listeners::start(&pair.server, &addrs, &[8080, 8081]);
     let pw = |args: &[&str]| {
         let mut full = vec!["--backend", "iptables"];
@@ -174,10 +279,19 @@ fn the_iptables_backend_opens_and_closes_ports_too() {
     assert_eq!(seen(&pair, 8081), [Refused; 4]);
     let save = pair.server.exec_ok(&["iptables-save", "-t", "filter"]);
     assert!(save.contains("portwall"), "{save}");
-    assert!(pair.server.exec(&["nft", "list", "table", "inet", "portwall"]).stdout.is_empty(), "no nft table with --backend iptables");
+    assert!(
+        pair.server
+            .exec(&["nft", "list", "table", "inet", "portwall"])
+            .stdout
+            .is_empty(),
+        "no nft table with --backend iptables"
+    );
     let status: serde_json::Value = serde_json::from_str(&pw(&["status", "--json"])).unwrap();
     assert_eq!(status["loaded"], true, "{status}");
-    assert!(status["kernel_drift"].as_array().unwrap().is_empty(), "{status}");
+    assert!(
+        status["kernel_drift"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
     pw(&["disable"]);
     assert_eq!(seen(&pair, 8081), [Open; 4]);
 }

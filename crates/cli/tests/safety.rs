@@ -9,11 +9,20 @@ use std::time::Duration;
 use testns::Pair;
 
 fn portwall(ns: &testns::Netns, dir: &Path, args: &[&str]) -> Output {
-    ns.command(env!("CARGO_BIN_EXE_portwall")).env("PORTWALL_CONFIG_DIR", dir).env_remove("SSH_CONNECTION").args(args).output().expect("run portwall")
+    ns.command(env!("CARGO_BIN_EXE_portwall"))
+        .env("PORTWALL_CONFIG_DIR", dir)
+        .env_remove("SSH_CONNECTION")
+        .args(args)
+        .output()
+        .expect("run portwall")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// An "sshd" on the server's port 22 and one established session from the client.
@@ -34,7 +43,12 @@ fn ssh_session(pair: &Pair) -> (TcpStream, std::thread::JoinHandle<()>) {
 fn rule_actions(pair: &Pair, dir: &Path) -> Vec<String> {
     let o = portwall(&pair.server, dir, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["rules"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap().to_string()).collect()
+    v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -47,10 +61,23 @@ fn a_change_that_cuts_the_session_is_refused_unless_forced() {
     let o = portwall(&pair.server, d, &["enable"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains(&format!("{}", pair.client_addr.v4)) && t.contains(":22") && t.contains("default policy"), "{t}");
-    assert!(pair.server.exec(&["nft", "list", "table", "inet", "portwall"]).stdout.is_empty(), "nothing applied");
+    assert!(
+        t.contains(pair.client_addr.v4.as_str())
+            && t.contains(":22")
+            && t.contains("default policy"),
+        "{t}"
+    );
+    assert!(
+        pair.server
+            .exec(&["nft", "list", "table", "inet", "portwall"])
+            .stdout
+            .is_empty(),
+        "nothing applied"
+    );
 
-    assert!(portwall(&pair.server, d, &["allow", "22/tcp"]).status.success());
+    assert!(portwall(&pair.server, d, &["allow", "22/tcp"])
+        .status
+        .success());
     let o = portwall(&pair.server, d, &["enable"]);
     assert!(o.status.success(), "{}", text(&o));
     // A deny that replaces the SSH allow is refused, naming the rule.
@@ -69,7 +96,9 @@ fn an_unconfirmed_change_rolls_back_even_when_its_process_is_killed() {
     let _session = ssh_session(&pair);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(portwall(&pair.server, d, &["allow", "22/tcp"]).status.success());
+    assert!(portwall(&pair.server, d, &["allow", "22/tcp"])
+        .status
+        .success());
     assert!(portwall(&pair.server, d, &["enable"]).status.success());
 
     // The risky change runs in its own process group, which is killed at once.
@@ -85,17 +114,31 @@ fn an_unconfirmed_change_rolls_back_even_when_its_process_is_killed() {
         .unwrap();
     let pgid = child.id() as i32;
     assert!(child.wait().unwrap().success());
-    let _ = std::process::Command::new("kill").args(["-9", "--", &format!("-{pgid}")]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", "--", &format!("-{pgid}")])
+        .status();
     assert_eq!(rule_actions(&pair, d), ["deny 22/tcp"], "applied at once");
-    let status: serde_json::Value = serde_json::from_slice(&portwall(&pair.server, d, &["status", "--json"]).stdout).unwrap();
-    assert!(status["pending_confirmation"]["deadline"].is_u64(), "{status}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&portwall(&pair.server, d, &["status", "--json"]).stdout).unwrap();
+    assert!(
+        status["pending_confirmation"]["deadline"].is_u64(),
+        "{status}"
+    );
     assert!(text(&portwall(&pair.server, d, &["status"])).contains("PENDING"));
 
     std::thread::sleep(Duration::from_secs(8));
-    assert_eq!(rule_actions(&pair, d), ["allow 22/tcp"], "rolled back at the deadline");
-    let status: serde_json::Value = serde_json::from_slice(&portwall(&pair.server, d, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(
+        rule_actions(&pair, d),
+        ["allow 22/tcp"],
+        "rolled back at the deadline"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&portwall(&pair.server, d, &["status", "--json"]).stdout).unwrap();
     assert!(status["pending_confirmation"].is_null(), "{status}");
-    assert!(status["kernel_drift"].as_array().unwrap().is_empty(), "{status}");
+    assert!(
+        status["kernel_drift"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
 }
 
 #[test]
@@ -103,7 +146,9 @@ fn a_confirmed_change_stays() {
     let pair = Pair::new();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(portwall(&pair.server, d, &["--force", "enable"]).status.success());
+    assert!(portwall(&pair.server, d, &["--force", "enable"])
+        .status
+        .success());
     let o = portwall(&pair.server, d, &["--confirm", "5", "allow", "8080/tcp"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("portwall confirm"), "{}", text(&o));

@@ -7,12 +7,18 @@ use std::process::Output;
 use testns::{Netns, Pair};
 
 fn portwall(ns: &Netns, dir: &Path, args: &[&str]) -> Output {
-    ns.command(env!("CARGO_BIN_EXE_portwall")).env("PORTWALL_CONFIG_DIR", dir).env_remove("SSH_CONNECTION").args(args).output().expect("run portwall")
+    ns.command(env!("CARGO_BIN_EXE_portwall"))
+        .env("PORTWALL_CONFIG_DIR", dir)
+        .env_remove("SSH_CONNECTION")
+        .args(args)
+        .output()
+        .expect("run portwall")
 }
 
 fn json(ns: &Netns, dir: &Path, args: &[&str]) -> serde_json::Value {
     let o = portwall(ns, dir, args);
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stderr)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stderr)))
 }
 
 #[test]
@@ -20,7 +26,11 @@ fn counters_count_the_packets_sent_and_zero_resets_them() {
     let pair = Pair::new();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for args in [&["enable"][..], &["allow", "5000/udp"], &["deny", "5001/udp"]] {
+    for args in [
+        &["enable"][..],
+        &["allow", "5000/udp"],
+        &["deny", "5001/udp"],
+    ] {
         assert!(portwall(&pair.server, d, args).status.success());
     }
     let server = pair.server_addr.v4.clone();
@@ -28,10 +38,12 @@ fn counters_count_the_packets_sent_and_zero_resets_them() {
     pair.client.run(|| {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..7 {
-            s.send_to(&[0u8; PAYLOAD], format!("{server}:5000")).unwrap();
+            s.send_to(&[0u8; PAYLOAD], format!("{server}:5000"))
+                .unwrap();
         }
         for _ in 0..5 {
-            s.send_to(&[0u8; PAYLOAD], format!("{server}:5001")).unwrap();
+            s.send_to(&[0u8; PAYLOAD], format!("{server}:5001"))
+                .unwrap();
         }
     });
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -40,9 +52,15 @@ fn counters_count_the_packets_sent_and_zero_resets_them() {
     assert_eq!(rules[0]["counters"]["packets"], 7, "{v}");
     assert_eq!(rules[0]["counters"]["bytes"], 7 * (20 + 8 + PAYLOAD), "{v}");
     assert_eq!(rules[1]["counters"]["packets"], 5, "{v}");
-    let text = String::from_utf8_lossy(&portwall(&pair.server, d, &["status", "--verbose"]).stdout).into_owned();
-    assert!(text.contains("allow 5000/udp") && text.contains("default deny incoming"), "{text}");
-    assert!(portwall(&pair.server, d, &["status", "--zero"]).status.success());
+    let text = String::from_utf8_lossy(&portwall(&pair.server, d, &["status", "--verbose"]).stdout)
+        .into_owned();
+    assert!(
+        text.contains("allow 5000/udp") && text.contains("default deny incoming"),
+        "{text}"
+    );
+    assert!(portwall(&pair.server, d, &["status", "--zero"])
+        .status
+        .success());
     let v = json(&pair.server, d, &["status", "--verbose", "--json"]);
     assert_eq!(v["rules"][0]["counters"]["packets"], 0, "{v}");
 }
@@ -54,16 +72,40 @@ fn audit_gives_the_four_classes_and_flags_exposed_databases() {
     let d = dir.path();
     // Listeners owned by this test, inside the namespace.
     let _socks = ns.run(|| {
-        ["0.0.0.0:5432", "0.0.0.0:22", "0.0.0.0:80", "127.0.0.1:6379", "0.0.0.0:3306"].map(|a| TcpListener::bind(a).unwrap())
+        [
+            "0.0.0.0:5432",
+            "0.0.0.0:22",
+            "0.0.0.0:80",
+            "127.0.0.1:6379",
+            "0.0.0.0:3306",
+        ]
+        .map(|a| TcpListener::bind(a).unwrap())
     });
-    for args in [&["--force", "enable"][..], &["deny", "5432/tcp"], &["allow", "22/tcp", "from", "203.0.113.0/24"], &["allow", "80/tcp"]] {
+    for args in [
+        &["--force", "enable"][..],
+        &["deny", "5432/tcp"],
+        &["allow", "22/tcp", "from", "203.0.113.0/24"],
+        &["allow", "80/tcp"],
+    ] {
         assert!(portwall(&ns, d, args).status.success(), "{args:?}");
     }
     let o = portwall(&ns, d, &["audit", "--json"]);
-    assert_eq!(o.status.code(), Some(0), "3306 is blocked by the default policy: nothing risky is exposed");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "3306 is blocked by the default policy: nothing risky is exposed"
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let class = |port: u16| {
-        v["findings"].as_array().unwrap().iter().find(|f| f["port"] == port).unwrap_or_else(|| panic!("{port} in {v}"))["class"].as_str().unwrap().to_string()
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["port"] == port)
+            .unwrap_or_else(|| panic!("{port} in {v}"))["class"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     assert_eq!(class(5432), "BLOCKED");
     assert_eq!(class(22), "RESTRICTED");
@@ -71,6 +113,11 @@ fn audit_gives_the_four_classes_and_flags_exposed_databases() {
     assert_eq!(class(6379), "LOCAL-ONLY");
     assert!(portwall(&ns, d, &["allow", "3306/tcp"]).status.success());
     let o = portwall(&ns, d, &["audit"]);
-    assert_eq!(o.status.code(), Some(3), "an exposed mysql: {}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "an exposed mysql: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("RISK: mysql"));
 }

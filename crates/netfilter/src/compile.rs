@@ -112,10 +112,16 @@ impl Shape {
     fn interface_matches(&self) -> Vec<Statement<'static>> {
         let mut v = Vec::new();
         if let Some(i) = &self.in_interface {
-            v.push(matches(meta(expr::MetaKey::Iifname), Expression::String(Cow::Owned(i.clone()))));
+            v.push(matches(
+                meta(expr::MetaKey::Iifname),
+                Expression::String(Cow::Owned(i.clone())),
+            ));
         }
         if let Some(i) = &self.out_interface {
-            v.push(matches(meta(expr::MetaKey::Oifname), Expression::String(Cow::Owned(i.clone()))));
+            v.push(matches(
+                meta(expr::MetaKey::Oifname),
+                Expression::String(Cow::Owned(i.clone())),
+            ));
         }
         v
     }
@@ -214,7 +220,8 @@ impl CompiledTable {
     /// ignores per-element `counter` objects in JSON input), so it is added to
     /// the serialized value here, the one place the typed model falls short.
     pub fn full_batch(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self.full_batch_typed()).expect("the nft schema serializes");
+        let mut v =
+            serde_json::to_value(self.full_batch_typed()).expect("the nft schema serializes");
         for obj in v["nftables"].as_array_mut().into_iter().flatten() {
             if let Some(set) = obj.get_mut("add").and_then(|a| a.get_mut("set")) {
                 set["stmt"] = serde_json::json!([{ "counter": null }]);
@@ -316,14 +323,8 @@ impl CompiledTable {
         } else {
             SetTypeValue::Concatenated(Cow::Owned(types))
         };
-        let elem = (with_elements && !set.elements.is_empty()).then(|| {
-            Cow::Owned(
-                set.elements
-                    .iter()
-                    .map(|e| element_value(&e.key))
-                    .collect(),
-            )
-        });
+        let elem = (with_elements && !set.elements.is_empty())
+            .then(|| Cow::Owned(set.elements.iter().map(|e| element_value(&e.key)).collect()));
         schema::Set {
             family: NfFamily::INet,
             table: Cow::Owned(self.table.clone()),
@@ -450,7 +451,6 @@ fn element_value(key: &[Dim]) -> Expression<'static> {
         Expression::Named(NamedExpression::Concat(key.iter().map(dim_value).collect()))
     }
 }
-
 
 fn counter() -> Statement<'static> {
     Statement::Counter(stmt::Counter::Anonymous(None))
@@ -603,7 +603,10 @@ struct Run {
 
 impl Run {
     fn conflicts(&self, shape: &Shape, key: &[Dim]) -> bool {
-        self.sets.iter().find(|b| &b.shape == shape).is_some_and(|b| b.overlaps(key))
+        self.sets
+            .iter()
+            .find(|b| &b.shape == shape)
+            .is_some_and(|b| b.overlaps(key))
     }
 }
 
@@ -652,7 +655,10 @@ impl SetBuilder {
         }
         self.has_interval |= key.iter().any(Dim::is_interval);
         if let Some(n) = first_addr(&key) {
-            self.by_first_addr.entry(addr_key(&n)).or_default().push(self.elements.len());
+            self.by_first_addr
+                .entry(addr_key(&n))
+                .or_default()
+                .push(self.elements.len());
         }
         self.elements.push(Element { key, rule });
     }
@@ -677,13 +683,18 @@ impl SetBuilder {
             IpNet::V4(v) => u32::from(v.broadcast()) as u128,
             IpNet::V6(v) => u128::from(v.broadcast()),
         };
-        let inside = self.by_first_addr.range((v6, start)..=(v6, end)).flat_map(|(_, ix)| ix);
+        let inside = self
+            .by_first_addr
+            .range((v6, start)..=(v6, end))
+            .flat_map(|(_, ix)| ix);
         // ... and those whose first network contains `net`.
         let containing = (0..net.prefix_len()).filter_map(|len| {
             let sup = IpNet::new(net.addr(), len).ok()?.trunc();
             self.by_first_addr.get(&addr_key(&sup))
         });
-        inside.chain(containing.flatten()).any(|&i| all(&self.elements[i]))
+        inside
+            .chain(containing.flatten())
+            .any(|&i| all(&self.elements[i]))
     }
 }
 
@@ -710,7 +721,10 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
         let mut set_counter = 0usize;
         let mut flush = |run: Option<Run>, rules: &mut Vec<RuleSpec>, sets: &mut Vec<SetSpec>| {
             let Some(run) = run else { return };
-            for SetBuilder { shape, elements, .. } in run.sets {
+            for SetBuilder {
+                shape, elements, ..
+            } in run.sets
+            {
                 set_counter += 1;
                 let name = format!("{}_{}", direction.as_str(), set_counter);
                 let interval = elements.iter().any(|e| e.key.iter().any(Dim::is_interval));
@@ -726,7 +740,10 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                     ))
                 };
                 let mut lookup = shape.interface_matches();
-                lookup.push(matches(left, Expression::String(Cow::Owned(format!("@{name}")))));
+                lookup.push(matches(
+                    left,
+                    Expression::String(Cow::Owned(format!("@{name}"))),
+                ));
                 if run.log {
                     let mut stmts = lookup.clone();
                     stmts.extend(log(format!(
@@ -770,7 +787,11 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                     });
                 }
                 if run.action == Action::Limit {
-                    rules.extend(limit_rules(&lookup, &format!("rule{}", index + 1), Family::Any));
+                    rules.extend(limit_rules(
+                        &lookup,
+                        &format!("rule{}", index + 1),
+                        Family::Any,
+                    ));
                 }
                 let mut stmts = lookup;
                 stmts.extend([counter(), verdict(run.action)]);

@@ -63,12 +63,18 @@ pub fn run_json(payload: &str) -> Result<(), NftError> {
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let written = stdin.write_all(payload.as_bytes());
     drop(stdin);
-    let out = child.wait_with_output().map_err(|e| NftError::Output(e.to_string()))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| NftError::Output(e.to_string()))?;
     if out.status.success() {
         written.map_err(|e| NftError::Output(e.to_string()))?;
         return Ok(());
     }
-    let msg = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     Err(NftError::Rejected(msg.trim().to_string()))
 }
 

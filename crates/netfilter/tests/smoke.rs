@@ -117,6 +117,7 @@ fn golden_kernel_listing() {
         "deny from 198.51.100.7",
         "deny routed 8080/tcp",
     ]);
-    ns.run(|| apply_atomically(&rs, None, ApplyOptions::default())).unwrap();
+    ns.run(|| apply_atomically(&rs, None, ApplyOptions::default()))
+        .unwrap();
     insta::assert_snapshot!(ns.exec_ok(&["nft", "list", "table", "inet", "portwall"]));
 }

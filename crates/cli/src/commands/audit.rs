@@ -68,7 +68,9 @@ pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
     // What the kernel enforces: the ruleset portwall applied. Without it, nothing
     // filters (as far as portwall knows), which is what an accept-all ruleset means.
     let ruleset = if loaded {
-        state::read_config(&global.config_dir.join("applied.toml"), &services)?.map(|c| c.ruleset).unwrap_or_default()
+        state::read_config(&global.config_dir.join("applied.toml"), &services)?
+            .map(|c| c.ruleset)
+            .unwrap_or_default()
     } else {
         let mut open = Ruleset::default();
         open.defaults.incoming = model::Policy::Allow;
@@ -78,7 +80,8 @@ pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
     let mut findings = Vec::new();
     for s in &sockets {
         let ip = s.local.ip();
-        let loopback = ip.is_loopback() || matches!(ip, std::net::IpAddr::V6(a) if a.to_ipv4_mapped().is_some_and(|v| v.is_loopback()));
+        let loopback = ip.is_loopback()
+            || matches!(ip, std::net::IpAddr::V6(a) if a.to_ipv4_mapped().is_some_and(|v| v.is_loopback()));
         let proto = match s.protocol {
             inspect::Protocol::Tcp => PacketProtocol::Tcp,
             inspect::Protocol::Udp => PacketProtocol::Udp,
@@ -93,12 +96,18 @@ pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
                 Reach::Nobody => Class::Blocked,
             }
         };
-        let risky = (class == Class::Exposed).then(|| model::risky_service(s.local.port())).flatten();
+        let risky = (class == Class::Exposed)
+            .then(|| model::risky_service(s.local.port()))
+            .flatten();
         findings.push(Finding {
             proto: s.proto_label(),
             local: inspect::netstat_addr(&s.local),
             port: s.local.port(),
-            process: s.owners.first().map(|o| format!("{}/{}", o.pid, o.name)).unwrap_or_else(|| "-".into()),
+            process: s
+                .owners
+                .first()
+                .map(|o| format!("{}/{}", o.pid, o.name))
+                .unwrap_or_else(|| "-".into()),
             loopback_only: loopback,
             os_firewall: r,
             class,
@@ -106,29 +115,61 @@ pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
         });
     }
     let risky_exposed = findings.iter().filter(|f| f.risky.is_some()).count();
-    let audit = Audit { firewall_loaded: loaded, network_firewall: "not configured", findings, risky_exposed };
+    let audit = Audit {
+        firewall_loaded: loaded,
+        network_firewall: "not configured",
+        findings,
+        risky_exposed,
+    };
     if global.json {
         print_json(&audit)?;
     } else {
         if !loaded {
             println!("portwall's rules are not loaded: nothing portwall knows of filters incoming traffic.");
         }
-        let mut t = table(["Class", "Proto", "Local Address", "PID/Program name", "OS firewall lets in", "Note"]);
+        let mut t = table([
+            "Class",
+            "Proto",
+            "Local Address",
+            "PID/Program name",
+            "OS firewall lets in",
+            "Note",
+        ]);
         for f in &audit.findings {
             let who = match &f.os_firewall {
                 Reach::Anyone => "anyone".to_string(),
                 Reach::Nobody => "nobody".to_string(),
-                Reach::Some(n) => n.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                Reach::Some(n) => n
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
             };
             let note = match (f.risky, f.loopback_only) {
                 (Some(name), _) => format!("RISK: {name} open to the internet"),
                 (None, true) => "bound to loopback".into(),
                 _ => String::new(),
             };
-            t.add_row(vec![f.class.as_str().to_string(), f.proto.to_string(), f.local.clone(), f.process.clone(), who, note]);
+            t.add_row(vec![
+                f.class.as_str().to_string(),
+                f.proto.to_string(),
+                f.local.clone(),
+                f.process.clone(),
+                who,
+                note,
+            ]);
         }
         print_table(&t);
-        println!("\n{} socket(s); {} risky service(s) exposed; network firewall: {}.", audit.findings.len(), audit.risky_exposed, audit.network_firewall);
+        println!(
+            "\n{} socket(s); {} risky service(s) exposed; network firewall: {}.",
+            audit.findings.len(),
+            audit.risky_exposed,
+            audit.network_firewall
+        );
     }
-    Ok(if audit.risky_exposed > 0 { exit::EXPOSED } else { exit::OK })
+    Ok(if audit.risky_exposed > 0 {
+        exit::EXPOSED
+    } else {
+        exit::OK
+    })
 }

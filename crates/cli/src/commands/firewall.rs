@@ -6,15 +6,15 @@
 //! apply it to the kernel in one transaction (when enabled), and only then save it,
 //! all under the state lock. A refused ruleset is never saved.
 
+use crate::backend::Filter;
+use crate::commands::safety;
 use crate::exit;
 use crate::output::{print_json, print_table, table};
-use crate::commands::safety;
 use crate::state::{self, State};
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
 use model::{AddOutcome, Direction, HostConfig, Logging, Policy, Rule, Ruleset};
-use crate::backend::Filter;
 use netfilter::ApplyReport;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -114,7 +114,12 @@ pub struct Outcome {
 }
 
 /// Applies `new` (when enabled) and saves it: the one path of every change.
-fn commit(st: &State, global: &Global, old: &HostConfig, new: &HostConfig) -> Result<Option<ApplyReport>> {
+fn commit(
+    st: &State,
+    global: &Global,
+    old: &HostConfig,
+    new: &HostConfig,
+) -> Result<Option<ApplyReport>> {
     safety::check_lockout(global, old, new)?;
     if let (Some(seconds), true) = (global.confirm, new != old) {
         let p = safety::arm(st, global, old, seconds)?;
@@ -129,8 +134,7 @@ fn commit(st: &State, global: &Global, old: &HostConfig, new: &HostConfig) -> Re
         } else {
             None
         };
-        let report =
-            filter.apply(&new.ruleset, previous.as_ref())?;
+        let report = filter.apply(&new.ruleset, previous.as_ref())?;
         st.set_applied(Some(&new.ruleset))?;
         Some(report)
     } else {
@@ -405,7 +409,10 @@ pub fn reload(global: &Global) -> Result<u8> {
             "portwall is disabled; 'portwall enable' applies the rules",
         ));
     }
-    let loaded = HostConfig { enabled: true, ruleset: st.applied()?.unwrap_or_default() };
+    let loaded = HostConfig {
+        enabled: true,
+        ruleset: st.applied()?.unwrap_or_default(),
+    };
     safety::check_lockout(global, &loaded, &cfg)?;
     // A full replace, not a delta: reload is how a hand-edited kernel table is
     // brought back to the saved rules.
@@ -478,7 +485,7 @@ pub fn reset(global: &Global) -> Result<u8> {
     )
 }
 
-fn read_file(path: &PathBuf) -> Result<HostConfig> {
+fn read_file(path: &std::path::Path) -> Result<HostConfig> {
     state::read_config(path, &state::services())?
         .ok_or_else(|| exit::usage(format!("{}: no such file", path.display())))
 }
@@ -500,15 +507,30 @@ pub fn apply(global: &Global, args: &ApplyArgs) -> Result<u8> {
 fn install(global: &Global, ruleset: Option<Ruleset>) -> Result<u8> {
     let st = State::lock(&global.config_dir)?;
     let old = st.load()?;
-    let new = HostConfig { enabled: true, ruleset: ruleset.unwrap_or_else(|| old.ruleset.clone()) };
+    let new = HostConfig {
+        enabled: true,
+        ruleset: ruleset.unwrap_or_else(|| old.ruleset.clone()),
+    };
     let changes: Vec<serde_json::Value> = model::diff(&old.ruleset, &new.ruleset)
         .into_iter()
         .map(|c| serde_json::to_value(c).unwrap_or_default())
         .collect();
     let applied = commit(&st, global, &old, &new)?;
     let n = changes.len();
-    let outcome = Outcome { changes, enabled: true, applied, warnings: other_firewalls() };
-    report(global, &outcome, &[format!("{} rule(s) in force; {n} change(s) to the saved rules", new.ruleset.rules.len())])
+    let outcome = Outcome {
+        changes,
+        enabled: true,
+        applied,
+        warnings: other_firewalls(),
+    };
+    report(
+        global,
+        &outcome,
+        &[format!(
+            "{} rule(s) in force; {n} change(s) to the saved rules",
+            new.ruleset.rules.len()
+        )],
+    )
 }
 
 #[derive(Debug, Serialize)]

@@ -56,7 +56,12 @@ pub struct LabArgs {
     #[command(subcommand)]
     pub command: LabCommand,
     /// Where the lab keeps its state, logs, panel database and edge state.
-    #[arg(long, env = "PORTWALL_LAB_DIR", default_value = "/run/portwall-lab", global = true)]
+    #[arg(
+        long,
+        env = "PORTWALL_LAB_DIR",
+        default_value = "/run/portwall-lab",
+        global = true
+    )]
     pub dir: PathBuf,
 }
 
@@ -262,7 +267,10 @@ fn ns_exists(name: &str) -> bool {
 
 /// Finds a binary next to the running `portwall`, or on PATH.
 fn find_binary(name: &str) -> Result<PathBuf> {
-    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
         let p = dir.join(name);
         if p.is_file() {
             return Ok(p);
@@ -341,12 +349,7 @@ impl Progress {
     }
 }
 
-fn spawn_logged(
-    dir: &Path,
-    name: &str,
-    mut cmd: Command,
-    env: &[(&str, &str)],
-) -> Result<Proc> {
+fn spawn_logged(dir: &Path, name: &str, mut cmd: Command, env: &[(&str, &str)]) -> Result<Proc> {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{name}.log"));
@@ -466,8 +469,14 @@ fn build(
         save_state(dir, st)?;
         ip(&["netns", "add", &name])?;
         in_ns(&name, &["ip", "link", "set", "lo", "up"])?;
-        in_ns(&name, &["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0"])?;
-        in_ns(&name, &["sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0"])?;
+        in_ns(
+            &name,
+            &["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0"],
+        )?;
+        in_ns(
+            &name,
+            &["sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0"],
+        )?;
     }
     progress.step("wiring internet — edge — servers");
     let (inet, edge) = (ns("internet"), ns("edge"));
@@ -478,21 +487,92 @@ fn build(
     ip(&["-n", &inet, "link", "set", "pwlab-i0", "name", "eth0"])?;
     ip(&["-n", &edge, "link", "set", "pwlab-e0", "name", "eth0"])?;
     let internet = HOSTS[0];
-    ip(&["-n", &inet, "addr", "add", &format!("{}/24", internet.v4), "dev", "eth0"])?;
-    ip(&["-n", &inet, "addr", "add", &format!("{}/64", internet.v6), "dev", "eth0", "nodad"])?;
-    ip(&["-n", &edge, "addr", "add", &format!("{}/24", EDGE_OUTSIDE.0), "dev", "eth0"])?;
-    ip(&["-n", &edge, "addr", "add", &format!("{}/64", EDGE_OUTSIDE.1), "dev", "eth0", "nodad"])?;
+    ip(&[
+        "-n",
+        &inet,
+        "addr",
+        "add",
+        &format!("{}/24", internet.v4),
+        "dev",
+        "eth0",
+    ])?;
+    ip(&[
+        "-n",
+        &inet,
+        "addr",
+        "add",
+        &format!("{}/64", internet.v6),
+        "dev",
+        "eth0",
+        "nodad",
+    ])?;
+    ip(&[
+        "-n",
+        &edge,
+        "addr",
+        "add",
+        &format!("{}/24", EDGE_OUTSIDE.0),
+        "dev",
+        "eth0",
+    ])?;
+    ip(&[
+        "-n",
+        &edge,
+        "addr",
+        "add",
+        &format!("{}/64", EDGE_OUTSIDE.1),
+        "dev",
+        "eth0",
+        "nodad",
+    ])?;
     ip(&["-n", &inet, "link", "set", "eth0", "up"])?;
     ip(&["-n", &edge, "link", "set", "eth0", "up"])?;
-    ip(&["-n", &inet, "route", "add", "default", "via", EDGE_OUTSIDE.0])?;
-    ip(&["-n", &inet, "-6", "route", "add", "default", "via", EDGE_OUTSIDE.1])?;
+    ip(&[
+        "-n",
+        &inet,
+        "route",
+        "add",
+        "default",
+        "via",
+        EDGE_OUTSIDE.0,
+    ])?;
+    ip(&[
+        "-n",
+        &inet,
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        EDGE_OUTSIDE.1,
+    ])?;
     ip(&["-n", &edge, "link", "add", "br0", "type", "bridge"])?;
     let gw = HOSTS[1];
-    ip(&["-n", &edge, "addr", "add", &format!("{}/24", gw.v4), "dev", "br0"])?;
-    ip(&["-n", &edge, "addr", "add", &format!("{}/64", gw.v6), "dev", "br0", "nodad"])?;
+    ip(&[
+        "-n",
+        &edge,
+        "addr",
+        "add",
+        &format!("{}/24", gw.v4),
+        "dev",
+        "br0",
+    ])?;
+    ip(&[
+        "-n",
+        &edge,
+        "addr",
+        "add",
+        &format!("{}/64", gw.v6),
+        "dev",
+        "br0",
+        "nodad",
+    ])?;
     ip(&["-n", &edge, "link", "set", "br0", "up"])?;
     in_ns(&edge, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
-    in_ns(&edge, &["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"])?;
+    in_ns(
+        &edge,
+        &["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"],
+    )?;
     for h in HOSTS.iter().filter(|h| h.kind.is_some()) {
         let name = ns(h.name);
         let (a_if, b_if) = (format!("pwlab-s-{}", h.name), format!("to-{}", h.name));
@@ -501,8 +581,25 @@ fn build(
             &edge,
         ])?;
         ip(&["-n", &name, "link", "set", &a_if, "name", "eth0"])?;
-        ip(&["-n", &name, "addr", "add", &format!("{}/24", h.v4), "dev", "eth0"])?;
-        ip(&["-n", &name, "addr", "add", &format!("{}/64", h.v6), "dev", "eth0", "nodad"])?;
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{}/24", h.v4),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{}/64", h.v6),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
         ip(&["-n", &name, "link", "set", "eth0", "up"])?;
         ip(&["-n", &edge, "link", "set", &b_if, "master", "br0", "up"])?;
         ip(&["-n", &name, "route", "add", "default", "via", gw.v4])?;
@@ -511,7 +608,9 @@ fn build(
 
     progress.step("starting the panel");
     let port = if a.panel_port == 0 {
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port()
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port()
     } else {
         a.panel_port
     };
@@ -536,12 +635,7 @@ fn build(
             .find_map(|l| l.split_once("admin token (shown once, keep it safe): "))
             .map(|(_, t)| Some(t.trim().to_string()))
     })?
-    .with_context(|| {
-        format!(
-            "the panel exited; see {}",
-            panel_log.display()
-        )
-    })?;
+    .with_context(|| format!("the panel exited; see {}", panel_log.display()))?;
     let url = format!("http://127.0.0.1:{port}");
     st.panel_url = Some(url.clone());
     st.admin_token = Some(token.clone());
@@ -569,16 +663,35 @@ fn build(
         dir.join(READY_FILE).exists().then_some(true)
     })?
     .then_some(())
-    .with_context(|| format!("the lab service process exited; see {}", serve_proc.log.display()))?;
+    .with_context(|| {
+        format!(
+            "the lab service process exited; see {}",
+            serve_proc.log.display()
+        )
+    })?;
 
     progress.step("registering the customer, its servers and the edge");
     let rt = runtime()?;
     let admin = edge::client::PanelClient::new(&url, &token)?;
     use edge::client::Method;
-    let customer = api(&rt, &admin, Method::POST, "/v1/customers", json!({"name": "Lab Customer", "email": "customer@example.com"}))?;
-    let cid = customer["id"].as_i64().context("the panel's customer has no id")?;
+    let customer = api(
+        &rt,
+        &admin,
+        Method::POST,
+        "/v1/customers",
+        json!({"name": "Lab Customer", "email": "customer@example.com"}),
+    )?;
+    let cid = customer["id"]
+        .as_i64()
+        .context("the panel's customer has no id")?;
     st.customer_id = Some(cid);
-    api(&rt, &admin, Method::POST, "/v1/users", json!({"login": LOGIN, "password": PASSWORD, "customer_id": cid}))?;
+    api(
+        &rt,
+        &admin,
+        Method::POST,
+        "/v1/users",
+        json!({"login": LOGIN, "password": PASSWORD, "customer_id": cid}),
+    )?;
     for h in HOSTS.iter().filter(|h| h.kind.is_some()) {
         let s = api(
             &rt,
@@ -595,35 +708,53 @@ fn build(
             ipv6: h.v6.to_string(),
         });
     }
-    let ctoken = api(&rt, &admin, Method::POST, "/v1/tokens", json!({"name": "lab customer", "kind": "customer", "scope": "write", "customer_id": cid}))?;
+    let ctoken = api(
+        &rt,
+        &admin,
+        Method::POST,
+        "/v1/tokens",
+        json!({"name": "lab customer", "kind": "customer", "scope": "write", "customer_id": cid}),
+    )?;
     st.customer_token = ctoken["token"].as_str().map(String::from);
-    let etoken = api(&rt, &admin, Method::POST, "/v1/tokens", json!({"name": "lab edge", "kind": "edge", "zone": ZONE}))?;
-    let etoken = etoken["token"].as_str().context("the panel's edge token has no secret")?.to_string();
+    let etoken = api(
+        &rt,
+        &admin,
+        Method::POST,
+        "/v1/tokens",
+        json!({"name": "lab edge", "kind": "edge", "zone": ZONE}),
+    )?;
+    let etoken = etoken["token"]
+        .as_str()
+        .context("the panel's edge token has no secret")?
+        .to_string();
     save_state(dir, st)?;
 
     progress.step("starting the edge agent in pwlab-edge");
     let edge_state = dir.join("edge");
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &edge])
-        .arg(edge_bin)
-        .args([
-            "run",
-            "--panel-url",
-            &format!("http://127.0.0.1:{RELAY_PORT}"),
-            "--zone",
-            ZONE,
-            "--mode",
-            "forward",
-            "--name",
-            "lab-edge",
-            "--counters-every",
-            "10",
-            "--backoff-max",
-            "5",
-            "--state-dir",
-            &edge_state.display().to_string(),
-        ]);
-    let agent = spawn_logged(dir, "edge", cmd, &[("PORTWALL_EDGE_TOKEN", &etoken), ("RUST_LOG", "info")])?;
+    cmd.args(["netns", "exec", &edge]).arg(edge_bin).args([
+        "run",
+        "--panel-url",
+        &format!("http://127.0.0.1:{RELAY_PORT}"),
+        "--zone",
+        ZONE,
+        "--mode",
+        "forward",
+        "--name",
+        "lab-edge",
+        "--counters-every",
+        "10",
+        "--backoff-max",
+        "5",
+        "--state-dir",
+        &edge_state.display().to_string(),
+    ]);
+    let agent = spawn_logged(
+        dir,
+        "edge",
+        cmd,
+        &[("PORTWALL_EDGE_TOKEN", &etoken), ("RUST_LOG", "info")],
+    )?;
     let agent_proc = agent.clone();
     st.processes.push(agent);
     save_state(dir, st)?;
@@ -650,29 +781,61 @@ fn print_up(g: &Global, dir: &Path, st: &LabState) -> Result<()> {
     let url = st.panel_url.as_deref().unwrap_or("-");
     println!("The lab is up ({}).", dir.display());
     println!();
-    println!("  panel        {url}   (admin token: {})", st.admin_token.as_deref().unwrap_or("-"));
+    println!(
+        "  panel        {url}   (admin token: {})",
+        st.admin_token.as_deref().unwrap_or("-")
+    );
     println!("  web login    {LOGIN} / {PASSWORD}");
-    println!("  API token    {}   (the customer's, write)", st.customer_token.as_deref().unwrap_or("-"));
+    println!(
+        "  API token    {}   (the customer's, write)",
+        st.customer_token.as_deref().unwrap_or("-")
+    );
     println!();
     let mut t = output::table(["HOST", "TYPE", "IPV4", "IPV6", "SERVER ID"]);
     for h in &HOSTS {
-        let id = st.servers.iter().find(|s| s.name == h.name).map(|s| s.id.to_string()).unwrap_or_else(|| "-".into());
-        let kind = h.kind.unwrap_or(if h.name == "edge" { "edge (router)" } else { "client" });
-        t.add_row(vec![h.name.to_string(), kind.to_string(), h.v4.to_string(), h.v6.to_string(), id]);
+        let id = st
+            .servers
+            .iter()
+            .find(|s| s.name == h.name)
+            .map(|s| s.id.to_string())
+            .unwrap_or_else(|| "-".into());
+        let kind = h.kind.unwrap_or(if h.name == "edge" {
+            "edge (router)"
+        } else {
+            "client"
+        });
+        t.add_row(vec![
+            h.name.to_string(),
+            kind.to_string(),
+            h.v4.to_string(),
+            h.v6.to_string(),
+            id,
+        ]);
     }
     output::print_table(&t);
-    let vps1 = st.servers.iter().find(|s| s.name == "vps1").map_or(0, |s| s.id);
+    let vps1 = st
+        .servers
+        .iter()
+        .find(|s| s.name == "vps1")
+        .map_or(0, |s| s.id);
     let tok = st.customer_token.as_deref().unwrap_or("TOKEN");
     println!();
     println!("Try:");
     println!("  portwall lab exec internet -- portwall probe 203.0.113.11 22,80");
     println!("  portwall lab exec vps1 -- portwall allow 80/tcp");
     println!("  curl -s -H 'Authorization: Bearer {tok}' -H 'Content-Type: application/json' \\");
-    println!("       -d '{{\"name\":\"web\",\"rules\":[{{\"preset\":\"SSH\"}}]}}' {url}/v1/firewalls");
+    println!(
+        "       -d '{{\"name\":\"web\",\"rules\":[{{\"preset\":\"SSH\"}}]}}' {url}/v1/firewalls"
+    );
     println!("  curl -s -H 'Authorization: Bearer {tok}' -H 'Content-Type: application/json' \\");
     println!("       -d '{{\"server_id\":{vps1}}}' {url}/v1/firewalls/FIREWALL_ID/assignments");
-    println!("  curl -s -X POST -H 'Authorization: Bearer {tok}' {url}/v1/firewalls/FIREWALL_ID/enable");
-    println!("  portwall lab exec edge -- portwall-edge status --state-dir {}", dir.join("edge").display());
+    println!(
+        "  curl -s -X POST -H 'Authorization: Bearer {tok}' {url}/v1/firewalls/FIREWALL_ID/enable"
+    );
+    println!(
+        "  portwall lab exec edge -- portwall-edge status --state-dir {}",
+        dir.join("edge").display()
+    );
     println!("  portwall lab status        portwall lab down");
     Ok(())
 }
@@ -704,13 +867,21 @@ fn teardown(dir: &Path, st: &LabState) {
 fn down(g: &Global, dir: &Path) -> Result<u8> {
     need_root()?;
     let st = load_state(dir)?.unwrap_or_default();
-    let had = !st.namespaces.is_empty() || HOSTS.iter().any(|h| ns_exists(&ns(h.name))) || dir.exists();
+    let had =
+        !st.namespaces.is_empty() || HOSTS.iter().any(|h| ns_exists(&ns(h.name))) || dir.exists();
     teardown(dir, &st);
-    let left: Vec<String> = HOSTS.iter().map(|h| ns(h.name)).filter(|n| ns_exists(n)).collect();
+    let left: Vec<String> = HOSTS
+        .iter()
+        .map(|h| ns(h.name))
+        .filter(|n| ns_exists(n))
+        .collect();
     if g.json {
         output::print_json(&json!({"removed": had, "left": left}))?;
     } else if had {
-        println!("The lab is down: processes stopped, namespaces and {} removed.", dir.display());
+        println!(
+            "The lab is down: processes stopped, namespaces and {} removed.",
+            dir.display()
+        );
     } else {
         println!("No lab was up.");
     }
@@ -734,7 +905,10 @@ fn status(g: &Global, dir: &Path) -> Result<u8> {
         if g.json {
             output::print_json(&json!({"up": false}))?;
         } else {
-            println!("No lab is up (nothing in {}). `portwall lab up` builds one.", dir.display());
+            println!(
+                "No lab is up (nothing in {}). `portwall lab up` builds one.",
+                dir.display()
+            );
         }
         return Ok(crate::exit::FAILURE);
     };
@@ -768,25 +942,43 @@ fn status(g: &Global, dir: &Path) -> Result<u8> {
     let note = edge::store::load_note(&dir.join("edge"));
     let saved = edge::store::load_policy(&dir.join("edge")).ok().flatten();
     if let Some(n) = &note {
-        let enforced = saved.as_ref().map_or(0, |s| s.servers.iter().filter(|x| x.enforced).count());
+        let enforced = saved
+            .as_ref()
+            .map_or(0, |s| s.servers.iter().filter(|x| x.enforced).count());
         rows.push(Component {
             name: "edge-sync".into(),
-            state: if n.panel_reachable { "ok" } else { "PANEL UNREACHABLE" }.into(),
+            state: if n.panel_reachable {
+                "ok"
+            } else {
+                "PANEL UNREACHABLE"
+            }
+            .into(),
             detail: format!(
                 "revision {}, {} enforced server(s){}",
                 n.revision.map_or("-".into(), |r| r.to_string()),
                 enforced,
-                n.last_error.as_ref().map(|e| format!(", last error: {e}")).unwrap_or_default()
+                n.last_error
+                    .as_ref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
             ),
         });
     }
     let healthy = st.complete && rows.iter().all(|r| r.state == "ok" || r.state == "running");
     if g.json {
-        output::print_json(&json!({"up": st.complete, "healthy": healthy, "panel_url": st.panel_url, "components": rows, "servers": st.servers}))?;
+        output::print_json(
+            &json!({"up": st.complete, "healthy": healthy, "panel_url": st.panel_url, "components": rows, "servers": st.servers}),
+        )?;
     } else {
         println!(
             "The lab is {} ({}).",
-            if !st.complete { "half built" } else if healthy { "up" } else { "up but unhealthy" },
+            if !st.complete {
+                "half built"
+            } else if healthy {
+                "up"
+            } else {
+                "up but unhealthy"
+            },
             dir.display()
         );
         let mut t = output::table(["COMPONENT", "STATE", "DETAIL"]);
@@ -795,7 +987,11 @@ fn status(g: &Global, dir: &Path) -> Result<u8> {
         }
         output::print_table(&t);
     }
-    Ok(if healthy { crate::exit::OK } else { crate::exit::FAILURE })
+    Ok(if healthy {
+        crate::exit::OK
+    } else {
+        crate::exit::FAILURE
+    })
 }
 
 // ---- exec -------------------------------------------------------------------
@@ -869,7 +1065,8 @@ fn tcp_service(host: &'static str, port: u16) -> std::io::Result<()> {
             let _ = conn.write_all(banner.as_bytes());
         }
     });
-    rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("listener thread died")))
+    rx.recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("listener thread died")))
 }
 
 fn udp_echo(host: &'static str, port: u16) -> std::io::Result<()> {
@@ -890,7 +1087,8 @@ fn udp_echo(host: &'static str, port: u16) -> std::io::Result<()> {
             let _ = sock.send_to(&buf[..n], from);
         }
     });
-    rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("echo thread died")))
+    rx.recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("echo thread died")))
 }
 
 fn pipe(mut from: TcpStream, mut to: TcpStream) {
@@ -924,7 +1122,9 @@ fn serve(dir: &Path, a: &ServeArgs) -> Result<u8> {
     let (tx, rx) = std::sync::mpsc::channel::<TcpStream>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let listener = match enter("edge").and_then(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, RELAY_PORT))) {
+        let listener = match enter("edge")
+            .and_then(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, RELAY_PORT)))
+        {
             Ok(l) => {
                 let _ = ready_tx.send(Ok(()));
                 l
@@ -945,7 +1145,10 @@ fn serve(dir: &Path, a: &ServeArgs) -> Result<u8> {
         .unwrap_or_else(|_| Err(std::io::Error::other("relay thread died")))
         .context("the panel relay in pwlab-edge")?;
     std::fs::write(dir.join(READY_FILE), std::process::id().to_string())?;
-    eprintln!("lab services ready; relaying pwlab-edge 127.0.0.1:{RELAY_PORT} to 127.0.0.1:{}", a.panel_port);
+    eprintln!(
+        "lab services ready; relaying pwlab-edge 127.0.0.1:{RELAY_PORT} to 127.0.0.1:{}",
+        a.panel_port
+    );
     let panel = SocketAddr::from((Ipv4Addr::LOCALHOST, a.panel_port));
     for inbound in rx {
         match TcpStream::connect_timeout(&panel, Duration::from_secs(5)) {

@@ -41,18 +41,33 @@ pub fn live_sessions() -> Result<Vec<Session>> {
     let mut sessions = Vec::new();
     for p in ports {
         for s in inspect::established_tcp(p)? {
-            sessions.push(Session { peer: unmap(s.remote), local: unmap(s.local), interface: None });
+            sessions.push(Session {
+                peer: unmap(s.remote),
+                local: unmap(s.local),
+                interface: None,
+            });
         }
     }
     // SSH_CONNECTION="client_ip client_port server_ip server_port"
     if let Ok(v) = std::env::var("SSH_CONNECTION") {
         let f: Vec<&str> = v.split_whitespace().collect();
         if let [cip, cport, sip, sport] = f[..] {
-            if let (Ok(peer), Ok(local)) = (format!("{cip}:{cport}").parse::<SocketAddr>().or_else(|_| format!("[{cip}]:{cport}").parse()), format!("{sip}:{sport}").parse::<SocketAddr>().or_else(|_| format!("[{sip}]:{sport}").parse())) {
+            if let (Ok(peer), Ok(local)) = (
+                format!("{cip}:{cport}")
+                    .parse::<SocketAddr>()
+                    .or_else(|_| format!("[{cip}]:{cport}").parse()),
+                format!("{sip}:{sport}")
+                    .parse::<SocketAddr>()
+                    .or_else(|_| format!("[{sip}]:{sport}").parse()),
+            ) {
                 // Only when the session ends in this network namespace (not, say,
                 // a shell that entered another namespace with `ip netns exec`).
                 if std::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0)).is_ok() {
-                    sessions.push(Session { peer, local, interface: None });
+                    sessions.push(Session {
+                        peer,
+                        local,
+                        interface: None,
+                    });
                 }
             }
         }
@@ -79,7 +94,11 @@ pub fn check_lockout(global: &Global, old: &HostConfig, new: &HostConfig) -> Res
         return Ok(());
     }
     let sessions = live_sessions()?;
-    let already: Vec<Cut> = if old.enabled { sessions_cut(&old.ruleset, &sessions) } else { vec![] };
+    let already: Vec<Cut> = if old.enabled {
+        sessions_cut(&old.ruleset, &sessions)
+    } else {
+        vec![]
+    };
     let cuts: Vec<Cut> = sessions_cut(&new.ruleset, &sessions)
         .into_iter()
         .filter(|c| !already.iter().any(|a| a.session == c.session))
@@ -90,15 +109,26 @@ pub fn check_lockout(global: &Global, old: &HostConfig, new: &HostConfig) -> Res
     let mut msg = String::from("refusing: this change would lock you out.\n");
     for c in &cuts {
         let by = match c.verdict.by {
-            model::DecidedBy::Rule { number } => format!("rule {number} ({})", new.ruleset.rules[number - 1]),
-            model::DecidedBy::Policy { direction } => format!("the default policy '{} {}'", new.ruleset.defaults.get(direction).as_str(), direction.policy_name()),
+            model::DecidedBy::Rule { number } => {
+                format!("rule {number} ({})", new.ruleset.rules[number - 1])
+            }
+            model::DecidedBy::Policy { direction } => format!(
+                "the default policy '{} {}'",
+                new.ruleset.defaults.get(direction).as_str(),
+                direction.policy_name()
+            ),
             model::DecidedBy::Builtin { builtin } => format!("the built-in {builtin:?}"),
         };
-        msg.push_str(&format!("  SSH session {} -> {}: a new connection would be {} by {by}\n", c.session.peer, c.session.local, match c.verdict.decision {
-            model::Decision::Drop => "dropped",
-            model::Decision::Reject => "rejected",
-            model::Decision::Accept => "accepted",
-        }));
+        msg.push_str(&format!(
+            "  SSH session {} -> {}: a new connection would be {} by {by}\n",
+            c.session.peer,
+            c.session.local,
+            match c.verdict.decision {
+                model::Decision::Drop => "dropped",
+                model::Decision::Reject => "rejected",
+                model::Decision::Accept => "accepted",
+            }
+        ));
     }
     msg.push_str(&format!("Allow it first (e.g. 'portwall allow 22/tcp from {}'), or add --confirm 60 to apply with automatic rollback, or --force.", cuts[0].session.peer.ip()));
     Err(exit::with_code(exit::FAILURE, msg))
@@ -120,14 +150,19 @@ fn pending_path(dir: &Path) -> std::path::PathBuf {
 
 pub fn read_pending(dir: &Path) -> Result<Option<Pending>> {
     match std::fs::read(pending_path(dir)) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).context("pending.json is unreadable")?)),
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).context("pending.json is unreadable")?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Before a `--confirm` change: records what to roll back to (the last confirmed
@@ -138,9 +173,17 @@ pub fn arm(st: &State, global: &Global, old: &HostConfig, seconds: u64) -> Resul
         None => old.to_toml(),
     };
     let id = format!("{}-{}", std::process::id(), now());
-    let pending = Pending { id: id.clone(), deadline: now() + seconds, previous };
-    write_atomically(&pending_path(st.dir()), serde_json::to_string_pretty(&pending)?.as_bytes())?;
-    let exe = std::env::current_exe().context("cannot find the portwall binary for the rollback watchdog")?;
+    let pending = Pending {
+        id: id.clone(),
+        deadline: now() + seconds,
+        previous,
+    };
+    write_atomically(
+        &pending_path(st.dir()),
+        serde_json::to_string_pretty(&pending)?.as_bytes(),
+    )?;
+    let exe = std::env::current_exe()
+        .context("cannot find the portwall binary for the rollback watchdog")?;
     std::process::Command::new("setsid")
         .arg("--fork")
         .arg(exe)
@@ -175,7 +218,9 @@ pub fn confirm(global: &Global) -> Result<u8> {
 /// The detached watchdog: waits for the deadline, then restores the previous state
 /// unless the change was confirmed (or superseded by another `--confirm`).
 pub fn rollback_watchdog(global: &Global, id: &str) -> Result<u8> {
-    let Some(p) = read_pending(&global.config_dir)? else { return Ok(exit::OK) };
+    let Some(p) = read_pending(&global.config_dir)? else {
+        return Ok(exit::OK);
+    };
     if p.id != id {
         return Ok(exit::OK);
     }
@@ -184,7 +229,8 @@ pub fn rollback_watchdog(global: &Global, id: &str) -> Result<u8> {
     let st = State::lock(&global.config_dir)?;
     match read_pending(st.dir())? {
         Some(p) if p.id == id => {
-            let previous = HostConfig::from_toml(&p.previous, &st.services).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let previous = HostConfig::from_toml(&p.previous, &st.services)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             restore_state(global, &st, &previous)?;
             std::fs::remove_file(pending_path(st.dir()))?;
             Ok(exit::OK)
@@ -208,6 +254,8 @@ fn restore_state(global: &Global, st: &State, previous: &HostConfig) -> Result<(
 /// For `status`: the pending confirmation, if any, as (deadline unix seconds,
 /// seconds left).
 pub fn pending_deadline(dir: &Path) -> Option<(u64, u64)> {
-    read_pending(dir).ok().flatten().map(|p| (p.deadline, p.deadline.saturating_sub(now())))
+    read_pending(dir)
+        .ok()
+        .flatten()
+        .map(|p| (p.deadline, p.deadline.saturating_sub(now())))
 }
-

@@ -134,8 +134,9 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
         builtins: counters.as_ref().map(|c| c.builtins.clone()),
         saved_differs: applied.as_ref().is_some_and(|a| *a != saved.ruleset),
         kernel_drift,
-        pending_confirmation: crate::commands::safety::pending_deadline(&global.config_dir)
-            .map(|(deadline, left)| serde_json::json!({ "deadline": deadline, "seconds_left": left })),
+        pending_confirmation: crate::commands::safety::pending_deadline(&global.config_dir).map(
+            |(deadline, left)| serde_json::json!({ "deadline": deadline, "seconds_left": left }),
+        ),
         config_dir: global.config_dir.display().to_string(),
     };
     if global.json {
@@ -174,7 +175,10 @@ fn render(s: &Status, args: &StatusArgs) {
         .collect();
     println!("Default: {}", d.join(", "));
     if let Some(p) = &s.pending_confirmation {
-        println!("PENDING: the last change is rolled back in {} s unless you run 'portwall confirm'.", p["seconds_left"]);
+        println!(
+            "PENDING: the last change is rolled back in {} s unless you run 'portwall confirm'.",
+            p["seconds_left"]
+        );
     }
     if s.saved_differs {
         println!("Note: the saved rules differ from the loaded ones; 'portwall plan' shows how, 'portwall reload' applies them.");

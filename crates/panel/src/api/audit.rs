@@ -1,0 +1,76 @@
+//! `/v1/audit`, `/v1/presets` and `/healthz`.
+
+use super::QueryMap;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{format_port, AuditEntry, Backend, Page};
+use axum::extract::State;
+use axum::Json;
+use model::network::PRESETS;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The audit log, newest first: a customer sees the entries about its own
+/// objects; an admin sees all (or one customer's with `customer_id`).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit",
+    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("customer_id" = Option<i64>, Query, description = "admin: only this customer's")),
+    responses((status = 200, body = Page<AuditEntry>)), security(("bearer" = []), ("session" = [])))]
+pub async fn audit_log(
+    State(st): State<AppState>,
+    p: Principal,
+    q: QueryMap,
+) -> Result<Json<Page<AuditEntry>>, ApiError> {
+    let q = q.only(&["limit", "cursor", "customer_id"])?;
+    let filter = match p.tenant()? {
+        Some(c) => Some(c),
+        None => q.int("customer_id", 1, i64::MAX)?,
+    };
+    Ok(Json(st.store.audit_log(filter, q.page()?).await?))
+}
+
+/// A rule template; add it with `{"preset": NAME}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PresetInfo {
+    pub name: String,
+    #[schema(example = "tcp")]
+    pub protocol: String,
+    #[schema(example = "22")]
+    pub port: Option<String>,
+}
+
+/// Presets for common services.
+#[utoipa::path(get, path = "/v1/presets", tag = "misc", responses((status = 200, body = Vec<PresetInfo>)))]
+pub async fn presets() -> Json<Vec<PresetInfo>> {
+    Json(
+        PRESETS
+            .iter()
+            .map(|p| PresetInfo {
+                name: p.name.to_string(),
+                protocol: p.protocol.as_str().to_string(),
+                port: p.port.map(|n| format_port(model::PortRange::single(n))),
+            })
+            .collect(),
+    )
+}
+
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub ok: bool,
+    pub backend: &'static str,
+    pub revision: u64,
+}
+
+/// Liveness and the current revision (reads the database).
+pub async fn health(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let revision = st.store.revision().await?;
+    let backend = match st.store.backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    Ok(Json(Health {
+        ok: true,
+        backend,
+        revision,
+    }))
+}

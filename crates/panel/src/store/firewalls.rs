@@ -1,0 +1,1106 @@
+//! Firewalls, their rules and their assignments.
+//!
+//! Every method here takes the customer id and treats another customer's
+//! firewall or server as not found. Mutations take `expect`, the revision from
+//! the client's `If-Match` (None: unconditional), and fail with
+//! [`StoreError::Precondition`] when the firewall moved on.
+
+use super::labels::check_name;
+use super::servers::{bump_servers, customer_servers, load_server, server_from, SERVER_COLUMNS};
+use super::{
+    audit, now_ms, rfc3339, Actor, AssignOutcome, Firewall, FirewallRule, FirewallStatus,
+    FirewallSummary, Page, PageRequest, Result, Selector, SelectorRecord, Server, SkippedServer,
+    Store, StoreError, WriteTx, MAX_RULES_PER_FIREWALL, MAX_SOURCES_PER_FIREWALL,
+};
+use model::network::{NetworkProtocol, NetworkRule};
+use model::PortRange;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Longest firewall description.
+pub const MAX_FIREWALL_DESCRIPTION: usize = 1000;
+
+/// The firewall row without rules.
+#[derive(Debug, Clone)]
+pub(crate) struct FwRow {
+    pub id: i64,
+    pub customer_id: i64,
+    pub name: String,
+    pub description: String,
+    pub active: bool,
+    pub revision: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn fw_from(r: &AnyRow) -> Result<FwRow> {
+    Ok(FwRow {
+        id: r.try_get("id")?,
+        customer_id: r.try_get("customer_id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        active: r.try_get::<i64, _>("active")? != 0,
+        revision: r.try_get("revision")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn status_of(active: bool) -> FirewallStatus {
+    if active {
+        FirewallStatus::Active
+    } else {
+        FirewallStatus::Inactive
+    }
+}
+
+pub(crate) fn protocol_from(s: &str) -> NetworkProtocol {
+    match s {
+        "tcp" => NetworkProtocol::Tcp,
+        "udp" => NetworkProtocol::Udp,
+        "icmp" => NetworkProtocol::Icmp,
+        _ => NetworkProtocol::Any,
+    }
+}
+
+/// Decodes a stored rule row (`id, protocol, port_start, port_end, sources,
+/// description, enabled`).
+pub(crate) fn rule_from(r: &AnyRow) -> Result<(i64, NetworkRule)> {
+    let start: Option<i64> = r.try_get("port_start")?;
+    let end: Option<i64> = r.try_get("port_end")?;
+    let sources: String = r.try_get("sources")?;
+    Ok((
+        r.try_get("id")?,
+        NetworkRule {
+            protocol: protocol_from(&r.try_get::<String, _>("protocol")?),
+            ports: start.map(|s| PortRange {
+                start: s as u16,
+                end: end.unwrap_or(s) as u16,
+            }),
+            sources: sources
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            description: r.try_get("description")?,
+            enabled: r.try_get::<i64, _>("enabled")? != 0,
+        },
+    ))
+}
+
+pub(crate) const RULE_COLUMNS: &str =
+    "id, firewall_id, protocol, port_start, port_end, sources, description, enabled";
+
+pub(crate) async fn fw_row(conn: &mut AnyConnection, customer: i64, id: i64) -> Result<FwRow> {
+    let row = sqlx::query(
+        "SELECT id, customer_id, name, description, active, revision, created_at, updated_at FROM firewalls WHERE id = $1 AND customer_id = $2",
+    )
+    .bind(id)
+    .bind(customer)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("firewall {id}")))?;
+    fw_from(&row)
+}
+
+async fn fw_rules(conn: &mut AnyConnection, id: i64) -> Result<Vec<(i64, NetworkRule)>> {
+    let sql =
+        format!("SELECT {RULE_COLUMNS} FROM rules WHERE firewall_id = $1 ORDER BY position, id");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(rule_from).collect()
+}
+
+async fn fw_selectors(conn: &mut AnyConnection, id: i64) -> Result<Vec<SelectorRecord>> {
+    let rows = sqlx::query("SELECT id, selector FROM selectors WHERE firewall_id = $1 ORDER BY id")
+        .bind(id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SelectorRecord {
+                id: r.try_get("id")?,
+                selector: r.try_get("selector")?,
+            })
+        })
+        .collect()
+}
+
+async fn fw_assigned_ids(conn: &mut AnyConnection, id: i64) -> Result<Vec<i64>> {
+    let rows =
+        sqlx::query("SELECT server_id FROM assignments WHERE firewall_id = $1 ORDER BY server_id")
+            .bind(id)
+            .fetch_all(conn)
+            .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// The full firewall as the API shows it.
+pub(crate) async fn load_firewall(
+    conn: &mut AnyConnection,
+    customer: i64,
+    id: i64,
+) -> Result<Firewall> {
+    let row = fw_row(conn, customer, id).await?;
+    let rules = fw_rules(conn, id).await?;
+    let servers = fw_assigned_ids(conn, id).await?;
+    let selectors = fw_selectors(conn, id).await?;
+    Ok(Firewall {
+        id: row.id,
+        customer_id: row.customer_id,
+        name: row.name,
+        description: row.description,
+        status: status_of(row.active),
+        revision: row.revision as u64,
+        rules: rules
+            .iter()
+            .map(|(id, r)| FirewallRule::new(*id, r))
+            .collect(),
+        servers,
+        selectors,
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+    })
+}
+
+/// The servers a firewall applies to: assigned by id, or a VPS/VDS of its
+/// customer matching one of its selectors.
+pub(crate) async fn effective_servers(conn: &mut AnyConnection, fw: &FwRow) -> Result<Vec<Server>> {
+    let sql = format!(
+        "SELECT {} FROM servers s JOIN assignments a ON a.server_id = s.id WHERE a.firewall_id = $1",
+        SERVER_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(fw.id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out: BTreeMap<i64, Server> = BTreeMap::new();
+    for r in &rows {
+        let s = server_from(r)?;
+        out.insert(s.id, s);
+    }
+    let selectors: Vec<Selector> = fw_selectors(conn, fw.id)
+        .await?
+        .iter()
+        .filter_map(|s| Selector::parse(&s.selector).ok())
+        .collect();
+    if !selectors.is_empty() {
+        for s in customer_servers(conn, fw.customer_id).await? {
+            if s.kind.supports_firewall() && selectors.iter().any(|sel| sel.matches(&s.labels)) {
+                out.insert(s.id, s);
+            }
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+fn check_expect(row: &FwRow, expect: Option<u64>) -> Result<()> {
+    match expect {
+        Some(e) if e != row.revision as u64 => Err(StoreError::Precondition {
+            current: row.revision as u64,
+        }),
+        _ => Ok(()),
+    }
+}
+
+async fn touch(conn: &mut AnyConnection, id: i64, rev: i64) -> Result<()> {
+    sqlx::query("UPDATE firewalls SET revision = $1, updated_at = $2 WHERE id = $3")
+        .bind(rev)
+        .bind(now_ms())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Re-publishes the policy of every server the firewall applies to.
+async fn bump_effective(conn: &mut AnyConnection, fw: &FwRow, rev: i64) -> Result<()> {
+    let ids: Vec<i64> = effective_servers(conn, fw)
+        .await?
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    bump_servers(conn, &ids, rev).await
+}
+
+fn check_description(d: &str) -> Result<()> {
+    if d.len() > MAX_FIREWALL_DESCRIPTION || d.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(StoreError::invalid(
+            "description",
+            format!("at most {MAX_FIREWALL_DESCRIPTION} bytes, no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks rules against the model and the firewall limits. `field` prefixes
+/// field names (`rules[3].`).
+fn check_rules(rules: &[NetworkRule], field: impl Fn(usize) -> String) -> Result<()> {
+    if rules.len() > MAX_RULES_PER_FIREWALL {
+        return Err(StoreError::Limit {
+            field: "rules".into(),
+            message: format!(
+                "a firewall holds at most {MAX_RULES_PER_FIREWALL} rules; this would make {}",
+                rules.len()
+            ),
+        });
+    }
+    let sources: usize = rules.iter().map(|r| r.sources.len()).sum();
+    if sources > MAX_SOURCES_PER_FIREWALL {
+        return Err(StoreError::Limit {
+            field: "sources".into(),
+            message: format!(
+                "the rules of a firewall name at most {MAX_SOURCES_PER_FIREWALL} source networks together; this would make {sources}"
+            ),
+        });
+    }
+    for (i, r) in rules.iter().enumerate() {
+        r.validate().map_err(|e| {
+            let name = if e.field == "ports" {
+                "port".to_string()
+            } else {
+                e.field.clone()
+            };
+            StoreError::invalid(format!("{}{name}", field(i)), e.message)
+        })?;
+    }
+    Ok(())
+}
+
+/// Inserts rules at the given positions; `Some(id)` keeps a rule's id.
+async fn insert_rules(
+    conn: &mut AnyConnection,
+    fw: i64,
+    rules: &[(Option<i64>, i64, &NetworkRule)],
+) -> Result<()> {
+    for keep_ids in [true, false] {
+        let batch: Vec<_> = rules
+            .iter()
+            .filter(|(id, _, _)| id.is_some() == keep_ids)
+            .collect();
+        for chunk in batch.chunks(400) {
+            let cols = if keep_ids { 10 } else { 9 };
+            let mut sql = String::from(if keep_ids {
+                "INSERT INTO rules (id, firewall_id, position, protocol, port_start, port_end, sources, source_count, description, enabled) VALUES "
+            } else {
+                "INSERT INTO rules (firewall_id, position, protocol, port_start, port_end, sources, source_count, description, enabled) VALUES "
+            });
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                for c in 0..cols {
+                    if c > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("${}", i * cols + c + 1));
+                }
+                sql.push(')');
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, position, rule) in chunk.iter() {
+                if let Some(id) = id {
+                    q = q.bind(*id);
+                }
+                q = q
+                    .bind(fw)
+                    .bind(*position)
+                    .bind(rule.protocol.as_str())
+                    .bind(rule.ports.map(|p| p.start as i64))
+                    .bind(rule.ports.map(|p| p.end as i64))
+                    .bind(
+                        rule.sources
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    )
+                    .bind(rule.sources.len() as i64)
+                    .bind(rule.description.as_str())
+                    .bind(rule.enabled as i64);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A rule's content, to keep ids stable across a whole-list replace.
+fn rule_key(r: &NetworkRule) -> String {
+    serde_json::to_string(r).unwrap_or_default()
+}
+
+impl Store {
+    async fn fw_for_change(
+        &self,
+        tx: &mut WriteTx,
+        customer: i64,
+        id: i64,
+        expect: Option<u64>,
+    ) -> Result<FwRow> {
+        let row = fw_row(tx.conn(), customer, id).await?;
+        check_expect(&row, expect)?;
+        Ok(row)
+    }
+
+    /// Creates a firewall, inactive until enabled, with optional rules.
+    pub async fn create_firewall(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        name: &str,
+        description: &str,
+        rules: &[NetworkRule],
+    ) -> Result<Firewall> {
+        check_name("name", name)?;
+        check_description(description)?;
+        check_rules(rules, |i| format!("rules[{i}]."))?;
+        let mut tx = self.begin_write().await?;
+        let rev = tx.rev;
+        let taken = sqlx::query("SELECT id FROM firewalls WHERE customer_id = $1 AND name = $2")
+            .bind(customer)
+            .bind(name)
+            .fetch_optional(tx.conn())
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::conflict(
+                Some("name"),
+                format!("you already have a firewall named '{name}'"),
+            ));
+        }
+        let now = now_ms();
+        let id: i64 = sqlx::query(
+            "INSERT INTO firewalls (customer_id, name, description, active, revision, created_at, updated_at) VALUES ($1, $2, $3, 0, $4, $5, $5) RETURNING id",
+        )
+        .bind(customer)
+        .bind(name)
+        .bind(description)
+        .bind(rev)
+        .bind(now)
+        .fetch_one(tx.conn())
+        .await?
+        .try_get(0)?;
+        let positioned: Vec<_> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (None, i as i64, r))
+            .collect();
+        insert_rules(tx.conn(), id, &positioned).await?;
+        audit::record(
+            tx.conn(),
+            actor,
+            Some(customer),
+            "firewall.create",
+            &format!("firewall/{id}"),
+            Some(rev),
+            json!({"name": name, "rules": rules.len()}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok(fw)
+    }
+
+    /// The customer's firewalls, by id.
+    pub async fn list_firewalls(
+        &self,
+        customer: i64,
+        page: PageRequest,
+    ) -> Result<Page<FirewallSummary>> {
+        let rows = sqlx::query(
+            "SELECT f.id, f.customer_id, f.name, f.description, f.active, f.revision, f.created_at, f.updated_at, \
+             (SELECT COUNT(*) FROM rules r WHERE r.firewall_id = f.id) AS rule_count \
+             FROM firewalls f WHERE f.customer_id = $1 AND f.id > $2 ORDER BY f.id LIMIT $3",
+        )
+        .bind(customer)
+        .bind(page.cursor.unwrap_or(0))
+        .bind(page.limit as i64 + 1)
+        .fetch_all(self.pool())
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let f = fw_from(r)?;
+                Ok(FirewallSummary {
+                    id: f.id,
+                    customer_id: f.customer_id,
+                    name: f.name,
+                    description: f.description,
+                    status: status_of(f.active),
+                    revision: f.revision as u64,
+                    rule_count: r.try_get::<i64, _>("rule_count")? as u64,
+                    created_at: rfc3339(f.created_at),
+                    updated_at: rfc3339(f.updated_at),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, page, |f| f.id))
+    }
+
+    /// One firewall with its rules and assignments.
+    pub async fn firewall(&self, customer: i64, id: i64) -> Result<Firewall> {
+        let mut tx = self.begin_read().await?;
+        let fw = load_firewall(&mut tx, customer, id).await?;
+        tx.commit().await?;
+        Ok(fw)
+    }
+
+    /// Renames a firewall or changes its description.
+    pub async fn update_firewall(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        expect: Option<u64>,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Firewall> {
+        if let Some(n) = name {
+            check_name("name", n)?;
+        }
+        if let Some(d) = description {
+            check_description(d)?;
+        }
+        let mut tx = self.begin_write().await?;
+        let rev = tx.rev;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        if let Some(n) = name {
+            let taken = sqlx::query(
+                "SELECT id FROM firewalls WHERE customer_id = $1 AND name = $2 AND id <> $3",
+            )
+            .bind(customer)
+            .bind(n)
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?;
+            if taken.is_some() {
+                return Err(StoreError::conflict(
+                    Some("name"),
+                    format!("you already have a firewall named '{n}'"),
+                ));
+            }
+        }
+        sqlx::query("UPDATE firewalls SET name = $1, description = $2 WHERE id = $3")
+            .bind(name.unwrap_or(&row.name))
+            .bind(description.unwrap_or(&row.description))
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        touch(tx.conn(), id, rev).await?;
+        audit::record(
+            tx.conn(),
+            actor,
+            Some(customer),
+            "firewall.update",
+            &format!("firewall/{id}"),
+            Some(rev),
+            json!({"name": name, "description": description}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok(fw)
+    }
+
+    /// Deletes a firewall; the servers it applied to lose its rules.
+    pub async fn delete_firewall(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        expect: Option<u64>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let rev = tx.rev;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        if row.active {
+            bump_effective(tx.conn(), &row, rev).await?;
+        }
+        sqlx::query("DELETE FROM firewalls WHERE id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        audit::record(
+            tx.conn(),
+            actor,
+            Some(customer),
+            "firewall.delete",
+            &format!("firewall/{id}"),
+            Some(rev),
+            json!({"name": row.name}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Enables (active) or disables a firewall. Enabling an active firewall
+    /// changes nothing and does not advance the revision.
+    pub async fn set_firewall_active(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        expect: Option<u64>,
+        active: bool,
+    ) -> Result<Firewall> {
+        let mut tx = self.begin_write().await?;
+        let rev = tx.rev;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        if row.active == active {
+            let fw = load_firewall(tx.conn(), customer, id).await?;
+            drop(tx);
+            return Ok(fw);
+        }
+        sqlx::query("UPDATE firewalls SET active = $1 WHERE id = $2")
+            .bind(active as i64)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        touch(tx.conn(), id, rev).await?;
+        bump_effective(tx.conn(), &row, rev).await?;
+        let action = if active {
+            "firewall.enable"
+        } else {
+            "firewall.disable"
+        };
+        audit::record(
+            tx.conn(),
+            actor,
+            Some(customer),
+            action,
+            &format!("firewall/{id}"),
+            Some(rev),
+            json!({}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok(fw)
+    }
+
+    async fn rule_totals(
+        conn: &mut AnyConnection,
+        fw: i64,
+        except_rule: Option<i64>,
+    ) -> Result<(usize, usize)> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, CAST(COALESCE(SUM(source_count), 0) AS BIGINT) AS s FROM rules WHERE firewall_id = $1 AND id <> $2")
+            .bind(fw)
+            .bind(except_rule.unwrap_or(-1))
+            .fetch_one(conn)
+            .await?;
+        Ok((
+            row.try_get::<i64, _>("n")? as usize,
+            row.try_get::<i64, _>("s")? as usize,
+        ))
+    }
+
+    async fn after_rule_change(
+        tx: &mut WriteTx,
+        actor: &Actor,
+        row: &FwRow,
+        customer: i64,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let rev = tx.rev;
+        touch(tx.conn(), row.id, rev).await?;
+        if row.active {
+            bump_effective(tx.conn(), row, rev).await?;
+        }
+        audit::record(
+            tx.conn(),
+            actor,
+            Some(customer),
+            action,
+            &format!("firewall/{}", row.id),
+            Some(rev),
+            detail,
+        )
+        .await
+    }
+
+    /// Appends a rule. Returns the firewall and the new rule's id.
+    pub async fn add_rule(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        expect: Option<u64>,
+        rule: &NetworkRule,
+    ) -> Result<(Firewall, i64)> {
+        check_rules(std::slice::from_ref(rule), |_| String::new())?;
+        let mut tx = self.begin_write().await?;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        let (count, sources) = Self::rule_totals(tx.conn(), id, None).await?;
+        check_limits(count + 1, sources + rule.sources.len())?;
+        let position: i64 =
+            sqlx::query("SELECT COALESCE(MAX(position), -1) + 1 FROM rules WHERE firewall_id = $1")
+                .bind(id)
+                .fetch_one(tx.conn())
+                .await?
+                .try_get(0)?;
+        insert_rules(tx.conn(), id, &[(None, position, rule)]).await?;
+        let rule_id: i64 = sqlx::query("SELECT MAX(id) FROM rules WHERE firewall_id = $1")
+            .bind(id)
+            .fetch_one(tx.conn())
+            .await?
+            .try_get(0)?;
+        Self::after_rule_change(
+            &mut tx,
+            actor,
+            &row,
+            customer,
+            "rule.create",
+            json!({"rule_id": rule_id, "rule": rule}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok((fw, rule_id))
+    }
+
+    /// Edits one rule: `edit` gets the current rule and returns the new one,
+    /// inside the transaction, so concurrent edits cannot interleave.
+    pub async fn update_rule(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        rule_id: i64,
+        expect: Option<u64>,
+        edit: impl FnOnce(NetworkRule) -> Result<NetworkRule>,
+    ) -> Result<Firewall> {
+        let mut tx = self.begin_write().await?;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        let sql = format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = $1 AND firewall_id = $2");
+        let current = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(rule_id)
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("rule {rule_id} of firewall {id}")))?;
+        let (_, before) = rule_from(&current)?;
+        let after = edit(before.clone())?;
+        check_rules(std::slice::from_ref(&after), |_| String::new())?;
+        let (count, sources) = Self::rule_totals(tx.conn(), id, Some(rule_id)).await?;
+        check_limits(count + 1, sources + after.sources.len())?;
+        if after == before {
+            let fw = load_firewall(tx.conn(), customer, id).await?;
+            return Ok(fw);
+        }
+        sqlx::query(
+            "UPDATE rules SET protocol = $1, port_start = $2, port_end = $3, sources = $4, source_count = $5, description = $6, enabled = $7 WHERE id = $8",
+        )
+        .bind(after.protocol.as_str())
+        .bind(after.ports.map(|p| p.start as i64))
+        .bind(after.ports.map(|p| p.end as i64))
+        .bind(after.sources.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+        .bind(after.sources.len() as i64)
+        .bind(after.description.as_str())
+        .bind(after.enabled as i64)
+        .bind(rule_id)
+        .execute(tx.conn())
+        .await?;
+        Self::after_rule_change(
+            &mut tx,
+            actor,
+            &row,
+            customer,
+            "rule.update",
+            json!({"rule_id": rule_id, "before": before, "after": after}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok(fw)
+    }
+
+    /// Deletes one rule.
+    pub async fn delete_rule(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        rule_id: i64,
+        expect: Option<u64>,
+    ) -> Result<Firewall> {
+        let mut tx = self.begin_write().await?;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        let done = sqlx::query("DELETE FROM rules WHERE id = $1 AND firewall_id = $2")
+            .bind(rule_id)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "rule {rule_id} of firewall {id}"
+            )));
+        }
+        Self::after_rule_change(
+            &mut tx,
+            actor,
+            &row,
+            customer,
+            "rule.delete",
+            json!({"rule_id": rule_id}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok(fw)
+    }
+
+    /// Replaces the whole rule list. Idempotent: rules equal to existing ones
+    /// keep their ids, and a list equal to the current one changes nothing
+    /// (no revision, no audit entry). Returns the firewall and whether it
+    /// changed.
+    pub async fn replace_rules(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        expect: Option<u64>,
+        rules: &[NetworkRule],
+    ) -> Result<(Firewall, bool)> {
+        check_rules(rules, |i| format!("rules[{i}]."))?;
+        let mut tx = self.begin_write().await?;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        let existing = fw_rules(tx.conn(), id).await?;
+        if existing.len() == rules.len() && existing.iter().zip(rules).all(|((_, a), b)| a == b) {
+            let fw = load_firewall(tx.conn(), customer, id).await?;
+            return Ok((fw, false));
+        }
+        let mut pool: HashMap<String, Vec<i64>> = HashMap::new();
+        for (rid, r) in existing.iter().rev() {
+            pool.entry(rule_key(r)).or_default().push(*rid);
+        }
+        let positioned: Vec<(Option<i64>, i64, &NetworkRule)> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (pool.get_mut(&rule_key(r)).and_then(Vec::pop), i as i64, r))
+            .collect();
+        sqlx::query("DELETE FROM rules WHERE firewall_id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        insert_rules(tx.conn(), id, &positioned).await?;
+        Self::after_rule_change(
+            &mut tx,
+            actor,
+            &row,
+            customer,
+            "rules.replace",
+            json!({"before": existing.len(), "after": rules.len()}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok((fw, true))
+    }
+
+    /// Assigns servers by id. A Dedicated server refuses the whole request
+    /// (409); another customer's server is not found (404).
+    pub async fn assign_servers(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        expect: Option<u64>,
+        server_ids: &[i64],
+    ) -> Result<AssignOutcome> {
+        if server_ids.is_empty() {
+            return Err(StoreError::invalid(
+                "server_ids",
+                "name at least one server",
+            ));
+        }
+        let mut tx = self.begin_write().await?;
+        let rev = tx.rev;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        let mut new = Vec::new();
+        for (i, sid) in server_ids.iter().enumerate() {
+            let field = if server_ids.len() == 1 {
+                "server_id".to_string()
+            } else {
+                format!("server_ids[{i}]")
+            };
+            let server =
+                load_server(tx.conn(), *sid, Some(customer))
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::NotFound(m) => StoreError::NotFound(m),
+                        other => other,
+                    })?;
+            if !server.kind.supports_firewall() {
+                return Err(StoreError::conflict(
+                    Some(&field),
+                    format!(
+                        "server {} ('{}') is a Dedicated server: network firewalls are available for VPS and VDS only; use the server's OS firewall instead",
+                        server.id, server.name
+                    ),
+                ));
+            }
+            let exists =
+                sqlx::query("SELECT 1 FROM assignments WHERE firewall_id = $1 AND server_id = $2")
+                    .bind(id)
+                    .bind(sid)
+                    .fetch_optional(tx.conn())
+                    .await?;
+            if exists.is_none() && !new.contains(sid) {
+                new.push(*sid);
+            }
+        }
+        if new.is_empty() {
+            let fw = load_firewall(tx.conn(), customer, id).await?;
+            return Ok(AssignOutcome {
+                firewall: fw,
+                assigned: vec![],
+                skipped: vec![],
+            });
+        }
+        for sid in &new {
+            sqlx::query(
+                "INSERT INTO assignments (firewall_id, server_id, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(sid)
+            .bind(now_ms())
+            .execute(tx.conn())
+            .await?;
+        }
+        if row.active {
+            bump_servers(tx.conn(), &new, rev).await?;
+        }
+        touch(tx.conn(), id, rev).await?;
+        audit::record(
+            tx.conn(),
+            actor,
+            Some(customer),
+            "assignment.create",
+            &format!("firewall/{id}"),
+            Some(rev),
+            json!({"server_ids": new}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok(AssignOutcome {
+            firewall: fw,
+            assigned: new,
+            skipped: vec![],
+        })
+    }
+
+    /// Stores a label selector on the firewall: every VPS/VDS of the customer
+    /// whose labels match, now or later, is assigned. Dedicated servers that
+    /// match are skipped and listed.
+    pub async fn assign_selector(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        expect: Option<u64>,
+        selector: &str,
+    ) -> Result<AssignOutcome> {
+        let sel = Selector::parse(selector)?;
+        let canonical = sel.to_string();
+        let mut tx = self.begin_write().await?;
+        let rev = tx.rev;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        let before: BTreeSet<i64> = effective_servers(tx.conn(), &row)
+            .await?
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        let matching: Vec<Server> = customer_servers(tx.conn(), customer)
+            .await?
+            .into_iter()
+            .filter(|s| sel.matches(&s.labels))
+            .collect();
+        let skipped: Vec<SkippedServer> = matching
+            .iter()
+            .filter(|s| !s.kind.supports_firewall())
+            .map(|s| SkippedServer { server_id: s.id, reason: format!("'{}' is a Dedicated server: network firewalls are available for VPS and VDS only", s.name) })
+            .collect();
+        let assigned: Vec<i64> = matching
+            .iter()
+            .filter(|s| s.kind.supports_firewall())
+            .map(|s| s.id)
+            .collect();
+        let exists =
+            sqlx::query("SELECT 1 FROM selectors WHERE firewall_id = $1 AND selector = $2")
+                .bind(id)
+                .bind(canonical.as_str())
+                .fetch_optional(tx.conn())
+                .await?;
+        if exists.is_some() {
+            let fw = load_firewall(tx.conn(), customer, id).await?;
+            return Ok(AssignOutcome {
+                firewall: fw,
+                assigned,
+                skipped,
+            });
+        }
+        sqlx::query(
+            "INSERT INTO selectors (firewall_id, selector, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(canonical.as_str())
+        .bind(now_ms())
+        .execute(tx.conn())
+        .await?;
+        if row.active {
+            let newly: Vec<i64> = assigned
+                .iter()
+                .copied()
+                .filter(|s| !before.contains(s))
+                .collect();
+            bump_servers(tx.conn(), &newly, rev).await?;
+        }
+        touch(tx.conn(), id, rev).await?;
+        audit::record(
+            tx.conn(),
+            actor,
+            Some(customer),
+            "assignment.create",
+            &format!("firewall/{id}"),
+            Some(rev),
+            json!({"selector": canonical, "matched": assigned}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok(AssignOutcome {
+            firewall: fw,
+            assigned,
+            skipped,
+        })
+    }
+
+    /// Removes an assignment by server id.
+    pub async fn unassign_server(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        server_id: i64,
+        expect: Option<u64>,
+    ) -> Result<Firewall> {
+        let mut tx = self.begin_write().await?;
+        let rev = tx.rev;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        load_server(tx.conn(), server_id, Some(customer)).await?;
+        let done = sqlx::query("DELETE FROM assignments WHERE firewall_id = $1 AND server_id = $2")
+            .bind(id)
+            .bind(server_id)
+            .execute(tx.conn())
+            .await?;
+        if done.rows_affected() == 0 {
+            let via_selector = effective_servers(tx.conn(), &row)
+                .await?
+                .iter()
+                .any(|s| s.id == server_id);
+            return Err(if via_selector {
+                StoreError::conflict(Some("server_id"), format!("server {server_id} is assigned through a selector of firewall {id}: remove the selector or change the server's labels"))
+            } else {
+                StoreError::NotFound(format!("assignment of server {server_id} to firewall {id}"))
+            });
+        }
+        if row.active {
+            bump_servers(tx.conn(), &[server_id], rev).await?;
+        }
+        touch(tx.conn(), id, rev).await?;
+        audit::record(
+            tx.conn(),
+            actor,
+            Some(customer),
+            "assignment.delete",
+            &format!("firewall/{id}"),
+            Some(rev),
+            json!({"server_id": server_id}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok(fw)
+    }
+
+    /// Removes a stored selector.
+    pub async fn remove_selector(
+        &self,
+        actor: &Actor,
+        customer: i64,
+        id: i64,
+        selector_id: i64,
+        expect: Option<u64>,
+    ) -> Result<Firewall> {
+        let mut tx = self.begin_write().await?;
+        let rev = tx.rev;
+        let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
+        let before: BTreeSet<i64> = effective_servers(tx.conn(), &row)
+            .await?
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        let sel = sqlx::query("SELECT selector FROM selectors WHERE id = $1 AND firewall_id = $2")
+            .bind(selector_id)
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("selector {selector_id} of firewall {id}"))
+            })?;
+        let text: String = sel.try_get(0)?;
+        sqlx::query("DELETE FROM selectors WHERE id = $1")
+            .bind(selector_id)
+            .execute(tx.conn())
+            .await?;
+        if row.active {
+            let after: BTreeSet<i64> = effective_servers(tx.conn(), &row)
+                .await?
+                .iter()
+                .map(|s| s.id)
+                .collect();
+            let gone: Vec<i64> = before.difference(&after).copied().collect();
+            bump_servers(tx.conn(), &gone, rev).await?;
+        }
+        touch(tx.conn(), id, rev).await?;
+        audit::record(
+            tx.conn(),
+            actor,
+            Some(customer),
+            "assignment.delete",
+            &format!("firewall/{id}"),
+            Some(rev),
+            json!({"selector": text}),
+        )
+        .await?;
+        let fw = load_firewall(tx.conn(), customer, id).await?;
+        tx.commit().await?;
+        Ok(fw)
+    }
+}
+
+fn check_limits(rules: usize, sources: usize) -> Result<()> {
+    if rules > MAX_RULES_PER_FIREWALL {
+        return Err(StoreError::Limit {
+            field: "rules".into(),
+            message: format!(
+                "a firewall holds at most {MAX_RULES_PER_FIREWALL} rules; this would make {rules}"
+            ),
+        });
+    }
+    if sources > MAX_SOURCES_PER_FIREWALL {
+        return Err(StoreError::Limit {
+            field: "sources".into(),
+            message: format!("the rules of a firewall name at most {MAX_SOURCES_PER_FIREWALL} source networks together; this would make {sources}"),
+        });
+    }
+    Ok(())
+}
