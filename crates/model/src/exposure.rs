@@ -23,14 +23,27 @@ pub enum Reach {
 }
 
 /// Candidates for "an address no rule names", per family.
-const OUTSIDE_V4: [Ipv4Addr; 4] =
-    [Ipv4Addr::new(198, 18, 7, 7), Ipv4Addr::new(100, 64, 7, 7), Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(223, 255, 254, 7)];
-const OUTSIDE_V6: [Ipv6Addr; 2] = [Ipv6Addr::new(0x3fff, 0x77, 0, 0, 0, 0, 0, 7), Ipv6Addr::new(0x2a00, 0x7777, 0, 0, 0, 0, 0, 7)];
+const OUTSIDE_V4: [Ipv4Addr; 4] = [
+    Ipv4Addr::new(198, 18, 7, 7),
+    Ipv4Addr::new(100, 64, 7, 7),
+    Ipv4Addr::new(1, 1, 1, 1),
+    Ipv4Addr::new(223, 255, 254, 7),
+];
+const OUTSIDE_V6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0x3fff, 0x77, 0, 0, 0, 0, 0, 7),
+    Ipv6Addr::new(0x2a00, 0x7777, 0, 0, 0, 0, 0, 7),
+];
 
 /// Who can open a new connection of `protocol` to `local` (address, port)
 /// arriving on `interface`, through `ruleset`. `local` may be a wildcard
 /// address (`0.0.0.0` / `::`): then any address of the host is meant.
-pub fn reach(ruleset: &Ruleset, protocol: PacketProtocol, local: IpAddr, port: u16, interface: Option<&str>) -> Reach {
+pub fn reach(
+    ruleset: &Ruleset,
+    protocol: PacketProtocol,
+    local: IpAddr,
+    port: u16,
+    interface: Option<&str>,
+) -> Reach {
     let named: Vec<IpNet> = ruleset
         .rules
         .iter()
@@ -49,7 +62,11 @@ pub fn reach(ruleset: &Ruleset, protocol: PacketProtocol, local: IpAddr, port: u
             // The destination is one of the host's addresses; rules that name a
             // destination are judged with the listener's family's unspecified
             // address, which only `to any` rules match.
-            if src.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) }
+            if src.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            }
         } else {
             local
         };
@@ -70,9 +87,15 @@ pub fn reach(ruleset: &Ruleset, protocol: PacketProtocol, local: IpAddr, port: u
     let mut anyone = false;
     for &v4 in &families {
         let outside: Option<IpAddr> = if v4 {
-            OUTSIDE_V4.iter().map(|&a| IpAddr::V4(a)).find(|a| !named.iter().any(|n| n.contains(a)))
+            OUTSIDE_V4
+                .iter()
+                .map(|&a| IpAddr::V4(a))
+                .find(|a| !named.iter().any(|n| n.contains(a)))
         } else {
-            OUTSIDE_V6.iter().map(|&a| IpAddr::V6(a)).find(|a| !named.iter().any(|n| n.contains(a)))
+            OUTSIDE_V6
+                .iter()
+                .map(|&a| IpAddr::V6(a))
+                .find(|a| !named.iter().any(|n| n.contains(a)))
         };
         if outside.is_some_and(accepts) {
             anyone = true;
@@ -81,7 +104,11 @@ pub fn reach(ruleset: &Ruleset, protocol: PacketProtocol, local: IpAddr, port: u
     if anyone {
         return Reach::Anyone;
     }
-    let mut some: Vec<IpNet> = named.into_iter().filter(|n| families.contains(&n.addr().is_ipv4())).filter(|n| accepts(n.network())).collect();
+    let mut some: Vec<IpNet> = named
+        .into_iter()
+        .filter(|n| families.contains(&n.addr().is_ipv4()))
+        .filter(|n| accepts(n.network()))
+        .collect();
     some.sort();
     some.dedup();
     if some.is_empty() {
@@ -108,14 +135,39 @@ mod tests {
     fn the_four_answers() {
         let any4: IpAddr = "0.0.0.0".parse().unwrap();
         let t = PacketProtocol::Tcp;
-        assert_eq!(reach(&rs(&["deny 5432/tcp"]), t, any4, 5432, None), Reach::Nobody);
-        assert_eq!(reach(&rs(&[]), t, any4, 5432, None), Reach::Nobody, "default deny");
-        assert_eq!(reach(&rs(&["allow 22/tcp"]), t, any4, 22, None), Reach::Anyone);
         assert_eq!(
-            reach(&rs(&["allow 22/tcp from 203.0.113.0/24"]), t, any4, 22, None),
+            reach(&rs(&["deny 5432/tcp"]), t, any4, 5432, None),
+            Reach::Nobody
+        );
+        assert_eq!(
+            reach(&rs(&[]), t, any4, 5432, None),
+            Reach::Nobody,
+            "default deny"
+        );
+        assert_eq!(
+            reach(&rs(&["allow 22/tcp"]), t, any4, 22, None),
+            Reach::Anyone
+        );
+        assert_eq!(
+            reach(
+                &rs(&["allow 22/tcp from 203.0.113.0/24"]),
+                t,
+                any4,
+                22,
+                None
+            ),
             Reach::Some(vec!["203.0.113.0/24".parse().unwrap()])
         );
         // A deny for one network before an allow-any still leaves everyone else.
-        assert_eq!(reach(&rs(&["deny from 198.51.100.0/24", "allow 80/tcp"]), t, any4, 80, None), Reach::Anyone);
+        assert_eq!(
+            reach(
+                &rs(&["deny from 198.51.100.0/24", "allow 80/tcp"]),
+                t,
+                any4,
+                80,
+                None
+            ),
+            Reach::Anyone
+        );
     }
 }

@@ -299,8 +299,7 @@ impl Rule {
     /// Checks the combinations the parser cannot see token by token.
     pub fn validate(&self) -> Result<(), RuleError> {
         let has_ports = !(self.source_ports.is_any() && self.destination_ports.is_any());
-        if has_ports && !self.protocol.has_ports()
-        {
+        if has_ports && !self.protocol.has_ports() {
             return Err(RuleError::PortsWithoutTransport(self.protocol));
         }
         for iface in [&self.in_interface, &self.out_interface]

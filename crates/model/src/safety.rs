@@ -45,7 +45,10 @@ pub fn sessions_cut(ruleset: &Ruleset, sessions: &[Session]) -> Vec<Cut> {
                 state: ConnState::New,
             };
             let verdict = evaluate(ruleset, &packet);
-            (verdict.decision != Decision::Accept).then(|| Cut { session: s.clone(), verdict })
+            (verdict.decision != Decision::Accept).then(|| Cut {
+                session: s.clone(),
+                verdict,
+            })
         })
         .collect()
 }
@@ -57,12 +60,30 @@ mod tests {
 
     #[test]
     fn a_deny_on_the_ssh_port_cuts_the_session_and_an_allow_from_its_peer_does_not() {
-        let s = Session { peer: "198.51.100.20:51514".parse().unwrap(), local: "198.51.100.10:22".parse().unwrap(), interface: None };
+        let s = Session {
+            peer: "198.51.100.20:51514".parse().unwrap(),
+            local: "198.51.100.10:22".parse().unwrap(),
+            interface: None,
+        };
         let mut rs = Ruleset::default();
-        assert_eq!(sessions_cut(&rs, std::slice::from_ref(&s)).len(), 1, "default deny incoming cuts it");
-        rs.add(parse_rule("allow 22/tcp from 198.51.100.0/24", &Services::builtin()).unwrap().remove(0));
+        assert_eq!(
+            sessions_cut(&rs, std::slice::from_ref(&s)).len(),
+            1,
+            "default deny incoming cuts it"
+        );
+        rs.add(
+            parse_rule("allow 22/tcp from 198.51.100.0/24", &Services::builtin())
+                .unwrap()
+                .remove(0),
+        );
         assert!(sessions_cut(&rs, std::slice::from_ref(&s)).is_empty());
-        rs.insert(1, parse_rule("deny from 198.51.100.20", &Services::builtin()).unwrap().remove(0)).unwrap();
+        rs.insert(
+            1,
+            parse_rule("deny from 198.51.100.20", &Services::builtin())
+                .unwrap()
+                .remove(0),
+        )
+        .unwrap();
         let cuts = sessions_cut(&rs, &[s]);
         assert_eq!(cuts[0].verdict.by, crate::DecidedBy::Rule { number: 1 });
     }

@@ -9,24 +9,38 @@ fn one(s: &str) -> Rule {
 }
 
 fn err(s: &str) -> String {
-    parse_rule(s, &Services::builtin()).expect_err(s).to_string()
+    parse_rule(s, &Services::builtin())
+        .expect_err(s)
+        .to_string()
 }
 
 #[test]
 fn the_issue_examples_parse() {
     let r = one("allow 8080/tcp");
-    assert_eq!((r.action, r.direction, r.protocol), (Action::Allow, Direction::In, Protocol::Tcp));
+    assert_eq!(
+        (r.action, r.direction, r.protocol),
+        (Action::Allow, Direction::In, Protocol::Tcp)
+    );
     assert_eq!(r.destination_ports, Ports(vec![PortRange::single(8080)]));
 
     let r = one("allow 22/tcp from 203.0.113.0/24");
     assert_eq!(r.source.0[0].to_string(), "203.0.113.0/24");
 
     let r = one("allow 60000:61000/udp");
-    assert_eq!(r.destination_ports, Ports(vec![PortRange { start: 60000, end: 61000 }]));
+    assert_eq!(
+        r.destination_ports,
+        Ports(vec![PortRange {
+            start: 60000,
+            end: 61000
+        }])
+    );
     assert_eq!(r.protocol, Protocol::Udp);
 
     let r = one("limit ssh");
-    assert_eq!((r.action, r.protocol, r.destination_ports.to_string()), (Action::Limit, Protocol::Tcp, "22".into()));
+    assert_eq!(
+        (r.action, r.protocol, r.destination_ports.to_string()),
+        (Action::Limit, Protocol::Tcp, "22".into())
+    );
 
     let r = one("reject out 25/tcp");
     assert_eq!((r.action, r.direction), (Action::Reject, Direction::Out));
@@ -43,7 +57,14 @@ fn the_issue_examples_parse() {
     assert_eq!(r.destination.0[0].to_string(), "9.9.9.9/32");
 
     let r = one("route allow in on eth0 out on eth1 to 203.0.113.10 port 80 proto tcp");
-    assert_eq!((r.direction, r.in_interface.as_deref(), r.out_interface.as_deref()), (Direction::Routed, Some("eth0"), Some("eth1")));
+    assert_eq!(
+        (
+            r.direction,
+            r.in_interface.as_deref(),
+            r.out_interface.as_deref()
+        ),
+        (Direction::Routed, Some("eth0"), Some("eth1"))
+    );
 
     let r = one("allow routed 443/tcp from 203.0.113.0/24");
     assert_eq!(r.direction, Direction::Routed);
@@ -58,7 +79,10 @@ fn the_issue_examples_parse() {
 #[test]
 fn services_with_different_transports_give_one_rule_each() {
     let v = parse_rule("allow http,ntp", &Services::builtin()).unwrap();
-    assert_eq!(v.iter().map(ToString::to_string).collect::<Vec<_>>(), ["allow 80/tcp", "allow 123/udp"]);
+    assert_eq!(
+        v.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["allow 80/tcp", "allow 123/udp"]
+    );
     // /etc/services overrides the built-in table.
     let s = Services::with_etc_services("https 443/tcp\nhttps 443/udp # HTTP/3\n");
     let v = parse_rule("allow https", &s).unwrap();
@@ -72,7 +96,10 @@ fn errors_point_at_the_token_and_list_what_is_accepted() {
     assert!(e.contains("\n  allow 70000/tcp\n        ^^^^^"), "{e}");
 
     let e = err("allow 22/tcpp");
-    assert!(e.starts_with("'tcpp' is not a protocol: tcp, udp, icmp, icmpv6, any"), "{e}");
+    assert!(
+        e.starts_with("'tcpp' is not a protocol: tcp, udp, icmp, icmpv6, any"),
+        "{e}"
+    );
     assert!(e.ends_with("           ^^^^"), "{e}");
 
     assert!(err("alow 22").starts_with("'alow' is not an action: allow, deny, reject, limit"));
@@ -93,19 +120,34 @@ fn errors_point_at_the_token_and_list_what_is_accepted() {
 fn ruleset_edits_follow_ufw() {
     use model::{AddOutcome, Ruleset};
     let mut rs = Ruleset::default();
-    assert_eq!(rs.add(one("allow 8080/tcp")), AddOutcome::Added { number: 1 });
-    assert_eq!(rs.add(one("allow 8080/tcp")), AddOutcome::Unchanged { number: 1 });
+    assert_eq!(
+        rs.add(one("allow 8080/tcp")),
+        AddOutcome::Added { number: 1 }
+    );
+    assert_eq!(
+        rs.add(one("allow 8080/tcp")),
+        AddOutcome::Unchanged { number: 1 }
+    );
     let out = rs.add(one("deny 8080/tcp"));
-    assert!(matches!(out, AddOutcome::Replaced { number: 1, .. }), "{out:?}");
+    assert!(
+        matches!(out, AddOutcome::Replaced { number: 1, .. }),
+        "{out:?}"
+    );
     assert_eq!(rs.rules.len(), 1);
     assert_eq!(rs.rules[0].action, Action::Deny);
     rs.add(one("allow 22/tcp"));
-    assert_eq!(rs.insert(1, one("deny from 198.51.100.7")).unwrap(), AddOutcome::Added { number: 1 });
+    assert_eq!(
+        rs.insert(1, one("deny from 198.51.100.7")).unwrap(),
+        AddOutcome::Added { number: 1 }
+    );
     assert_eq!(rs.rules[0].to_string(), "deny from 198.51.100.7");
     assert!(rs.insert(9, one("allow 1/tcp")).is_err());
     assert_eq!(rs.delete_rule(&one("allow 22/tcp")).unwrap().0, 3);
     assert!(rs.delete_rule(&one("allow 22/tcp")).is_err());
-    assert_eq!(rs.delete_number(1).unwrap().to_string(), "deny from 198.51.100.7");
+    assert_eq!(
+        rs.delete_number(1).unwrap().to_string(),
+        "deny from 198.51.100.7"
+    );
     assert!(rs.delete_number(5).is_err());
 }
 
@@ -122,5 +164,8 @@ fn config_round_trips_and_names_the_bad_line() {
     let bad = "rules = [\"allow 22/tcp\", \"allow 99999/tcp\"]\n";
     let e = HostConfig::from_toml(bad, &s).unwrap_err().to_string();
     assert!(e.contains("rule 2") && e.contains("out of range"), "{e}");
-    assert!(HostConfig::from_toml("enabld = true\n", &s).is_err(), "unknown keys are refused");
+    assert!(
+        HostConfig::from_toml("enabld = true\n", &s).is_err(),
+        "unknown keys are refused"
+    );
 }

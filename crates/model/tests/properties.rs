@@ -8,15 +8,34 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fn arb_net(v6: bool) -> impl Strategy<Value = IpNet> {
     if v6 {
-        (any::<u128>(), 16u8..=128).prop_map(|(a, l)| IpNet::new(IpAddr::V6(Ipv6Addr::from(a)), l).unwrap().trunc()).boxed()
+        (any::<u128>(), 16u8..=128)
+            .prop_map(|(a, l)| {
+                IpNet::new(IpAddr::V6(Ipv6Addr::from(a)), l)
+                    .unwrap()
+                    .trunc()
+            })
+            .boxed()
     } else {
-        (any::<u32>(), 8u8..=32).prop_map(|(a, l)| IpNet::new(IpAddr::V4(Ipv4Addr::from(a)), l).unwrap().trunc()).boxed()
+        (any::<u32>(), 8u8..=32)
+            .prop_map(|(a, l)| {
+                IpNet::new(IpAddr::V4(Ipv4Addr::from(a)), l)
+                    .unwrap()
+                    .trunc()
+            })
+            .boxed()
     }
 }
 
 fn arb_ports() -> impl Strategy<Value = Ports> {
     prop::collection::vec((1u16..=65535, 0u16..100), 0..4).prop_map(|v| {
-        Ports(v.into_iter().map(|(s, w)| PortRange { start: s, end: s.saturating_add(w).max(s) }).collect())
+        Ports(
+            v.into_iter()
+                .map(|(s, w)| PortRange {
+                    start: s,
+                    end: s.saturating_add(w).max(s),
+                })
+                .collect(),
+        )
     })
 }
 
