@@ -97,8 +97,9 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "edge".to_string())
 }
 
-/// The delay before retry number `attempt` (1-based): exponential, capped,
-/// with full jitter in its upper half.
+/// The delay before retry number `attempt` (1-based): exponential, capped, and
+/// jittered ("equal jitter": half of it fixed, half random), so that edges that
+/// lost the panel together do not come back together.
 pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
     let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let cap = exp.min(max);
@@ -342,6 +343,7 @@ async fn sync_loop(
                         engine.advance(*revision);
                         since = Some(*revision);
                         policy_tx.send_replace(engine.policy().clone());
+                        shared.update_note(|n| n.revision = Some(*revision));
                     }
                     _ => {}
                 }
@@ -473,16 +475,18 @@ async fn counters(
     if every.is_zero() {
         return;
     }
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+    // Reading counters means listing the whole table (about 1.3 s of nft per
+    // 100k elements): pause at least 20 times as long as the last read took, so
+    // that it never costs more than ~5% of a core.
+    let mut pause = every;
     loop {
-        tick.tick().await;
+        tokio::time::sleep(pause).await;
         let snap = rx.borrow().clone();
         if snap.servers.is_empty() {
             continue;
         }
         let table = shared.cfg.table.clone();
+        let started = std::time::Instant::now();
         let r = tokio::task::spawn_blocking(move || -> Result<Vec<RuleCounter>, EdgeError> {
             let Some(kernel) = engine::read_kernel(&table)? else {
                 return Ok(Vec::new());
@@ -499,6 +503,7 @@ async fn counters(
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the counters"),
             Err(e) => tracing::warn!(error = %e, "the counters thread died"),
         }
+        pause = every.max(started.elapsed() * 20);
     }
 }
 

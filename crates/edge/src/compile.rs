@@ -951,18 +951,43 @@ pub fn delta_batch(
 /// The set's `stmt` property is the one thing the `nftables` crate's schema
 /// lacks, so it is added to the serialized value. (Per-element `counter` keys,
 /// which the schema has, are ignored by nft 1.0.6's JSON parser.)
-pub fn batch_json(batch: &schema::Nftables<'_>) -> String {
-    let mut v = serde_json::to_value(batch).expect("an nftables batch serializes");
-    if let Some(objs) = v.get_mut("nftables").and_then(|o| o.as_array_mut()) {
-        for o in objs {
-            if let Some(set) = o.get_mut("add").and_then(|a| a.get_mut("set")) {
-                if let Some(set) = set.as_object_mut() {
-                    set.insert("stmt".into(), serde_json::json!([{ "counter": null }]));
-                }
-            }
-        }
+pub fn batch_json(batch: &schema::Nftables<'static>) -> String {
+    #[derive(Serialize)]
+    struct Batch<'a> {
+        nftables: Vec<Obj<'a>>,
     }
-    v.to_string()
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Obj<'a> {
+        Typed(&'a NfObject<'static>),
+        Set { add: AddSet<'a> },
+    }
+    #[derive(Serialize)]
+    struct AddSet<'a> {
+        set: SetWithCounter<'a>,
+    }
+    #[derive(Serialize)]
+    struct SetWithCounter<'a> {
+        #[serde(flatten)]
+        set: &'a schema::Set<'static>,
+        stmt: [serde_json::Value; 1],
+    }
+    let objs = batch
+        .objects
+        .iter()
+        .map(|o| match o {
+            NfObject::CmdObject(NfCmd::Add(NfListObject::Set(set))) => Obj::Set {
+                add: AddSet {
+                    set: SetWithCounter {
+                        set,
+                        stmt: [serde_json::json!({ "counter": null })],
+                    },
+                },
+            },
+            other => Obj::Typed(other),
+        })
+        .collect();
+    serde_json::to_string(&Batch { nftables: objs }).expect("an nftables batch serializes")
 }
 
 // ---- reading elements back ---------------------------------------------------

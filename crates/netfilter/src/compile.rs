@@ -475,14 +475,15 @@ fn ct_state(states: &[&'static str]) -> Statement<'static> {
                 .collect(),
         )
     };
-    matches(
-        Expression::Named(NamedExpression::CT(expr::CT {
-            key: Cow::Borrowed("state"),
-            family: None,
-            dir: None,
-        })),
-        right,
-    )
+    let left = Expression::Named(NamedExpression::CT(expr::CT {
+        key: Cow::Borrowed("state"),
+        family: None,
+        dir: None,
+    }));
+    // A list needs `in` (any of these flags): with `==`, nft 1.0.6 compares the
+    // state with the OR of the flags, which no packet has.
+    let op = if states.len() == 1 { stmt::Operator::EQ } else { stmt::Operator::IN };
+    Statement::Match(stmt::Match { left, right, op })
 }
 
 fn log(prefix: String) -> [Statement<'static>; 2] {
