@@ -303,12 +303,22 @@ fn replies_pass_with_default_deny_outgoing() {
     let pair = Pair::new();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let addrs: Vec<IpAddr> = vec![pair.server_addr.v4.parse().unwrap(), pair.server_addr.v6.parse().unwrap()];
+    let addrs: Vec<IpAddr> = vec![
+        pair.server_addr.v4.parse().unwrap(),
+        pair.server_addr.v6.parse().unwrap(),
+    ];
     let _l = Listeners::start(&pair.server, &addrs, &[8080]);
     ok(&pair.server, d, &["default", "deny", "outgoing"]);
     ok(&pair.server, d, &["allow", "8080"]);
     ok(&pair.server, d, &["enable"]);
     assert_eq!(seen(&pair, 8080), [Open; 4]);
-    let status: serde_json::Value = serde_json::from_str(&ok(&pair.server, d, &["status", "--verbose", "--json"])).unwrap();
-    assert!(status["builtins"]["established"]["packets"].as_u64().unwrap() > 0, "{status}");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&pair.server, d, &["status", "--verbose", "--json"])).unwrap();
+    assert!(
+        status["builtins"]["established"]["packets"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{status}"
+    );
 }

@@ -482,7 +482,11 @@ fn ct_state(states: &[&'static str]) -> Statement<'static> {
     }));
     // A list needs `in` (any of these flags): with `==`, nft 1.0.6 compares the
     // state with the OR of the flags, which no packet has.
-    let op = if states.len() == 1 { stmt::Operator::EQ } else { stmt::Operator::IN };
+    let op = if states.len() == 1 {
+        stmt::Operator::EQ
+    } else {
+        stmt::Operator::IN
+    };
     Statement::Match(stmt::Match { left, right, op })
 }
 
