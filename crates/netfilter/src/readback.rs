@@ -1,7 +1,7 @@
 //! Reading the table back from the kernel: to verify an apply, to find drift, and
 //! to read counters.
 
-use crate::compile::{CompiledTable, Dim, Shape};
+use crate::compile::{CompiledTable, Dim};
 use ipnet::IpNet;
 use model::PortRange;
 use serde_json::Value;
@@ -140,8 +140,7 @@ fn parse_proto(v: &Value) -> Option<u8> {
 }
 
 /// Decodes a kernel element against the shape the set should have.
-pub fn decode_element(val: &Value, shape: &Shape, kinds: &[Dim]) -> Option<Vec<Dim>> {
-    let _ = shape;
+pub fn decode_element(val: &Value, kinds: &[Dim]) -> Option<Vec<Dim>> {
     let parts: Vec<&Value> = match val.get("concat").and_then(Value::as_array) {
         Some(a) => a.iter().collect(),
         None => vec![val],
@@ -172,13 +171,7 @@ pub fn decoded_elements(
     };
     kernel
         .iter()
-        .map(|e| {
-            (
-                decode_element(&e.val, &expected.shape, &template.key),
-                e.packets,
-                e.bytes,
-            )
-        })
+        .map(|e| (decode_element(&e.val, &template.key), e.packets, e.bytes))
         .collect()
 }
 
