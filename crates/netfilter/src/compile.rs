@@ -18,6 +18,20 @@
 //! model rule are the sum of its elements' counters. Rules that compile to a
 //! plain nft rule (no lookup) carry a counter and a `pw:rule:N` comment; default
 //! policies carry `pw:policy:DIR`.
+//!
+//! **Routed rules match the connection as the client opened it.**
+//!
+//! A port that Docker (or any DNAT) publishes reaches the forward hook with
+//! its destination rewritten to the container's address and port, so `th
+//! dport 8080` would never match `deny routed 8080/tcp`. The model's packet
+//! is the one the client sent, so the forward chain matches the conntrack
+//! entry's *original* tuple: `ct original ip daddr` for destinations and `ct
+//! original proto-dst` for destination ports. Without NAT both equal the
+//! packet's own fields. nft 1.0.6 cannot put `ct original proto-dst` in a
+//! concatenation, so a routed set leaves the destination port out of its key
+//! and the lookup rule also looks the port up in a second set of its own. That
+//! is exact because one model rule is a product of its lists: rules are only
+//! grouped into a set when their port lists are equal (`A×P ∪ B×P = (A∪B)×P`).
 
 use ipnet::IpNet;
 use model::{Action, Direction, Logging, Policy, PortRange, Protocol, Rule, Ruleset};
@@ -33,6 +47,8 @@ pub const TABLE: &str = "portwall";
 /// Priority of the forward chain: before Docker's and libvirt's filter chains
 /// (priority 0), so routed rules see published container ports first.
 pub const FORWARD_PRIORITY: i32 = -1;
+/// Suffix of the set that holds a routed lookup's original destination ports.
+pub const ORIGINAL_PORTS_SUFFIX: &str = "_dport";
 /// Log rate: enough to see what happens, too little to fill a disk in a flood.
 pub const LOG_RATE_PER_SECOND: u32 = 5;
 const REJECT_CHAIN: &str = "reject_packet";
@@ -105,6 +121,9 @@ pub struct Shape {
     family: Family,
     in_interface: Option<String>,
     out_interface: Option<String>,
+    /// Routed rules only: the protocol and the destination ports as the
+    /// client sent them, before any DNAT (see the module docs).
+    original_ports: Option<(u8, Vec<PortRange>)>,
 }
 
 impl Shape {
@@ -141,6 +160,9 @@ pub struct SetSpec {
     pub shape: Shape,
     pub interval: bool,
     pub elements: Vec<Element>,
+    /// Whether its element counters are the packets of model rules (false for
+    /// a routed lookup's original-ports set, whose elements are shared).
+    pub counts_rules: bool,
 }
 
 /// What a compiled nft rule stands for, so counters map back to model rules.
@@ -383,7 +405,7 @@ fn set_type(kind: DimKind, family: Family) -> SetType {
 }
 
 /// The packet field a dimension matches.
-fn dim_expr(kind: DimKind, family: Family) -> Expression<'static> {
+fn dim_expr(kind: DimKind, family: Family, direction: Direction) -> Expression<'static> {
     let payload = |protocol: &'static str, field: &'static str| {
         Expression::Named(NamedExpression::Payload(expr::Payload::PayloadField(
             expr::PayloadField {
@@ -395,11 +417,28 @@ fn dim_expr(kind: DimKind, family: Family) -> Expression<'static> {
     let ip = if family == Family::V6 { "ip6" } else { "ip" };
     match kind {
         DimKind::Source => payload(ip, "saddr"),
+        // See the module docs on routed rules.
+        DimKind::Destination if direction == Direction::Routed => {
+            original_ct(if family == Family::V6 {
+                "ip6 daddr"
+            } else {
+                "ip daddr"
+            })
+        }
         DimKind::Destination => payload(ip, "daddr"),
         DimKind::Proto => meta(expr::MetaKey::L4proto),
         DimKind::SourcePort => payload("th", "sport"),
         DimKind::DestinationPort => payload("th", "dport"),
     }
+}
+
+/// A field of the conntrack entry's original tuple.
+fn original_ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(expr::CT {
+        key: Cow::Borrowed(key),
+        family: None,
+        dir: Some(expr::CTDir::Original),
+    }))
 }
 
 fn meta(key: expr::MetaKey) -> Expression<'static> {
@@ -563,8 +602,23 @@ fn rule_elements(rule: &Rule) -> Vec<(Shape, Vec<Dim>)> {
                 {
                     continue;
                 }
+                let routed = rule.direction == Direction::Routed;
+                // Ports imply TCP or UDP: `p` is set whenever there are ports.
+                let original_ports = match p {
+                    Some(proto) if routed && !rule.destination_ports.is_any() => {
+                        let mut v = rule.destination_ports.0.clone();
+                        v.sort();
+                        Some((proto, v))
+                    }
+                    _ => None,
+                };
+                let key_ports = if routed {
+                    vec![None]
+                } else {
+                    ports(&rule.destination_ports)
+                };
                 for sp in ports(&rule.source_ports) {
-                    for dp in ports(&rule.destination_ports) {
+                    for dp in key_ports.iter().copied() {
                         let mut key = Vec::new();
                         if let Some(n) = s {
                             key.push(Dim::Source(n));
@@ -586,6 +640,7 @@ fn rule_elements(rule: &Rule) -> Vec<(Shape, Vec<Dim>)> {
                             family,
                             in_interface: rule.in_interface.clone(),
                             out_interface: rule.out_interface.clone(),
+                            original_ports: original_ports.clone(),
                         };
                         out.push((shape, key));
                     }
@@ -734,17 +789,49 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                 let name = format!("{}_{}", direction.as_str(), set_counter);
                 let interval = elements.iter().any(|e| e.key.iter().any(Dim::is_interval));
                 let left = if shape.kinds.len() == 1 {
-                    dim_expr(shape.kinds[0], shape.family)
+                    dim_expr(shape.kinds[0], shape.family, direction)
                 } else {
                     Expression::Named(NamedExpression::Concat(
                         shape
                             .kinds
                             .iter()
-                            .map(|k| dim_expr(*k, shape.family))
+                            .map(|k| dim_expr(*k, shape.family, direction))
                             .collect(),
                     ))
                 };
                 let mut lookup = shape.interface_matches();
+                if let Some((proto, ports)) = &shape.original_ports {
+                    // See the module docs on routed rules. Looked up before the
+                    // counted set, so its element counters count only packets
+                    // that match whole; after the protocol, which gives nft the
+                    // type of `ct original proto-dst`.
+                    let ports_name = format!("{name}{ORIGINAL_PORTS_SUFFIX}");
+                    lookup.push(matches(meta(expr::MetaKey::L4proto), proto_name(*proto)));
+                    lookup.push(matches(
+                        original_ct("proto-dst"),
+                        Expression::String(Cow::Owned(format!("@{ports_name}"))),
+                    ));
+                    let rule = elements.first().map_or(0, |e| e.rule);
+                    sets.push(SetSpec {
+                        name: ports_name,
+                        shape: Shape {
+                            kinds: vec![DimKind::DestinationPort],
+                            family: Family::Any,
+                            in_interface: None,
+                            out_interface: None,
+                            original_ports: None,
+                        },
+                        interval: ports.iter().any(|r| r.start != r.end),
+                        elements: ports
+                            .iter()
+                            .map(|r| Element {
+                                key: vec![Dim::DestinationPort(*r)],
+                                rule,
+                            })
+                            .collect(),
+                        counts_rules: false,
+                    });
+                }
                 lookup.push(matches(
                     left,
                     Expression::String(Cow::Owned(format!("@{name}"))),
@@ -775,6 +862,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                     shape,
                     interval,
                     elements,
+                    counts_rules: true,
                 });
             }
             for (index, shape) in run.plain {
@@ -987,7 +1075,7 @@ fn limit_rules(lookup: &[Statement<'static>], name: &str, family: Family) -> Vec
 fn meter(name: &str, family: Family) -> Statement<'static> {
     Statement::Meter(stmt::Meter {
         name: Cow::Owned(name.to_string()),
-        key: dim_expr(DimKind::Source, family),
+        key: dim_expr(DimKind::Source, family, Direction::In),
         stmt: Box::new(Statement::Limit(stmt::Limit {
             // ufw limit: more than 6 new connections in 30 s from one source.
             rate: model::rule::LIMIT_CONNECTIONS * 60 / model::rule::LIMIT_SECONDS,
@@ -1003,7 +1091,7 @@ fn meter(name: &str, family: Family) -> Statement<'static> {
 /// Where each model rule's counters live: the set elements and nft rules it owns.
 pub fn rule_sources(compiled: &CompiledTable) -> HashMap<usize, Vec<(String, Vec<Dim>)>> {
     let mut map: HashMap<usize, Vec<(String, Vec<Dim>)>> = HashMap::new();
-    for s in &compiled.sets {
+    for s in compiled.sets.iter().filter(|s| s.counts_rules) {
         for e in &s.elements {
             map.entry(e.rule)
                 .or_default()

@@ -192,7 +192,7 @@ pub fn counters(ruleset: &Ruleset) -> Result<Option<Counters>, NetfilterError> {
         rules: vec![Count::default(); ruleset.rules.len()],
         ..Default::default()
     };
-    for set in &compiled.sets {
+    for set in compiled.sets.iter().filter(|s| s.counts_rules) {
         let Some(kelems) = kernel.sets.get(&set.name) else {
             continue;
         };

@@ -495,6 +495,12 @@ pub fn apply_ruleset(global: &Global, ruleset: Ruleset) -> Result<u8> {
     install(global, Some(ruleset))
 }
 
+/// Like [`apply_ruleset`], but returns what it did instead of printing it, for
+/// a command that reports it inside its own JSON document.
+pub fn apply_ruleset_quietly(global: &Global, ruleset: Ruleset) -> Result<Outcome> {
+    Ok(install_outcome(global, Some(ruleset))?.0)
+}
+
 /// `portwall apply [--file F]`: make the kernel match a file (declarative).
 pub fn apply(global: &Global, args: &ApplyArgs) -> Result<u8> {
     match &args.file {
@@ -505,6 +511,12 @@ pub fn apply(global: &Global, args: &ApplyArgs) -> Result<u8> {
 
 /// Enables portwall with `ruleset` (or the saved rules) in force.
 fn install(global: &Global, ruleset: Option<Ruleset>) -> Result<u8> {
+    let (outcome, summary) = install_outcome(global, ruleset)?;
+    report(global, &outcome, &[summary])
+}
+
+/// [`install`]'s work: the outcome and its one-line summary.
+fn install_outcome(global: &Global, ruleset: Option<Ruleset>) -> Result<(Outcome, String)> {
     let st = State::lock(&global.config_dir)?;
     let old = st.load()?;
     let new = HostConfig {
@@ -523,14 +535,11 @@ fn install(global: &Global, ruleset: Option<Ruleset>) -> Result<u8> {
         applied,
         warnings: other_firewalls(),
     };
-    report(
-        global,
-        &outcome,
-        &[format!(
-            "{} rule(s) in force; {n} change(s) to the saved rules",
-            new.ruleset.rules.len()
-        )],
-    )
+    let summary = format!(
+        "{} rule(s) in force; {n} change(s) to the saved rules",
+        new.ruleset.rules.len()
+    );
+    Ok((outcome, summary))
 }
 
 #[derive(Debug, Serialize)]

@@ -94,15 +94,19 @@ pub fn run(global: &Global, args: &ImportArgs) -> Result<u8> {
             (from, imp, &a.apply)
         }
     };
-    if global.json {
-        print_json(&serde_json::json!({ "from": from, "import": imported }))?;
-    } else {
+    if !global.json {
         render(&from, &imported);
     }
     if !flags.apply {
+        if global.json {
+            print_json(&serde_json::json!({ "from": from, "import": imported }))?;
+        }
         return Ok(exit::OK);
     }
     if !imported.untranslated.is_empty() && !flags.force {
+        if global.json {
+            print_json(&serde_json::json!({ "from": from, "import": imported, "applied": null }))?;
+        }
         return Err(exit::with_code(
             exit::FAILURE,
             format!(
@@ -111,9 +115,14 @@ pub fn run(global: &Global, args: &ImportArgs) -> Result<u8> {
             ),
         ));
     }
-    if !global.json {
-        println!();
+    if global.json {
+        // One JSON document: what was imported and what applying it did.
+        let applied =
+            crate::commands::firewall::apply_ruleset_quietly(global, imported.ruleset.clone())?;
+        print_json(&serde_json::json!({ "from": from, "import": imported, "applied": applied }))?;
+        return Ok(exit::OK);
     }
+    println!();
     crate::commands::firewall::apply_ruleset(global, imported.ruleset)
 }
 

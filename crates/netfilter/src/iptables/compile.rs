@@ -252,7 +252,17 @@ fn rule_rules(
         return Vec::new();
     };
     let sports = port_choices(&rule.source_ports);
-    let dports = port_choices(&rule.destination_ports);
+    let routed = rule.direction == Direction::Routed;
+    // Routed rules match the destination before DNAT, with conntrack's
+    // original tuple, which takes one port or range per rule.
+    let dports = if routed {
+        match rule.destination_ports.0.as_slice() {
+            [] => vec![PortSel::Any],
+            many => many.iter().map(|r| PortSel::One(*r)).collect(),
+        }
+    } else {
+        port_choices(&rule.destination_ports)
+    };
     let number = index + 1;
     let mut out = Vec::new();
     for proto in &protos {
@@ -266,14 +276,25 @@ fn rule_rules(
                             protocol: *proto,
                             ..Default::default()
                         };
+                        let mut original = (None, None);
                         if let Some(p) = proto {
                             if matches!(p, Proto::Tcp | Proto::Udp) {
-                                base.matches = port_matches(*p, sp, dp);
+                                if routed {
+                                    base.matches = port_matches(*p, sp, &PortSel::Any);
+                                    if let PortSel::One(r) = dp {
+                                        original.1 = Some(*r);
+                                    }
+                                } else {
+                                    base.matches = port_matches(*p, sp, dp);
+                                }
                             }
                         }
                         for (sel, side) in [(s, Side::Source), (d, Side::Destination)] {
                             match sel {
                                 AddrSel::Any => {}
+                                AddrSel::Net(n) if routed && side == Side::Destination => {
+                                    original.0 = Some(*n)
+                                }
                                 AddrSel::Net(n) => match side {
                                     Side::Source => base.source = Some(*n),
                                     Side::Destination => base.destination = Some(*n),
@@ -283,6 +304,12 @@ fn rule_rules(
                                     side,
                                 }),
                             }
+                        }
+                        if original != (None, None) {
+                            base.matches.push(Match::CtOriginal {
+                                destination: original.0,
+                                dport: original.1,
+                            });
                         }
                         if rule.log {
                             out.push(log_rule(

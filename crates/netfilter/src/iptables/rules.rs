@@ -80,6 +80,13 @@ pub enum Match {
     Icmp6Type(u8),
     /// `-m conntrack --ctstate A,B`.
     CtState(&'static str),
+    /// `-m conntrack [--ctorigdst NET] [--ctorigdstport R]`: the destination
+    /// as the client sent it, before DNAT (routed rules; see
+    /// `crate::compile`'s module docs).
+    CtOriginal {
+        destination: Option<IpNet>,
+        dport: Option<PortRange>,
+    },
     /// `-m set --match-set NAME src|dst`.
     Set { name: String, side: Side },
     /// The `limit` action's per-source meter: matches sources over the rate.
@@ -158,6 +165,15 @@ impl IptRule {
         }
         for m in &self.matches {
             match m {
+                Match::CtOriginal { destination, dport } => {
+                    s.push_str(" -m conntrack");
+                    if let Some(n) = destination {
+                        let _ = write!(s, " --ctorigdst {n}");
+                    }
+                    if let Some(r) = dport {
+                        let _ = write!(s, " --ctorigdstport {r}");
+                    }
+                }
                 Match::Ports {
                     proto,
                     sport,
