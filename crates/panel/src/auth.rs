@@ -187,7 +187,9 @@ pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-fn principal_of_session(s: SessionInfo) -> Principal {
+/// What a browser session may do: a customer with write scope, or (a user
+/// without a customer) a provider operator. Used by the API and the pages.
+pub(crate) fn principal_of_session(s: SessionInfo) -> Principal {
     let kind = ActorKind::User;
     match s.customer_id {
         None => Principal::Admin {

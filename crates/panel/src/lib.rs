@@ -18,6 +18,8 @@
 //!   PostgreSQL LISTEN/NOTIFY fan-out between replicas).
 //! - [`state`]: [`AppState`], what every handler gets.
 //! - [`error`]: [`error::ApiError`], the JSON error of every endpoint.
+//! - [`web`]: the server-rendered web pages (`/login`, `/firewalls`,
+//!   `/servers`, `/audit`), merged into [`api::router`].
 //!
 //! Run a panel in-process with [`Panel::start`]; the binary
 //! `portwall-panel` is a thin wrapper around it.
@@ -28,6 +30,7 @@ pub mod error;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod web;
 
 pub use state::{AppState, PanelConfig};
 pub use store::{DatabaseConfig, Store};

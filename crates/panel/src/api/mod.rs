@@ -173,6 +173,7 @@ pub fn router(state: AppState) -> Router {
     .route("/login", post(session::login_form))
     .route("/logout", post(session::logout_form))
     .route("/healthz", get(audit::health))
+    .merge(crate::web::routes())
     .fallback(|| async {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -1,0 +1,91 @@
+//! `GET /` and `GET /login`.
+//!
+//! The login form posts to `POST /login` (in [`crate::api`]'s session
+//! module: password check, rate limit, session cookie), which answers 303 to
+//! `next`, or back here with `?error=invalid` / `?error=locked`; this page
+//! turns those codes into a message next to the field.
+
+use super::layout::{field, page as shell, respond, see_other, Nav};
+use crate::auth::Session;
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+use std::collections::HashMap;
+
+/// `GET /`: the firewalls when logged in, else the login page.
+pub async fn root(session: Option<Session>) -> Response {
+    match session {
+        Some(_) => see_other("/firewalls"),
+        None => see_other("/login"),
+    }
+}
+
+/// Where to go after logging in: a path on this panel, never another site.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/firewalls",
+    }
+}
+
+/// `GET /login[?error=invalid|locked][&next=PATH]`
+pub async fn page(session: Option<Session>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let next = safe_next(q.get("next").map(String::as_str));
+    if session.is_some() {
+        return see_other(next);
+    }
+    let (login_error, password_error) = match q.get("error").map(String::as_str) {
+        Some("invalid") => (None, Some("Wrong login or password.")),
+        Some("locked") => (
+            Some("Too many failed logins for this login or address: wait a few minutes, then try again."),
+            None,
+        ),
+        _ => (None, None),
+    };
+    let status = if login_error.is_some() || password_error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    respond(
+        status,
+        shell(
+            "Log in",
+            None,
+            Nav::None,
+            html! {
+                section.card.narrow {
+                    h1 { "Log in" }
+                    p.subtle { "Manage the network firewalls of your servers." }
+                    form method="post" action="/login" {
+                        input type="hidden" name="next" value=(next);
+                        (field("login", "Login", None, login_error, |id, err| html! {
+                            input type="text" id=(id) name="login" autocomplete="username" required autofocus
+                                aria-invalid=[err.map(|_| "true")] aria-describedby=[err];
+                        }))
+                        (field("password", "Password", None, password_error, |id, err| html! {
+                            input type="password" id=(id) name="password" autocomplete="current-password" required
+                                aria-invalid=[err.map(|_| "true")] aria-describedby=[err];
+                        }))
+                        button.btn type="submit" { "Log in" }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_panel() {
+        assert_eq!(safe_next(Some("/firewalls/3")), "/firewalls/3");
+        assert_eq!(safe_next(Some("//evil.example")), "/firewalls");
+        assert_eq!(safe_next(Some("https://evil.example")), "/firewalls");
+        assert_eq!(safe_next(Some("/\\evil")), "/firewalls");
+        assert_eq!(safe_next(None), "/firewalls");
+    }
+}
