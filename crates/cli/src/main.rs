@@ -140,6 +140,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn main() -> ExitCode {
+    // `portwall ports | head` ends quietly when the reader goes away, as
+    // coreutils do, instead of panicking on a broken pipe.
+    // SAFETY: called first in main, before any thread exists; SIG_DFL installs
+    // no handler code.
+    let _ = unsafe {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        signal(Signal::SIGPIPE, SigHandler::SigDfl)
+    };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -966,9 +966,16 @@ fn status(g: &Global, dir: &Path) -> Result<u8> {
     }
     let healthy = st.complete && rows.iter().all(|r| r.state == "ok" || r.state == "running");
     if g.json {
-        output::print_json(
-            &json!({"up": st.complete, "healthy": healthy, "panel_url": st.panel_url, "components": rows, "servers": st.servers}),
-        )?;
+        output::print_json(&json!({
+            "up": st.complete,
+            "healthy": healthy,
+            "panel_url": st.panel_url,
+            // The lab's own throwaway credentials, for scripts (scripts/lab).
+            "admin_token": st.admin_token,
+            "customer_token": st.customer_token,
+            "components": rows,
+            "servers": st.servers,
+        }))?;
     } else {
         println!(
             "The lab is {} ({}).",
