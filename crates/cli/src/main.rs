@@ -5,6 +5,7 @@ mod backend;
 mod commands;
 mod exit;
 mod output;
+mod panel_client;
 mod state;
 
 use clap::{Parser, Subcommand};
@@ -103,6 +104,8 @@ pub enum Command {
     Import(commands::import::ImportArgs),
     /// Why a packet is accepted or dropped, layer by layer.
     Explain(commands::explain::ExplainArgs),
+    /// The provider's network firewall, through the panel's API: `cloud firewall add-rule web tcp 443`.
+    Cloud(commands::cloud::CloudArgs),
     /// A provider in network namespaces to try both layers: `lab up`, `lab exec vps1 -- portwall allow 80/tcp`.
     Lab(commands::lab::LabArgs),
 }
@@ -136,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Import(a) => commands::import::run(g, a),
         Command::Explain(a) => commands::explain::run(g, a),
         Command::Lab(a) => commands::lab::run(g, a),
+        Command::Cloud(a) => commands::cloud::run(g, a),
     }
 }
 

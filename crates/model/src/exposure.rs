@@ -44,9 +44,25 @@ pub fn reach(
     port: u16,
     interface: Option<&str>,
 ) -> Reach {
-    let named: Vec<IpNet> = ruleset
-        .rules
+    reach_through(&[(ruleset, interface)], protocol, local, port)
+}
+
+/// Who can open a new connection of `protocol` to `local` (address, port)
+/// through several filtering layers in a row (the provider's network firewall,
+/// then the server's own): a source reaches the socket only if every layer
+/// accepts its packet. Each layer is a ruleset and the interface the packet
+/// arrives on there. The sources tried are the networks any layer names, plus
+/// one address no layer names, so the answer still comes from
+/// [`crate::evaluate`] alone. No layers: anyone.
+pub fn reach_through(
+    layers: &[(&Ruleset, Option<&str>)],
+    protocol: PacketProtocol,
+    local: IpAddr,
+    port: u16,
+) -> Reach {
+    let named: Vec<IpNet> = layers
         .iter()
+        .flat_map(|(ruleset, _)| ruleset.rules.iter())
         .filter(|r| r.direction == Direction::In)
         .flat_map(|r| r.source.0.iter().copied())
         .filter(|n| n.addr().is_ipv4() == local.is_ipv4() || local.is_unspecified())
@@ -70,19 +86,21 @@ pub fn reach(
         } else {
             local
         };
-        let p = Packet {
-            direction: Direction::In,
-            in_interface: interface.map(str::to_string),
-            out_interface: None,
-            protocol,
-            source: src,
-            destination: dst,
-            source_port: Some(40000),
-            destination_port: Some(port),
-            icmp_type: None,
-            state: ConnState::New,
-        };
-        evaluate(ruleset, &p).decision == Decision::Accept
+        layers.iter().all(|(ruleset, interface)| {
+            let p = Packet {
+                direction: Direction::In,
+                in_interface: interface.map(str::to_string),
+                out_interface: None,
+                protocol,
+                source: src,
+                destination: dst,
+                source_port: Some(40000),
+                destination_port: Some(port),
+                icmp_type: None,
+                state: ConnState::New,
+            };
+            evaluate(ruleset, &p).decision == Decision::Accept
+        })
     };
     let mut anyone = false;
     for &v4 in &families {
@@ -169,5 +187,39 @@ mod tests {
             ),
             Reach::Anyone
         );
+    }
+
+    #[test]
+    fn layers_in_a_row_let_in_only_what_both_accept() {
+        let any4: IpAddr = "0.0.0.0".parse().unwrap();
+        let t = PacketProtocol::Tcp;
+        let os = rs(&["allow 443/tcp"]);
+        let network = rs(&["allow 443/tcp from 203.0.113.0/24"]);
+        assert_eq!(
+            reach_through(&[(&network, None), (&os, None)], t, any4, 443),
+            Reach::Some(vec!["203.0.113.0/24".parse().unwrap()])
+        );
+        // Narrower on the OS side: the intersection.
+        let os = rs(&["allow 443/tcp from 203.0.113.128/25"]);
+        assert_eq!(
+            reach_through(&[(&network, None), (&os, None)], t, any4, 443),
+            Reach::Some(vec!["203.0.113.128/25".parse().unwrap()])
+        );
+        // Either layer blocking is enough.
+        assert_eq!(
+            reach_through(
+                &[(&rs(&["allow 443/tcp"]), None), (&rs(&[]), None)],
+                t,
+                any4,
+                443
+            ),
+            Reach::Nobody
+        );
+        let open = rs(&["allow 5432/tcp"]);
+        assert_eq!(
+            reach_through(&[(&open, None), (&open, None)], t, any4, 5432),
+            Reach::Anyone
+        );
+        assert_eq!(reach_through(&[], t, any4, 5432), Reach::Anyone);
     }
 }

@@ -6,19 +6,34 @@
 //! networks), LOCAL-ONLY (loopback) or BLOCKED (nobody). Well-known risky services
 //! (databases, caches, container and admin APIs) that are EXPOSED make the exit
 //! status 3, so the command can run from cron or CI.
-
+//!
+//! When a panel is configured (`--panel-url`/`PORTWALL_PANEL_URL` and
+//! `--token`/`PORTWALL_TOKEN`), the provider's network firewall counts too: the
+//! panel's server with an address of this host is found, its effective policy
+//! becomes a ruleset ([`model::network::server_ruleset`], as for `explain`), and
+//! a source reaches a socket only if both layers accept it
+//! ([`model::exposure::reach_through`], i.e. `model::evaluate` on each layer).
+//! The network firewall filters traffic to the server's addresses; a socket
+//! bound to another address (a private network, say) is judged by the OS
+//! firewall alone.
 use crate::exit;
 use crate::output::{print_json, print_table, table};
+use crate::panel_client::PanelArgs;
 use crate::state;
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
-use model::exposure::{reach, Reach};
+use model::exposure::{reach, reach_through, Reach};
 use model::{PacketProtocol, Ruleset};
 use serde::Serialize;
+use std::net::IpAddr;
 
 #[derive(Debug, Args)]
-pub struct AuditArgs {}
+pub struct AuditArgs {
+    /// The provider panel and token, for the network firewall layer.
+    #[command(flatten)]
+    pub panel: PanelArgs,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING-KEBAB-CASE")]
@@ -47,7 +62,12 @@ struct Finding {
     port: u16,
     process: String,
     loopback_only: bool,
+    /// Who the network firewall lets reach the socket; null when no network
+    /// firewall is on its path (none configured, or not the server's address).
+    network_firewall: Option<Reach>,
     os_firewall: Reach,
+    /// Who reaches it through both layers: what `class` is made of.
+    reachable_from: Reach,
     class: Class,
     /// The risky service this port is known for, when it is EXPOSED.
     risky: Option<&'static str>,
@@ -57,12 +77,180 @@ struct Finding {
 struct Audit {
     /// Whether portwall's rules are loaded in the kernel.
     firewall_loaded: bool,
-    network_firewall: &'static str,
+    network_firewall: NetworkFirewall,
     findings: Vec<Finding>,
     risky_exposed: usize,
 }
 
-pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
+/// The network firewall as it applies to this host.
+#[derive(Debug, Serialize)]
+struct NetworkFirewall {
+    /// `not_configured`, `enforced`, `not_enforced` (no active firewall is
+    /// assigned: everything passes), `no_server` (the panel has no server with
+    /// an address of this host), `dedicated` (no network firewall for those), or
+    /// `unknown` (the panel could not be asked; only the OS firewall counts).
+    state: &'static str,
+    /// One sentence for people.
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<ServerRef>,
+    /// The active firewalls the server's policy comes from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    firewalls: Vec<FirewallRef>,
+    /// What the edge enforces for the server's addresses (None: nothing).
+    #[serde(skip)]
+    ruleset: Option<Ruleset>,
+    /// Where it applies: the server's addresses (empty: nowhere).
+    #[serde(skip)]
+    addresses: Vec<IpAddr>,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerRef {
+    id: i64,
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    addresses: Vec<IpAddr>,
+}
+
+#[derive(Debug, Serialize)]
+struct FirewallRef {
+    id: i64,
+    name: String,
+}
+
+impl NetworkFirewall {
+    fn off(state: &'static str, detail: String) -> NetworkFirewall {
+        NetworkFirewall {
+            state,
+            detail,
+            server: None,
+            firewalls: vec![],
+            ruleset: None,
+            addresses: vec![],
+        }
+    }
+
+    /// Who this layer lets reach a socket bound to `local`, or None when the
+    /// layer is not on its path.
+    fn reach(&self, protocol: PacketProtocol, local: IpAddr, port: u16) -> Option<Reach> {
+        if self.addresses.is_empty() || !(local.is_unspecified() || self.addresses.contains(&local))
+        {
+            return None;
+        }
+        Some(match &self.ruleset {
+            Some(r) => reach(r, protocol, local, port, None),
+            None => Reach::Anyone,
+        })
+    }
+}
+
+/// Finds this host in the panel (the server one of whose addresses is an
+/// address of this host) and its effective network policy.
+fn network_firewall(args: &PanelArgs) -> NetworkFirewall {
+    if !args.is_configured() {
+        return NetworkFirewall::off("not_configured", "not configured".into());
+    }
+    let fetched = args.client().and_then(|c| {
+        c.network_of(|s| s.addresses().any(super::explain::is_local))
+            .map_err(anyhow::Error::from)
+    });
+    let net = match fetched {
+        Err(e) => {
+            return NetworkFirewall::off(
+                "unknown",
+                format!("unknown ({e:#}); only the OS firewall is counted"),
+            )
+        }
+        Ok(None) => {
+            return NetworkFirewall::off(
+                "no_server",
+                "the panel has no server (of this account) with an address of this host: not filtered there".into(),
+            )
+        }
+        Ok(Some(n)) => n,
+    };
+    let addresses: Vec<IpAddr> = net.server.addresses().collect();
+    let server = ServerRef {
+        id: net.server.id,
+        name: net.server.name.clone(),
+        kind: net.server.kind.clone(),
+        addresses: addresses.clone(),
+    };
+    let who = format!(
+        "server '{}' (id {}, {})",
+        server.name, server.id, server.kind
+    );
+    if net.server.is_dedicated() {
+        return NetworkFirewall {
+            server: Some(server),
+            ..NetworkFirewall::off(
+                "dedicated",
+                format!("{who}: dedicated servers have no network firewall"),
+            )
+        };
+    }
+    if !net.policy.enforced {
+        return NetworkFirewall {
+            state: "not_enforced",
+            detail: format!("{who}: no active firewall is assigned, everything passes"),
+            server: Some(server),
+            firewalls: vec![],
+            ruleset: None,
+            addresses,
+        };
+    }
+    let mut ids: Vec<i64> = net.policy.rules.iter().map(|r| r.firewall_id).collect();
+    ids.sort();
+    ids.dedup();
+    let firewalls: Vec<FirewallRef> = ids
+        .into_iter()
+        .map(|id| FirewallRef {
+            id,
+            name: net
+                .firewall_names
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map_or_else(String::new, |(_, n)| n.clone()),
+        })
+        .collect();
+    let names = firewalls
+        .iter()
+        .map(|f| net.firewall_label(f.id))
+        .collect::<Vec<_>>()
+        .join(", ");
+    NetworkFirewall {
+        state: "enforced",
+        detail: format!(
+            "{who}, {} rule(s){}",
+            net.policy.rules.len(),
+            if names.is_empty() {
+                " (every inbound packet is dropped)".to_string()
+            } else {
+                format!(" from {names}")
+            }
+        ),
+        server: Some(server),
+        firewalls,
+        ruleset: Some(net.ruleset().0),
+        addresses,
+    }
+}
+
+fn who(r: &Reach) -> String {
+    match r {
+        Reach::Anyone => "anyone".to_string(),
+        Reach::Nobody => "nobody".to_string(),
+        Reach::Some(n) => n
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+pub fn run(global: &Global, args: &AuditArgs) -> Result<u8> {
     let services = state::services();
     let loaded = crate::backend::Filter::of(global)?.is_loaded()?;
     // What the kernel enforces: the ruleset portwall applied. Without it, nothing
@@ -76,6 +264,7 @@ pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
         open.defaults.incoming = model::Policy::Allow;
         open
     };
+    let network = network_firewall(&args.panel);
     let sockets = inspect::listening_sockets()?;
     let mut findings = Vec::new();
     for s in &sockets {
@@ -87,10 +276,25 @@ pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
             inspect::Protocol::Udp => PacketProtocol::Udp,
         };
         let r = reach(&ruleset, proto, ip, s.local.port(), None);
+        let net = if loopback {
+            None
+        } else {
+            network.reach(proto, ip, s.local.port())
+        };
+        // Both layers in a row, each judged by model::evaluate.
+        let both = match (&net, &network.ruleset) {
+            (Some(_), Some(net_rules)) => reach_through(
+                &[(net_rules, None), (&ruleset, None)],
+                proto,
+                ip,
+                s.local.port(),
+            ),
+            _ => r.clone(),
+        };
         let class = if loopback {
             Class::LocalOnly
         } else {
-            match r {
+            match both {
                 Reach::Anyone => Class::Exposed,
                 Reach::Some(_) => Class::Restricted,
                 Reach::Nobody => Class::Blocked,
@@ -109,7 +313,9 @@ pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
                 .map(|o| format!("{}/{}", o.pid, o.name))
                 .unwrap_or_else(|| "-".into()),
             loopback_only: loopback,
+            network_firewall: net,
             os_firewall: r,
+            reachable_from: both,
             class,
             risky,
         });
@@ -117,7 +323,7 @@ pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
     let risky_exposed = findings.iter().filter(|f| f.risky.is_some()).count();
     let audit = Audit {
         firewall_loaded: loaded,
-        network_firewall: "not configured",
+        network_firewall: network,
         findings,
         risky_exposed,
     };
@@ -127,44 +333,37 @@ pub fn run(global: &Global, _args: &AuditArgs) -> Result<u8> {
         if !loaded {
             println!("portwall's rules are not loaded: nothing portwall knows of filters incoming traffic.");
         }
-        let mut t = table([
-            "Class",
-            "Proto",
-            "Local Address",
-            "PID/Program name",
-            "OS firewall lets in",
-            "Note",
-        ]);
+        let with_network = audit.network_firewall.state != "not_configured";
+        let mut header = vec!["Class", "Proto", "Local Address", "PID/Program name"];
+        if with_network {
+            header.push("Network firewall lets in");
+        }
+        header.extend(["OS firewall lets in", "Note"]);
+        let mut t = table(header);
         for f in &audit.findings {
-            let who = match &f.os_firewall {
-                Reach::Anyone => "anyone".to_string(),
-                Reach::Nobody => "nobody".to_string(),
-                Reach::Some(n) => n
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            };
             let note = match (f.risky, f.loopback_only) {
                 (Some(name), _) => format!("RISK: {name} open to the internet"),
                 (None, true) => "bound to loopback".into(),
                 _ => String::new(),
             };
-            t.add_row(vec![
+            let mut row = vec![
                 f.class.as_str().to_string(),
                 f.proto.to_string(),
                 f.local.clone(),
                 f.process.clone(),
-                who,
-                note,
-            ]);
+            ];
+            if with_network {
+                row.push(f.network_firewall.as_ref().map_or("-".into(), who));
+            }
+            row.extend([who(&f.os_firewall), note]);
+            t.add_row(row);
         }
         print_table(&t);
         println!(
             "\n{} socket(s); {} risky service(s) exposed; network firewall: {}.",
             audit.findings.len(),
             audit.risky_exposed,
-            audit.network_firewall
+            audit.network_firewall.detail
         );
     }
     Ok(if audit.risky_exposed > 0 {

@@ -5,7 +5,8 @@
 //!    (`PORTWALL_PANEL_URL`, `PORTWALL_TOKEN`): the server whose address is the
 //!    destination is looked up (`GET /v1/servers`), and its effective policy
 //!    (`GET /v1/servers/{id}/policy`, the sync wire type) is turned into a
-//!    ruleset with [`model::network::server_ruleset`].
+//!    ruleset with [`model::network::server_ruleset`], all through
+//!    [`crate::panel_client`].
 //! 2. **The OS firewall**: the ruleset portwall last applied (`applied.toml`),
 //!    else the saved one (`rules.toml`), from `--config-dir`.
 //! 3. **The listener**: which socket and process would receive the packet
@@ -16,19 +17,17 @@
 
 use crate::exit;
 use crate::output::print_json;
+use crate::panel_client::PanelArgs;
 use crate::state;
 use crate::Global;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use model::network::sync::ServerPolicy;
-use model::network::{server_ruleset, NetworkRule};
 use model::{
     evaluate, Builtin, ConnState, DecidedBy, Decision, Direction, Packet, PacketProtocol, Ruleset,
     Verdict,
 };
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -51,17 +50,9 @@ pub struct ExplainArgs {
     /// in (to this server, the default), out (from it) or routed (through it).
     #[arg(long, default_value = "in", value_name = "DIRECTION")]
     pub direction: String,
-    /// The provider panel, for the network firewall layer.
-    #[arg(long, env = "PORTWALL_PANEL_URL", value_name = "URL")]
-    pub panel_url: Option<String>,
-    /// API token for the panel.
-    #[arg(
-        long,
-        env = "PORTWALL_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    /// The provider panel and token, for the network firewall layer.
+    #[command(flatten)]
+    pub panel: PanelArgs,
 }
 
 /// What one layer does to the packet.
@@ -254,101 +245,6 @@ fn past(d: Decision) -> &'static str {
     }
 }
 
-/// A panel server as listed by `GET /v1/servers` (only what is needed here).
-#[derive(Debug, serde::Deserialize)]
-struct PanelServer {
-    id: i64,
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    ipv4: Vec<IpAddr>,
-    #[serde(default)]
-    ipv6: Vec<IpAddr>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct PanelPage {
-    items: Vec<PanelServer>,
-    next_cursor: Option<String>,
-}
-
-async fn panel_get<T: serde::de::DeserializeOwned>(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    path: &str,
-) -> Result<T> {
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let resp = client
-        .get(&url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the panel at {url}"))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = resp.text().await.unwrap_or_default();
-        anyhow::bail!("the panel answered {status} to GET {path}: {}", body.trim());
-    }
-    resp.json::<T>()
-        .await
-        .with_context(|| format!("the panel's answer to GET {path} is not what portwall expects"))
-}
-
-/// The server with `addr`, its policy, and the names of its firewalls.
-async fn fetch_network(
-    base: &str,
-    token: &str,
-    addr: IpAddr,
-) -> Result<Option<(PanelServer, ServerPolicy, Vec<(i64, String)>)>> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .context("cannot build an HTTP client")?;
-    let mut cursor: Option<String> = None;
-    let server = loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/servers?limit=1000&cursor={c}"),
-            None => "/v1/servers?limit=1000".to_string(),
-        };
-        let page: PanelPage = panel_get(&client, base, token, &path).await?;
-        if let Some(s) = page
-            .items
-            .into_iter()
-            .find(|s| s.ipv4.contains(&addr) || s.ipv6.contains(&addr))
-        {
-            break s;
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(None),
-        }
-    };
-    let policy: ServerPolicy = panel_get(
-        &client,
-        base,
-        token,
-        &format!("/v1/servers/{}/policy", server.id),
-    )
-    .await?;
-    let mut names = Vec::new();
-    let mut ids: Vec<i64> = policy.rules.iter().map(|r| r.firewall_id).collect();
-    ids.dedup();
-    for id in ids {
-        // Names only make the output friendlier; the decision does not need them.
-        if let Ok(v) =
-            panel_get::<serde_json::Value>(&client, base, token, &format!("/v1/firewalls/{id}"))
-                .await
-        {
-            if let Some(n) = v["name"].as_str() {
-                names.push((id, n.to_string()));
-            }
-        }
-    }
-    Ok(Some((server, policy, names)))
-}
-
 /// The network firewall layer.
 fn network_layer(args: &ExplainArgs, packet: &Packet) -> Layer {
     let layer = |outcome, detail: String, facts| Layer {
@@ -368,26 +264,19 @@ fn network_layer(args: &ExplainArgs, packet: &Packet) -> Layer {
             vec![],
         );
     }
-    let (Some(url), Some(token)) = (&args.panel_url, &args.token) else {
+    if !args.panel.is_configured() {
         return layer(
             "not_configured",
             "network firewall: not configured (set PORTWALL_PANEL_URL and PORTWALL_TOKEN to check the provider's firewall)".into(),
             vec![],
         );
-    };
-    if !url.starts_with("http://") {
-        return layer(
-            "unknown",
-            format!("network firewall: unknown (PORTWALL_PANEL_URL '{url}': this build talks plain http:// to the panel, as the edge does; reach it through a local TLS proxy)"),
-            vec![],
-        );
     }
-    let fetched = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(fetch_network(url, token, packet.destination)));
-    let (server, policy, names) = match fetched {
+    let dst = packet.destination;
+    let fetched = args.panel.client().and_then(|c| {
+        c.network_of(|s| s.addresses().any(|a| a == dst))
+            .map_err(anyhow::Error::from)
+    });
+    let net = match fetched {
         Err(e) => {
             return layer(
                 "unknown",
@@ -407,11 +296,12 @@ fn network_layer(args: &ExplainArgs, packet: &Packet) -> Layer {
         }
         Ok(Some(x)) => x,
     };
+    let (server, policy) = (&net.server, &net.policy);
     let mut facts = vec![format!(
         "server {} (id {}, {})",
         server.name, server.id, server.kind
     )];
-    if server.kind.eq_ignore_ascii_case("dedicated") {
+    if server.is_dedicated() {
         return layer(
             "not_applicable",
             "network firewall: not available for dedicated servers".into(),
@@ -427,22 +317,7 @@ fn network_layer(args: &ExplainArgs, packet: &Packet) -> Layer {
         );
     }
     // The same conversion the edge uses, so rule numbers map back to edge rules.
-    let network_rules: Vec<NetworkRule> = policy
-        .rules
-        .iter()
-        .map(|r| NetworkRule {
-            protocol: r.protocol,
-            ports: r.ports,
-            sources: r.sources.clone(),
-            description: String::new(),
-            enabled: true,
-        })
-        .collect();
-    let ruleset = server_ruleset(&network_rules);
-    let mut owner = Vec::new();
-    for (i, nr) in network_rules.iter().enumerate() {
-        owner.extend(std::iter::repeat_n(i, nr.to_rules().len()));
-    }
+    let (ruleset, owner) = net.ruleset();
     // The edge sees the packet on its own interfaces, not the server's.
     let edge_packet = Packet {
         in_interface: None,
@@ -453,22 +328,12 @@ fn network_layer(args: &ExplainArgs, packet: &Packet) -> Layer {
     facts.push(format!(
         "{} rule(s) from {} active firewall(s)",
         policy.rules.len(),
-        {
-            let mut ids: Vec<i64> = policy.rules.iter().map(|r| r.firewall_id).collect();
-            ids.sort();
-            ids.dedup();
-            ids.len()
-        }
+        net.firewall_count()
     ));
     let (outcome, detail, rule, by) = match v.by {
         DecidedBy::Rule { number } => {
             let edge = &policy.rules[owner[number - 1]];
-            let fw = names
-                .iter()
-                .find(|(id, _)| *id == edge.firewall_id)
-                .map_or(format!("firewall {}", edge.firewall_id), |(_, n)| {
-                    format!("firewall '{n}' (id {})", edge.firewall_id)
-                });
+            let fw = net.firewall_label(edge.firewall_id);
             let text = ruleset.rules[number - 1].to_string();
             (
                 outcome_of(v.decision),
@@ -511,7 +376,7 @@ fn network_layer(args: &ExplainArgs, packet: &Packet) -> Layer {
 }
 
 /// Whether `addr` is an address of this host (binding to it works).
-fn is_local(addr: IpAddr) -> bool {
+pub(crate) fn is_local(addr: IpAddr) -> bool {
     std::net::UdpSocket::bind((addr, 0)).is_ok()
 }
 

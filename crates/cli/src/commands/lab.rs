@@ -391,21 +391,17 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
+/// A JSON request to the panel's API, through the CLI's one panel client.
 fn api(
-    rt: &tokio::runtime::Runtime,
-    client: &edge::client::PanelClient,
-    method: edge::client::Method,
+    client: &crate::panel_client::PanelClient,
+    method: crate::panel_client::Method,
     path: &str,
     body: Value,
 ) -> Result<Value> {
-    rt.block_on(client.request(method, path, Some(&body)))
-        .with_context(|| format!("panel API {path}"))
+    Ok(client
+        .request(method, path, Some(&body), None)
+        .with_context(|| format!("panel API {path}"))?
+        .body)
 }
 
 // ---- up ---------------------------------------------------------------------
@@ -671,11 +667,9 @@ fn build(
     })?;
 
     progress.step("registering the customer, its servers and the edge");
-    let rt = runtime()?;
-    let admin = edge::client::PanelClient::new(&url, &token)?;
-    use edge::client::Method;
+    let admin = crate::panel_client::PanelClient::new(&url, &token)?;
+    use crate::panel_client::Method;
     let customer = api(
-        &rt,
         &admin,
         Method::POST,
         "/v1/customers",
@@ -686,7 +680,6 @@ fn build(
         .context("the panel's customer has no id")?;
     st.customer_id = Some(cid);
     api(
-        &rt,
         &admin,
         Method::POST,
         "/v1/users",
@@ -694,7 +687,6 @@ fn build(
     )?;
     for h in HOSTS.iter().filter(|h| h.kind.is_some()) {
         let s = api(
-            &rt,
             &admin,
             Method::POST,
             "/v1/servers",
@@ -709,7 +701,6 @@ fn build(
         });
     }
     let ctoken = api(
-        &rt,
         &admin,
         Method::POST,
         "/v1/tokens",
@@ -717,7 +708,6 @@ fn build(
     )?;
     st.customer_token = ctoken["token"].as_str().map(String::from);
     let etoken = api(
-        &rt,
         &admin,
         Method::POST,
         "/v1/tokens",

@@ -2,6 +2,7 @@
 //! the global options, calls the libraries, and renders the result.
 
 pub mod audit;
+pub mod cloud;
 pub mod explain;
 pub mod firewall;
 pub mod import;
