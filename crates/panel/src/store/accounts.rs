@@ -7,13 +7,14 @@
 use super::customers::get_customer;
 use super::labels::{check_name, check_zone};
 use super::{
-    audit, now_ms, rfc3339, Actor, CreatedToken, Page, PageRequest, Result, Scope, SessionInfo,
-    Store, StoreError, TokenAuth, TokenInfo, TokenKind, UserInfo,
+    audit, now_ms, rfc3339, Actor, Backend, CreatedToken, Page, PageRequest, Result, Scope,
+    SessionInfo, Store, StoreError, TokenAuth, TokenInfo, TokenKind, UserInfo,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::time::{Duration, Instant};
 
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> String {
@@ -33,6 +34,20 @@ pub fn secret_hash(secret: &str) -> String {
 
 /// How often `last_used_at` is refreshed (a write per request would be waste).
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+
+/// Longest a verified token is remembered (SQLite; see
+/// [`Store::verify_token`]).
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Most tokens remembered at once; the cache starts over when full.
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// A verified token and when it was read.
+pub(crate) struct CachedToken {
+    auth: TokenAuth,
+    /// The committed revision known before the token was read.
+    revision: u64,
+    at: Instant,
+}
 
 const TOKEN_COLUMNS: &str =
     "id, kind, customer_id, zone, scope, name, prefix, created_at, last_used_at, revoked_at";
@@ -215,11 +230,72 @@ impl Store {
     }
 
     /// Finds the live token with this secret.
+    ///
+    /// On SQLite, where this process is the only writer (the store's write
+    /// lock), a token once verified is remembered until the next committed
+    /// revision of this process, and at most [`TOKEN_CACHE_TTL`]: revoking a
+    /// token, deleting its customer or anything else that can end it advances
+    /// the revision, so a revoked token is refused by every request that
+    /// starts after the revocation returned, exactly as without the cache.
+    /// The TTL bounds what another process could change behind our back (an
+    /// operator's `sqlite3`). Unknown secrets are never remembered.
     pub async fn verify_token(&self, secret: &str) -> Result<Option<TokenAuth>> {
+        let hash = secret_hash(secret);
+        let cache = self.inner.backend == Backend::Sqlite;
+        // Read before the database: an entry is tagged with a revision no
+        // later than the state it saw.
+        let revision = *self.inner.revision_tx.borrow();
+        let now = Instant::now();
+        let cached = cache
+            .then(|| {
+                let map = self
+                    .inner
+                    .token_cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                map.get(&hash)
+                    .filter(|c| {
+                        c.revision == revision && now.duration_since(c.at) < TOKEN_CACHE_TTL
+                    })
+                    .map(|c| c.auth.clone())
+            })
+            .flatten();
+        let auth = match cached {
+            Some(auth) => auth,
+            None => match self.load_token(&hash).await? {
+                Some(auth) => {
+                    if cache {
+                        let mut map = self
+                            .inner
+                            .token_cache
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        if map.len() >= TOKEN_CACHE_MAX {
+                            map.clear();
+                        }
+                        map.insert(
+                            hash,
+                            CachedToken {
+                                auth: auth.clone(),
+                                revision,
+                                at: now,
+                            },
+                        );
+                    }
+                    auth
+                }
+                None => return Ok(None),
+            },
+        };
+        self.note_token_use(&auth);
+        Ok(Some(auth))
+    }
+
+    async fn load_token(&self, hash: &str) -> Result<Option<TokenAuth>> {
         let row = sqlx::query(
             "SELECT id, kind, customer_id, zone, scope, name, last_used_at FROM tokens WHERE hash = $1 AND revoked_at IS NULL",
         )
-        .bind(secret_hash(secret))
+        .bind(hash)
         .fetch_optional(self.pool())
         .await?;
         let Some(r) = row else { return Ok(None) };
@@ -232,19 +308,63 @@ impl Store {
             name: r.try_get("name")?,
             last_used_at: r.try_get("last_used_at")?,
         };
+        Ok(Some(auth))
+    }
+
+    /// Schedules the `last_used_at` update of a token when it is due.
+    fn note_token_use(&self, auth: &TokenAuth) {
         let now = now_ms();
         if auth
             .last_used_at
             .is_none_or(|t| now - t > LAST_USED_GRANULARITY_MS)
+            && self.claim_token_touch(auth.id, now)
         {
-            // Best effort: a busy database must not fail the request.
-            let _ = sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(auth.id)
-                .execute(self.pool())
-                .await;
+            // Best effort and off the request path: the request neither waits
+            // for the writers' lock nor fails when the database is busy.
+            let store = self.clone();
+            let id = auth.id;
+            tokio::spawn(async move { store.touch_token(id, now).await });
         }
-        Ok(Some(auth))
+    }
+
+    /// Whether this request should schedule the `last_used_at` update of
+    /// token `id` (none was scheduled within the interval).
+    fn claim_token_touch(&self, id: i64, now: i64) -> bool {
+        let mut touches = self
+            .inner
+            .token_touches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if touches
+            .get(&id)
+            .is_some_and(|t| now - t <= LAST_USED_GRANULARITY_MS)
+        {
+            return false;
+        }
+        if touches.len() > 100_000 {
+            touches.clear();
+        }
+        touches.insert(id, now);
+        true
+    }
+
+    /// Records that token `id` was used at `now`. On SQLite it queues with the
+    /// other writers of this process instead of spinning on a busy database.
+    async fn touch_token(&self, id: i64, now: i64) {
+        let _guard = match self.inner.backend {
+            Backend::Sqlite => Some(self.inner.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let done = sqlx::query(
+            "UPDATE tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await;
+        if let Err(e) = done {
+            tracing::debug!(token = id, error = %e, "recording a token's last use failed");
+        }
     }
 
     /// Creates an admin token if none is live. Returns its secret when it did.

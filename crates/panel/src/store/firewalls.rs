@@ -8,9 +8,9 @@
 use super::labels::check_name;
 use super::servers::{bump_servers, customer_servers, load_server, server_from, SERVER_COLUMNS};
 use super::{
-    audit, now_ms, rfc3339, Actor, AssignOutcome, Firewall, FirewallRule, FirewallStatus,
-    FirewallSummary, Page, PageRequest, Result, Selector, SelectorRecord, Server, SkippedServer,
-    Store, StoreError, WriteTx, MAX_RULES_PER_FIREWALL, MAX_SOURCES_PER_FIREWALL,
+    audit, json_column, now_ms, rfc3339, Actor, AssignOutcome, Backend, Firewall, FirewallRule,
+    FirewallStatus, FirewallSummary, Page, PageRequest, Result, Selector, SelectorRecord, Server,
+    SkippedServer, Store, StoreError, WriteTx, MAX_RULES_PER_FIREWALL, MAX_SOURCES_PER_FIREWALL,
 };
 use model::network::{NetworkProtocol, NetworkRule};
 use model::PortRange;
@@ -18,6 +18,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 /// Longest firewall description.
 pub const MAX_FIREWALL_DESCRIPTION: usize = 1000;
@@ -65,16 +66,17 @@ pub(crate) fn protocol_from(s: &str) -> NetworkProtocol {
     }
 }
 
-/// Decodes a stored rule row (`id, protocol, port_start, port_end, sources,
-/// description, enabled`).
-pub(crate) fn rule_from(r: &AnyRow) -> Result<(i64, NetworkRule)> {
-    let start: Option<i64> = r.try_get("port_start")?;
-    let end: Option<i64> = r.try_get("port_end")?;
-    let sources: String = r.try_get("sources")?;
-    Ok((
-        r.try_get("id")?,
+/// A stored rule's columns: `id, protocol, port_start, port_end, sources,
+/// description, enabled`.
+type RuleParts = (i64, String, Option<i64>, Option<i64>, String, String, i64);
+
+fn rule_from_parts(
+    (id, protocol, start, end, sources, description, enabled): RuleParts,
+) -> (i64, NetworkRule) {
+    (
+        id,
         NetworkRule {
-            protocol: protocol_from(&r.try_get::<String, _>("protocol")?),
+            protocol: protocol_from(&protocol),
             ports: start.map(|s| PortRange {
                 start: s as u16,
                 end: end.unwrap_or(s) as u16,
@@ -84,10 +86,24 @@ pub(crate) fn rule_from(r: &AnyRow) -> Result<(i64, NetworkRule)> {
                 .filter(|s| !s.is_empty())
                 .filter_map(|s| s.parse().ok())
                 .collect(),
-            description: r.try_get("description")?,
-            enabled: r.try_get::<i64, _>("enabled")? != 0,
+            description,
+            enabled: enabled != 0,
         },
-    ))
+    )
+}
+
+/// Decodes a stored rule row (`id, protocol, port_start, port_end, sources,
+/// description, enabled`).
+pub(crate) fn rule_from(r: &AnyRow) -> Result<(i64, NetworkRule)> {
+    Ok(rule_from_parts((
+        r.try_get("id")?,
+        r.try_get("protocol")?,
+        r.try_get("port_start")?,
+        r.try_get("port_end")?,
+        r.try_get("sources")?,
+        r.try_get("description")?,
+        r.try_get("enabled")?,
+    )))
 }
 
 pub(crate) const RULE_COLUMNS: &str =
@@ -130,40 +146,77 @@ async fn fw_selectors(conn: &mut AnyConnection, id: i64) -> Result<Vec<SelectorR
         .collect()
 }
 
-async fn fw_assigned_ids(conn: &mut AnyConnection, id: i64) -> Result<Vec<i64>> {
-    let rows =
-        sqlx::query("SELECT server_id FROM assignments WHERE firewall_id = $1 ORDER BY server_id")
-            .bind(id)
-            .fetch_all(conn)
-            .await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+/// The statement of [`load_firewall`]: the firewall row with its rules,
+/// assigned servers and selectors as JSON arrays, so that a firewall is one
+/// round trip and one snapshot (no transaction needed on either backend).
+fn load_firewall_sql(backend: Backend) -> &'static str {
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    let cell = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| {
+        let b = backend;
+        let rule = b.json_array(&[
+            "r.id",
+            "r.protocol",
+            "r.port_start",
+            "r.port_end",
+            "r.sources",
+            "r.description",
+            "r.enabled",
+        ]);
+        format!(
+            "SELECT f.id, f.customer_id, f.name, f.description, f.active, f.revision, f.created_at, f.updated_at, \
+             (SELECT {} FROM rules r WHERE r.firewall_id = f.id) AS rules_json, \
+             (SELECT {} FROM assignments a WHERE a.firewall_id = f.id) AS servers_json, \
+             (SELECT {} FROM selectors s WHERE s.firewall_id = f.id) AS selectors_json \
+             FROM firewalls f WHERE f.id = $1 AND f.customer_id = $2",
+            b.json_agg(&rule, "r.position, r.id"),
+            b.json_agg("a.server_id", "a.server_id"),
+            b.json_agg(&b.json_array(&["s.id", "s.selector"]), "s.id"),
+        )
+    })
 }
 
-/// The full firewall as the API shows it.
+/// The full firewall as the API shows it, in one statement.
 pub(crate) async fn load_firewall(
     conn: &mut AnyConnection,
     customer: i64,
     id: i64,
 ) -> Result<Firewall> {
-    let row = fw_row(conn, customer, id).await?;
-    let rules = fw_rules(conn, id).await?;
-    let servers = fw_assigned_ids(conn, id).await?;
-    let selectors = fw_selectors(conn, id).await?;
+    let row = sqlx::query(load_firewall_sql(Backend::of(conn)))
+        .bind(id)
+        .bind(customer)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("firewall {id}")))?;
+    let f = fw_from(&row)?;
+    let rules: Vec<RuleParts> = json_column(&row, "rules_json")?;
+    let servers: Vec<i64> = json_column(&row, "servers_json")?;
+    let selectors: Vec<(i64, String)> = json_column(&row, "selectors_json")?;
     Ok(Firewall {
-        id: row.id,
-        customer_id: row.customer_id,
-        name: row.name,
-        description: row.description,
-        status: status_of(row.active),
-        revision: row.revision as u64,
+        id: f.id,
+        customer_id: f.customer_id,
+        name: f.name,
+        description: f.description,
+        status: status_of(f.active),
+        revision: f.revision as u64,
         rules: rules
-            .iter()
-            .map(|(id, r)| FirewallRule::new(*id, r))
+            .into_iter()
+            .map(|p| {
+                let (id, r) = rule_from_parts(p);
+                FirewallRule::new(id, &r)
+            })
             .collect(),
         servers,
-        selectors,
-        created_at: rfc3339(row.created_at),
-        updated_at: rfc3339(row.updated_at),
+        selectors: selectors
+            .into_iter()
+            .map(|(id, selector)| SelectorRecord { id, selector })
+            .collect(),
+        created_at: rfc3339(f.created_at),
+        updated_at: rfc3339(f.updated_at),
     })
 }
 
@@ -412,6 +465,30 @@ impl Store {
         customer: i64,
         page: PageRequest,
     ) -> Result<Page<FirewallSummary>> {
+        let stamp = self.read_stamp();
+        let cache = &self.inner.caches.firewall_pages;
+        let key = (customer, page.cursor, page.limit);
+        if let Some(p) = stamp.and_then(|s| cache.get(&key, s)) {
+            return Ok(p);
+        }
+        let out = self.read_firewall_page(customer, page).await?;
+        if let Some(s) = stamp {
+            let weight = 256
+                + out
+                    .items
+                    .iter()
+                    .map(|f| 256 + f.name.len() + f.description.len())
+                    .sum::<usize>();
+            cache.put(key, s, weight, out.clone());
+        }
+        Ok(out)
+    }
+
+    async fn read_firewall_page(
+        &self,
+        customer: i64,
+        page: PageRequest,
+    ) -> Result<Page<FirewallSummary>> {
         let rows = sqlx::query(
             "SELECT f.id, f.customer_id, f.name, f.description, f.active, f.revision, f.created_at, f.updated_at, \
              (SELECT COUNT(*) FROM rules r WHERE r.firewall_id = f.id) AS rule_count \
@@ -444,9 +521,28 @@ impl Store {
 
     /// One firewall with its rules and assignments.
     pub async fn firewall(&self, customer: i64, id: i64) -> Result<Firewall> {
-        let mut tx = self.begin_read().await?;
-        let fw = load_firewall(&mut tx, customer, id).await?;
-        tx.commit().await?;
+        let stamp = self.read_stamp();
+        let cache = &self.inner.caches.firewalls;
+        if let Some(fw) = stamp.and_then(|s| cache.get(&(customer, id), s)) {
+            return Ok(fw);
+        }
+        // One statement: a consistent snapshot without a transaction.
+        let mut conn = self.pool().acquire().await?;
+        let fw = load_firewall(&mut conn, customer, id).await?;
+        drop(conn);
+        if let Some(s) = stamp {
+            let weight = 512
+                + fw.rules
+                    .iter()
+                    .map(|r| 160 + r.description.len() + 64 * r.sources.len())
+                    .sum::<usize>()
+                + 8 * fw.servers.len()
+                + fw.selectors
+                    .iter()
+                    .map(|s| 64 + s.selector.len())
+                    .sum::<usize>();
+            cache.put((customer, id), s, weight, fw.clone());
+        }
         Ok(fw)
     }
 

@@ -39,6 +39,7 @@
 
 mod accounts;
 mod audit;
+mod cache;
 mod customers;
 mod firewalls;
 mod labels;
@@ -115,6 +116,38 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The engine behind a connection.
+    pub(crate) fn of(conn: &AnyConnection) -> Backend {
+        if conn.backend_name() == "PostgreSQL" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// SQL for a JSON array of these SQL values.
+    pub(crate) fn json_array(self, values: &[&str]) -> String {
+        match self {
+            Backend::Sqlite => format!("json_array({})", values.join(", ")),
+            Backend::Postgres => format!("json_build_array({})", values.join(", ")),
+        }
+    }
+
+    /// SQL for an aggregate: the JSON array, as text, of `value` over the
+    /// rows in `order`; `[]` when there are none. Read paths use it to fetch
+    /// an object and its children in one statement, i.e. one round trip and
+    /// one consistent snapshot without a transaction.
+    pub(crate) fn json_agg(self, value: &str, order: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_group_array({value} ORDER BY {order})"),
+            Backend::Postgres => {
+                format!("COALESCE(json_agg({value} ORDER BY {order}), '[]'::json)::text")
+            }
+        }
+    }
+}
+
 /// Why a store operation failed. The API maps each variant to one HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -178,6 +211,30 @@ struct Inner {
     /// The latest committed revision this process knows of; bumped after every
     /// local commit and by the PostgreSQL listener for other replicas' commits.
     revision_tx: watch::Sender<u64>,
+    /// When this process last scheduled a `last_used_at` update, per token id,
+    /// so that a busy token triggers one update per interval, not one per
+    /// request.
+    token_touches: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
+    /// SQLite only: verified tokens by secret hash, with the revision known
+    /// when they were read (see [`Store::verify_token`]).
+    token_cache: std::sync::Mutex<std::collections::HashMap<String, accounts::CachedToken>>,
+    /// Advanced after every commit that changes what the server status shows
+    /// without advancing the revision (edge reports); part of the caches'
+    /// [`cache::Stamp`].
+    status_epoch: std::sync::atomic::AtomicU64,
+    /// SQLite only: the hot customer reads (see [`cache`]).
+    caches: Caches,
+}
+
+/// The read caches (SQLite only; see [`cache`]).
+#[derive(Default)]
+struct Caches {
+    /// By (customer, firewall id).
+    firewalls: cache::ReadCache<(i64, i64), Firewall>,
+    /// By (customer, cursor, limit).
+    firewall_pages: cache::ReadCache<(i64, Option<i64>, u32), Page<FirewallSummary>>,
+    /// By (customer filter, server id).
+    statuses: cache::ReadCache<(Option<i64>, i64), ServerStatus>,
 }
 
 /// A handle on the panel's database. Cheap to clone; every clone shares the
@@ -210,6 +267,9 @@ impl Store {
                 let options = AnyConnectOptions::from_str(&url)?;
                 let pool = AnyPoolOptions::new()
                     .max_connections(8)
+                    // A local file connection cannot go stale; pinging it on
+                    // every acquire costs a round trip to its worker thread.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             for pragma in [
@@ -253,6 +313,10 @@ impl Store {
                 url,
                 write_lock: Arc::new(Mutex::new(())),
                 revision_tx,
+                token_touches: Default::default(),
+                token_cache: Default::default(),
+                status_epoch: Default::default(),
+                caches: Caches::default(),
             }),
         })
     }
@@ -299,6 +363,27 @@ impl Store {
         self.inner.revision_tx.send_modify(|_| {});
     }
 
+    /// The stamp a cached read must carry to be current, taken before the
+    /// database read; None on PostgreSQL, which is never cached.
+    fn read_stamp(&self) -> Option<cache::Stamp> {
+        (self.inner.backend == Backend::Sqlite).then(|| cache::Stamp {
+            revision: *self.inner.revision_tx.borrow(),
+            status_epoch: self
+                .inner
+                .status_epoch
+                .load(std::sync::atomic::Ordering::SeqCst),
+        })
+    }
+
+    /// Called after a commit that changed what the server status shows
+    /// without advancing the revision (an edge report): cached statuses are
+    /// stale from now on.
+    fn status_changed(&self) {
+        self.inner
+            .status_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The current global revision.
     pub async fn revision(&self) -> Result<u64> {
         let row = sqlx::query("SELECT revision FROM meta WHERE id = 1")
@@ -332,7 +417,9 @@ impl Store {
 
     /// Begins a write transaction that does not advance the revision (edge
     /// reports, sessions): it still takes the writers' lock so that it can
-    /// never deadlock with a policy change.
+    /// never deadlock with a policy change. A caller that changes what a
+    /// server's status shows must call [`Store::status_changed`] after its
+    /// commit (the read caches rely on it).
     pub(crate) async fn begin_status_write(
         &self,
     ) -> Result<(Transaction<'static, Any>, Option<OwnedMutexGuard<()>>)> {
@@ -428,6 +515,15 @@ pub fn rfc3339(ms: i64) -> String {
         (sod % 3600) / 60,
         sod % 60
     )
+}
+
+/// Decodes a JSON text column (from [`Backend::json_agg`]).
+pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
+    row: &sqlx::any::AnyRow,
+    name: &str,
+) -> Result<T> {
+    let text: String = row.try_get(name)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))))
 }
 
 /// Formats ids as a SQL list for `IN (...)`: integers only, so no injection.

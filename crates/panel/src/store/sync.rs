@@ -4,14 +4,15 @@
 use super::firewalls::{effective_servers, fw_row, rule_from, RULE_COLUMNS};
 use super::servers::{load_server, server_from, SERVER_COLUMNS};
 use super::{
-    id_list, now_ms, rfc3339, ApplyState, CounterInfo, FirewallApplyStatus, ReportOutcome, Result,
-    Selector, Server, ServerStatus, Store, StoreError,
+    id_list, json_column, now_ms, rfc3339, ApplyState, Backend, CounterInfo, FirewallApplyStatus,
+    ReportOutcome, Result, Selector, Server, ServerStatus, Store, StoreError,
 };
 use model::network::sync::{ApplyReport, EdgeRule, ServerPolicy, SyncResponse};
 use model::network::NetworkRule;
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 /// What [`Store::zone_changes`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,48 +151,76 @@ pub(crate) async fn policies(
         .collect())
 }
 
-/// Every firewall assigned to a server (by id or selector), active or not.
-async fn server_firewalls(conn: &mut AnyConnection, s: &Server) -> Result<(Vec<i64>, bool)> {
+/// The statement of [`status_of`]: the server, its edge status, the
+/// firewalls assigned by id, the selectors of its customer's firewalls and
+/// its counters, in one round trip and one snapshot.
+fn status_sql(backend: Backend) -> &'static str {
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    let cell = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| {
+        let b = backend;
+        let server_columns = SERVER_COLUMNS
+            .split(", ")
+            .map(|c| format!("s.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {server_columns}, st.edge, st.realized_revision, st.error, st.error_revision, st.reported_at, \
+             (SELECT {} FROM assignments a JOIN firewalls f ON f.id = a.firewall_id WHERE a.server_id = s.id) AS assigned_json, \
+             (SELECT {} FROM selectors sel JOIN firewalls f ON f.id = sel.firewall_id WHERE f.customer_id = s.customer_id) AS selectors_json, \
+             (SELECT {} FROM counters c WHERE c.server_id = s.id) AS counters_json \
+             FROM servers s LEFT JOIN server_status st ON st.server_id = s.id WHERE s.id = $1",
+            b.json_agg(&b.json_array(&["f.id", "f.active"]), "f.id"),
+            b.json_agg(&b.json_array(&["f.id", "f.active", "sel.selector"]), "sel.id"),
+            b.json_agg(
+                &b.json_array(&["c.rule_id", "c.packets", "c.bytes", "c.updated_at"]),
+                "c.rule_id"
+            ),
+        )
+    })
+}
+
+/// Whether the edge applied the current policy of server `id`; with
+/// `customer` set, another customer's server is not found.
+async fn status_of(
+    conn: &mut AnyConnection,
+    id: i64,
+    customer: Option<i64>,
+) -> Result<ServerStatus> {
+    let row = sqlx::query(status_sql(Backend::of(conn)))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("server {id}")))?;
+    let s = server_from(&row)?;
+    if customer.is_some_and(|c| c != s.customer_id) {
+        return Err(StoreError::NotFound(format!("server {id}")));
+    }
+    // Every firewall assigned to the server (by id or selector), active or not.
     let mut all: BTreeMap<i64, bool> = BTreeMap::new();
-    let rows = sqlx::query("SELECT f.id, f.active FROM assignments a JOIN firewalls f ON f.id = a.firewall_id WHERE a.server_id = $1")
-        .bind(s.id)
-        .fetch_all(&mut *conn)
-        .await?;
-    for r in rows {
-        all.insert(r.try_get(0)?, r.try_get::<i64, _>(1)? != 0);
+    let assigned: Vec<(i64, i64)> = json_column(&row, "assigned_json")?;
+    for (fw, active) in assigned {
+        all.insert(fw, active != 0);
     }
     if s.kind.supports_firewall() {
-        let rows = sqlx::query("SELECT f.id, f.active, s.selector FROM selectors s JOIN firewalls f ON f.id = s.firewall_id WHERE f.customer_id = $1")
-            .bind(s.customer_id)
-            .fetch_all(&mut *conn)
-            .await?;
-        for r in rows {
-            if Selector::parse(&r.try_get::<String, _>(2)?).is_ok_and(|sel| sel.matches(&s.labels))
-            {
-                all.insert(r.try_get(0)?, r.try_get::<i64, _>(1)? != 0);
+        let selected: Vec<(i64, i64, String)> = json_column(&row, "selectors_json")?;
+        for (fw, active, selector) in selected {
+            if Selector::parse(&selector).is_ok_and(|sel| sel.matches(&s.labels)) {
+                all.insert(fw, active != 0);
             }
         }
     }
     let enforced = s.kind.supports_firewall() && all.values().any(|a| *a);
-    Ok((all.into_keys().collect(), enforced))
-}
-
-async fn status_of(conn: &mut AnyConnection, s: &Server) -> Result<ServerStatus> {
-    let (firewalls, enforced) = server_firewalls(conn, s).await?;
-    let row = sqlx::query("SELECT edge, realized_revision, error, error_revision, reported_at FROM server_status WHERE server_id = $1")
-        .bind(s.id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (edge, realized, error, error_rev, reported_at) = match &row {
-        Some(r) => (
-            Some(r.try_get::<String, _>("edge")?),
-            r.try_get::<Option<i64>, _>("realized_revision")?,
-            r.try_get::<Option<String>, _>("error")?,
-            r.try_get::<Option<i64>, _>("error_revision")?,
-            Some(r.try_get::<i64, _>("reported_at")?),
-        ),
-        None => (None, None, None, None, None),
-    };
+    let firewalls: Vec<i64> = all.into_keys().collect();
+    let edge: Option<String> = row.try_get("edge")?;
+    let realized: Option<i64> = row.try_get("realized_revision")?;
+    let error: Option<String> = row.try_get("error")?;
+    let error_rev: Option<i64> = row.try_get("error_revision")?;
+    let reported_at: Option<i64> = row.try_get("reported_at")?;
     let policy = s.policy_revision as i64;
     let (state, reason) = match (&error, error_rev) {
         (Some(e), Some(er)) if er >= policy && realized.is_none_or(|r| r < er) => {
@@ -205,25 +234,20 @@ async fn status_of(conn: &mut AnyConnection, s: &Server) -> Result<ServerStatus>
         (ApplyState::Applied, _) => "applied".into(),
         _ => "pending".into(),
     };
-    let counters = sqlx::query("SELECT rule_id, packets, bytes, updated_at FROM counters WHERE server_id = $1 ORDER BY rule_id")
-        .bind(s.id)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            let rule: i64 = r.try_get("rule_id")?;
-            Ok(CounterInfo {
-                rule_id: (rule != 0).then_some(rule),
-                packets: r.try_get::<i64, _>("packets")? as u64,
-                bytes: r.try_get::<i64, _>("bytes")? as u64,
-                updated_at: rfc3339(r.try_get("updated_at")?),
-            })
+    let counters: Vec<(i64, i64, i64, i64)> = json_column(&row, "counters_json")?;
+    let counters = counters
+        .into_iter()
+        .map(|(rule, packets, bytes, updated_at)| CounterInfo {
+            rule_id: (rule != 0).then_some(rule),
+            packets: packets as u64,
+            bytes: bytes as u64,
+            updated_at: rfc3339(updated_at),
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     Ok(ServerStatus {
         server_id: s.id,
-        name: s.name.clone(),
-        zone: s.zone.clone(),
+        name: s.name,
+        zone: s.zone,
         status,
         state,
         reason,
@@ -420,17 +444,34 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        // Even when COMMIT reported an error: whether it took effect is then
+        // unknown, and a cached status must not outlive it.
+        self.status_changed();
+        committed?;
         Ok(ReportOutcome { recorded, ignored })
     }
 
     /// Whether the edge applied the current policy of a server.
     pub async fn server_status(&self, customer: Option<i64>, id: i64) -> Result<ServerStatus> {
-        let mut tx = self.begin_read().await?;
-        let s = load_server(&mut tx, id, customer).await?;
-        let out = status_of(&mut tx, &s).await?;
-        tx.commit().await?;
-        Ok(out)
+        let stamp = self.read_stamp();
+        let cache = &self.inner.caches.statuses;
+        if let Some(st) = stamp.and_then(|s| cache.get(&(customer, id), s)) {
+            return Ok(st);
+        }
+        // One statement: a consistent snapshot without a transaction.
+        let mut conn = self.pool().acquire().await?;
+        let st = status_of(&mut conn, id, customer).await?;
+        drop(conn);
+        if let Some(s) = stamp {
+            let weight = 512
+                + st.name.len()
+                + st.reason.as_ref().map_or(0, String::len)
+                + 8 * st.firewalls.len()
+                + 96 * st.counters.len();
+            cache.put((customer, id), s, weight, st.clone());
+        }
+        Ok(st)
     }
 
     /// The apply status of every server a firewall applies to.
@@ -439,7 +480,7 @@ impl Store {
         let fw = fw_row(&mut tx, customer, id).await?;
         let mut servers = Vec::new();
         for s in effective_servers(&mut tx, &fw).await? {
-            servers.push(status_of(&mut tx, &s).await?);
+            servers.push(status_of(&mut tx, s.id, None).await?);
         }
         tx.commit().await?;
         Ok(FirewallApplyStatus {
