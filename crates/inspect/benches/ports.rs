@@ -7,8 +7,10 @@
 //! which without `CAP_SYS_RESOURCE` cannot be raised). Each tool lists the namespace's sockets with owners several times
 //! and the median is reported; `ss` and `netstat` run through
 //! `ip netns exec`, as does the `portwall` binary when one is built (found as
-//! `$PORTWALL_BIN`, or `portwall` in `$CARGO_TARGET_DIR/release`, `target/release`).
-//! The `/proc` walk sees every process of the machine, as `ss -p` does.
+//! `$PORTWALL_BIN`, or `portwall` in `$CARGO_TARGET_DIR/release`, `target/release`;
+//! `portwall ports` for the table, `portwall ports --json` for the JSON).
+//! The `/proc` walk sees every process of the machine, as `ss -p` does, so
+//! other processes holding many descriptors make every tool slower.
 //!
 //! Besides the wall time, the CPU time (user + system, of every thread or
 //! child process) is reported: on a machine shared with other work, wall times
@@ -208,6 +210,10 @@ fn main() {
     let mut rows: Vec<(String, Timing)> = Vec::new();
     if let Some(bin) = portwall_binary() {
         let bin = bin.to_string_lossy().into_owned();
+        // The table, as a user reads it, and the JSON, as a program does.
+        if let Some(t) = time_command(&ns, &[&bin, "ports"], tool_runs) {
+            rows.push(("portwall ports (ip netns exec)".into(), t));
+        }
         if let Some(t) = time_command(&ns, &[&bin, "ports", "--json"], tool_runs) {
             rows.push(("portwall ports --json (ip netns exec)".into(), t));
         }

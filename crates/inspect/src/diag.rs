@@ -5,17 +5,22 @@
 //! `netlink-packet-core` frames them and `netlink-sys` opens the socket. The
 //! answers are read with `recv(MSG_TRUNC)` into one 64 KiB buffer reused for
 //! every datagram (the kernel fills at most 32 KiB per dump datagram), so a
-//! truncated datagram is detected instead of silently losing sockets.
+//! truncated datagram is detected instead of silently losing sockets. Each
+//! answer is framed in place ([`NetlinkBuffer`]) and only its fixed header
+//! ([`InetResponseHeader`]) is decoded: the attributes the kernel appends
+//! are not used, and decoding them would allocate for every socket. Control
+//! messages (`NLMSG_DONE`, `NLMSG_ERROR`) are decoded in full.
 
 use crate::{Family, InspectError, Protocol, Socket, State};
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, Parseable, NLM_F_DUMP,
+    NLM_F_REQUEST,
 };
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
 use netlink_packet_sock_diag::inet::{
     ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags,
 };
-use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_packet_sock_diag::{SockDiagMessage, SOCK_DIAG_BY_FAMILY};
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use rustix::net::RecvFlags;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -193,31 +198,42 @@ fn receive(
         }
         let mut offset = 0;
         while offset < len {
-            let message = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[offset..len])
-                .map_err(|e| InspectError::Decode {
+            let frame = NetlinkBuffer::new_checked(&buf[offset..len]).map_err(|e| {
+                InspectError::Decode {
                     what,
                     detail: e.to_string(),
-                })?;
-            let size = message.header.length as usize;
-            if size == 0 {
-                return Err(InspectError::Decode {
-                    what,
-                    detail: "a netlink message of length 0".into(),
-                });
-            }
-            offset += align4(size);
-            if message.header.sequence_number != sequence {
+                }
+            })?;
+            // At least a header long: `new_checked` says so.
+            let message_start = offset;
+            offset += align4(frame.length() as usize);
+            if frame.sequence_number() != sequence {
                 // An answer to an earlier request (cannot happen on this
                 // socket, which sends one request at a time): not ours.
                 continue;
             }
-            match message.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                    let s = to_socket(dump, &response.header)?;
-                    if !matches!(port, Some(p) if p != s.local.port()) {
-                        out.push(s);
+            if frame.message_type() == SOCK_DIAG_BY_FAMILY {
+                // One socket. Its fixed header (`struct inet_diag_msg`) is all
+                // that is used, so the attributes after it are not decoded:
+                // nothing is allocated per socket.
+                let header = InetResponseHeader::parse(frame.payload()).map_err(|e| {
+                    InspectError::Decode {
+                        what,
+                        detail: e.to_string(),
                     }
+                })?;
+                let s = to_socket(dump, &header)?;
+                if !matches!(port, Some(p) if p != s.local.port()) {
+                    out.push(s);
                 }
+                continue;
+            }
+            let message = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[message_start..len])
+                .map_err(|e| InspectError::Decode {
+                    what,
+                    detail: e.to_string(),
+                })?;
+            match message.payload {
                 NetlinkPayload::Done(done) => {
                     return if done.code < 0 {
                         Err(kernel_error(dump, -done.code))

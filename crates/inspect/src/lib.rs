@@ -15,27 +15,31 @@
 //!    request and answer types come from the `netlink-packet-sock-diag` crate,
 //!    framed by `netlink-packet-core` and carried by a `netlink-sys` socket;
 //!    nothing of the protocol is hand-rolled here (see the `diag` module).
-//!    The local-port filter is applied as each answer is decoded.
-//! 2. **Owners, from `/proc`** (on a helper thread, joined by the calling
-//!    thread once the dump is done). The kernel's answer carries each
-//!    socket's inode but not its processes. One walk of `/proc/*/fd`
-//!    (`readlinkat` of every descriptor, looking for `socket:[INODE]`) finds
-//!    them; its result is reduced to a map from the inodes of the dumped
-//!    sockets to their owners, so the cost is one pass whatever the number of
-//!    sockets. The walk is written against `rustix` with fixed buffers: no
-//!    allocation per descriptor, non-numeric entries skipped, and processes
-//!    that exit or hide their descriptors mid-walk skipped (see the `procfs`
-//!    module). A socket can be shared by several processes (after `fork`);
-//!    all of them are kept. A socket whose owner cannot be found (a kernel
+//!    Only the fixed header of each answer is decoded, in place. The
+//!    local-port filter is applied as each answer is decoded; the sockets
+//!    are then sorted and named while the walk goes on.
+//! 2. **Owners, from `/proc`** (on helper threads, one per core, which the
+//!    calling thread joins once the dump is done). The kernel's answer
+//!    carries each socket's inode but not its processes. One walk of
+//!    `/proc/*/fd` (`readlinkat` of every descriptor, looking for
+//!    `socket:[INODE]`) finds them; each thread sorts what it saw, and the
+//!    sorted lists are merged with the sockets sorted by inode, so the cost is
+//!    one pass whatever the number of sockets. The walk is written against
+//!    `rustix` with fixed buffers: no allocation per descriptor, non-numeric
+//!    entries skipped, and processes that exit or hide their descriptors
+//!    mid-walk skipped (see the `procfs` module). A socket can be shared by
+//!    several processes (after `fork`); all of them are kept, so the walk
+//!    never stops early. A socket whose owner cannot be found (a kernel
 //!    socket, a descriptor in flight in a unix socket, a process of another
 //!    user when not root, a process that exited) has no owner, never a
 //!    guessed one.
 //!
 //! Reading a descriptor link is the dominant cost (a few microseconds each, in
-//! the kernel), and there is one per descriptor of every process; two threads
-//! taking processes one at a time, overlapped with the netlink dump, roughly
-//! halve the time on a machine with free cores. `benches/ports.rs` measures it
-//! against `ss -tulpen` and `netstat -tulpen`.
+//! the kernel: a path lookup in `/proc`), and there is one per descriptor of
+//! every process. The threads share the descriptors of large processes too
+//! (a server with 20,000 sockets may hold them all in one process), so the
+//! walk takes about its CPU time divided by the number of cores.
+//! `benches/ports.rs` measures it against `ss -tulpen` and `netstat -tulpen`.
 //!
 //! User names come from the system's user database (`getpwuid_r`, so NSS
 //! sources count as they do for `ls -l`), looked up once per uid.
@@ -63,7 +67,6 @@ mod procfs;
 mod users;
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -340,17 +343,23 @@ fn collect(
     process: Option<&str>,
 ) -> Result<Vec<Socket>, InspectError> {
     let walk = procfs::Walk::start()?;
-    let mut names = users::UserNames::default();
     // The netlink dump (on this thread: netlink sockets belong to the calling
-    // thread's network namespace) and the /proc walk (on a helper thread) run
-    // at the same time; once the dump is done, this thread helps the walk.
+    // thread's network namespace) and the /proc walk (on helper threads) run
+    // at the same time; once the dump is done and its sockets sorted and
+    // named, this thread helps the walk.
     let (dumped, seen) = std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("inspect-proc".into())
-            .spawn_scoped(scope, || walk.work())
-            // Without a second thread, this one walks alone.
-            .ok();
+        let helpers: Vec<_> = (0..procfs::helper_threads())
+            .map_while(|_| {
+                std::thread::Builder::new()
+                    .name("inspect-proc".into())
+                    .spawn_scoped(scope, || walk.work())
+                    // Without more threads, the ones started walk alone.
+                    .ok()
+            })
+            .collect();
         let dumped = diag::dump_all(dumps, port).map(|mut sockets| {
+            sort(&mut sockets);
+            let mut names = users::UserNames::default();
             for s in &mut sockets {
                 s.user = names.name(s.uid);
             }
@@ -360,7 +369,7 @@ fn collect(
             walk.stop();
         }
         let mut seen = walk.work();
-        if let Some(helper) = helper {
+        for helper in helpers {
             let theirs = helper
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -378,31 +387,83 @@ fn collect(
     if sockets.is_empty() {
         return Ok(sockets);
     }
-    let wanted: HashSet<u64> = sockets
-        .iter()
-        .map(|s| s.inode)
-        .filter(|&i| i != 0)
-        .collect();
-    let mut owners = walk.owners(seen?, &wanted);
-    for s in &mut sockets {
-        if let Some(o) = owners.remove(&s.inode) {
-            s.owners = o;
-        }
-    }
+    let mut seen = seen?;
+    // Each thread's part is sorted: this merges them.
+    seen.sort();
+    seen.dedup();
+    walk.assign_owners(&seen, &mut sockets);
     if let Some(name) = process {
         sockets.retain(|s| s.owners.iter().any(|o| comm_matches(&o.name, name)));
     }
-    sockets.sort_by_key(|s| {
-        (
-            s.protocol,
-            s.family,
-            s.local.port(),
-            s.local.ip(),
-            s.remote,
-            s.inode,
-        )
-    });
     Ok(sockets)
+}
+
+/// Sorts sockets by protocol (`tcp`, `tcp6`, `udp`, `udp6`), then local port,
+/// local address, peer and inode; sockets equal in all of these keep the
+/// kernel's order.
+///
+/// A socket is large, so the sort moves small keys (the leading part of the
+/// order, packed in a `u64`, and the socket's index) and then each socket
+/// once.
+fn sort(sockets: &mut [Socket]) {
+    let mut keys: Vec<(u64, usize)> = sockets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (sort_prefix(s), i))
+        .collect();
+    keys.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| order(&sockets[a.1], &sockets[b.1]))
+            .then(a.1.cmp(&b.1))
+    });
+    let from: Vec<usize> = keys.into_iter().map(|(_, i)| i).collect();
+    permute(sockets, &from);
+}
+
+/// The order of [`sort`].
+fn order(a: &Socket, b: &Socket) -> std::cmp::Ordering {
+    (a.protocol, a.family, a.local.port())
+        .cmp(&(b.protocol, b.family, b.local.port()))
+        .then_with(|| a.local.ip().cmp(&b.local.ip()))
+        .then_with(|| a.remote.cmp(&b.remote))
+        .then_with(|| a.inode.cmp(&b.inode))
+}
+
+/// The leading part of [`order`] as a number: protocol, family, local port,
+/// whether the local address is IPv6, and its first 32 bits. Sockets with
+/// different prefixes are in the order of their prefixes.
+fn sort_prefix(s: &Socket) -> u64 {
+    let (v6, ip) = match s.local.ip() {
+        IpAddr::V4(ip) => (0, u32::from(ip)),
+        IpAddr::V6(ip) => {
+            let o = ip.octets();
+            (1, u32::from_be_bytes([o[0], o[1], o[2], o[3]]))
+        }
+    };
+    (s.protocol as u64) << 50
+        | (s.family as u64) << 49
+        | u64::from(s.local.port()) << 33
+        | v6 << 32
+        | u64::from(ip)
+}
+
+/// Reorders `items` so that item `i` is the one that was at `from[i]`
+/// (`from` is a permutation), moving each item once, in place.
+fn permute<T>(items: &mut [T], from: &[usize]) {
+    let mut done = vec![false; items.len()];
+    for start in 0..items.len() {
+        // Each cycle of the permutation is followed once.
+        let mut at = start;
+        while !done[at] {
+            done[at] = true;
+            let source = from[at];
+            if source == start {
+                break;
+            }
+            items.swap(at, source);
+            at = source;
+        }
+    }
 }
 
 /// The kernel keeps at most this many bytes of a program's name in `comm`.
@@ -494,6 +555,71 @@ mod tests {
         s.protocol = Protocol::Tcp;
         s.family = Family::V4;
         assert_eq!(s.proto_label(), "tcp");
+    }
+
+    #[test]
+    fn sorting_keys_agree_with_the_order() {
+        let ips = [
+            "0.0.0.0",
+            "127.0.0.1",
+            "127.0.0.2",
+            "10.0.0.1",
+            "::",
+            "::1",
+            "fe80::1",
+            "2001:db8::1",
+        ];
+        let mut seed: u64 = 88172645463325252;
+        let mut next = move |bound: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound as u64) as usize
+        };
+        for n in [0, 1, 2, 3, 10, 1000] {
+            let sockets: Vec<Socket> = (0..n)
+                .map(|i| {
+                    let ip: IpAddr = ips[next(ips.len())].parse().unwrap();
+                    let peer: IpAddr = ips[next(ips.len())].parse().unwrap();
+                    Socket {
+                        protocol: if next(2) == 0 {
+                            Protocol::Tcp
+                        } else {
+                            Protocol::Udp
+                        },
+                        family: if ip.is_ipv4() { Family::V4 } else { Family::V6 },
+                        local: SocketAddr::new(ip, [0, 22, 80, 65535][next(4)]),
+                        remote: SocketAddr::new(peer, [0, 1][next(2)]),
+                        state: State::Listen,
+                        // Which of the equal sockets came first.
+                        recv_q: i as u32,
+                        send_q: 0,
+                        uid: 0,
+                        user: None,
+                        inode: [0, 5, 7][next(3)],
+                        owners: vec![],
+                    }
+                })
+                .collect();
+            let mut ours = sockets.clone();
+            sort(&mut ours);
+            let mut stable = sockets;
+            stable.sort_by(order);
+            assert_eq!(ours, stable, "{n} sockets");
+        }
+    }
+
+    #[test]
+    fn permutations() {
+        let mut items = vec!['a', 'b', 'c', 'd', 'e'];
+        permute(&mut items, &[2, 0, 1, 4, 3]);
+        assert_eq!(items, vec!['c', 'a', 'b', 'e', 'd']);
+        let mut items = vec![1, 2, 3];
+        permute(&mut items, &[0, 1, 2]);
+        assert_eq!(items, vec![1, 2, 3]);
+        let mut none: Vec<u8> = vec![];
+        permute(&mut none, &[]);
+        assert!(none.is_empty());
     }
 
     #[test]

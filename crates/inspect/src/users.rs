@@ -12,11 +12,19 @@ use std::collections::HashMap;
 #[derive(Debug, Default)]
 pub(crate) struct UserNames {
     cache: HashMap<u32, Option<String>>,
+    /// The last uid asked for and its name: sockets come in runs of one uid.
+    last: Option<(u32, Option<String>)>,
 }
 
 impl UserNames {
     pub(crate) fn name(&mut self, uid: u32) -> Option<String> {
-        self.cache
+        if let Some((last, name)) = &self.last {
+            if *last == uid {
+                return name.clone();
+            }
+        }
+        let name = self
+            .cache
             .entry(uid)
             .or_insert_with(|| {
                 User::from_uid(Uid::from_raw(uid))
@@ -24,7 +32,9 @@ impl UserNames {
                     .flatten()
                     .map(|u| u.name)
             })
-            .clone()
+            .clone();
+        self.last = Some((uid, name.clone()));
+        name
     }
 }
 
@@ -42,5 +52,8 @@ mod tests {
         assert_eq!(names.name(65534).as_deref(), Some("nobody"));
         // A uid no database has.
         assert_eq!(names.name(3_999_999_999), None);
+        // Back to a cached one.
+        assert_eq!(names.name(0).as_deref(), Some("root"));
+        assert_eq!(names.name(65534).as_deref(), Some("nobody"));
     }
 }
