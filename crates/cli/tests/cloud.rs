@@ -7,11 +7,12 @@
 //! it runs in a network namespace it creates: the panel listens on 127.0.0.1
 //! of that namespace, and `portwall` runs there (`ip netns exec`).
 
+mod common;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use testns::{Netns, Pair};
 
 /// A panel in this process, listening on 127.0.0.1 of `ns` (or of this
@@ -158,25 +159,7 @@ impl Drop for TestPanel<'_> {
 /// Runs `portwall ARGS` (in `ns` when given) with the panel's URL and `token`
 /// in its environment (none when `token` is None).
 fn portwall(ns: Option<&Netns>, dir: &Path, panel: Option<(&str, &str)>, args: &[&str]) -> Output {
-    let bin = env!("CARGO_BIN_EXE_portwall");
-    let mut c = match ns {
-        Some(ns) => ns.command(bin),
-        None => Command::new(bin),
-    };
-    c.env("PORTWALL_CONFIG_DIR", dir)
-        .env_remove("SSH_CONNECTION")
-        .env_remove("PORTWALL_PANEL_URL")
-        .env_remove("PORTWALL_TOKEN");
-    for p in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
-        c.env_remove(p);
-    }
+    let mut c = common::portwall_command(ns, dir);
     if let Some((url, token)) = panel {
         c.env("PORTWALL_PANEL_URL", url)
             .env("PORTWALL_TOKEN", token);

@@ -18,10 +18,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 use testns::traffic::{tcp, Listeners, Seen};
 use testns::{link_named, Netns};
+
+mod common;
 
 const HOST_INSIDE: &str = "203.0.113.1";
 const HOST_OUTSIDE: &str = "198.51.100.1";
@@ -162,26 +163,11 @@ impl DockerHost {
     }
 }
 
-/// Runs portwall with the backend named in `dir`'s file `backend`.
-fn portwall(ns: &Netns, dir: &Path, args: &[&str]) -> Output {
-    let backend = std::fs::read_to_string(dir.join("backend")).unwrap_or_else(|_| "nft".into());
-    ns.command(env!("CARGO_BIN_EXE_portwall"))
-        .env("PORTWALL_CONFIG_DIR", dir)
-        .env("PORTWALL_BACKEND", backend.trim())
-        .env_remove("SSH_CONNECTION")
-        .args(args)
-        .output()
-        .expect("run portwall")
-}
-
-fn ok(ns: &Netns, dir: &Path, args: &[&str]) {
-    let out = portwall(ns, dir, args);
-    assert!(
-        out.status.success(),
-        "portwall {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Runs `portwall --backend BACKEND ARGS`, which must succeed.
+fn ok(ns: &Netns, dir: &Path, backend: &str, args: &[&str]) {
+    let mut with_backend = vec!["--backend", backend];
+    with_backend.extend_from_slice(args);
+    common::ok(ns, dir, &with_backend);
 }
 
 /// Docker's rules without the counters, which traffic changes.
@@ -214,10 +200,19 @@ fn deny_routed_case(backend: &str) {
     let before = without_counters(&d.docker_rules());
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("backend"), backend).unwrap();
-    ok(&d.host, dir.path(), &["default", "allow", "routed"]);
-    ok(&d.host, dir.path(), &["deny", "routed", "8080/tcp"]);
-    ok(&d.host, dir.path(), &["enable"]);
+    ok(
+        &d.host,
+        dir.path(),
+        backend,
+        &["default", "allow", "routed"],
+    );
+    ok(
+        &d.host,
+        dir.path(),
+        backend,
+        &["deny", "routed", "8080/tcp"],
+    );
+    ok(&d.host, dir.path(), backend, &["enable"]);
 
     assert_eq!(
         d.connect(CLIENT_INSIDE, HOST_INSIDE, 8080),
@@ -248,7 +243,11 @@ fn deny_routed_case(backend: &str) {
     }
 
     // The counters say which rule dropped it.
-    let out = portwall(&d.host, dir.path(), &["status", "--verbose", "--json"]);
+    let out = common::portwall(
+        &d.host,
+        dir.path(),
+        &["--backend", backend, "status", "--verbose", "--json"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     let rules = v["rules"].as_array().expect("rules");
     let deny = rules
@@ -261,7 +260,7 @@ fn deny_routed_case(backend: &str) {
     );
 
     // Disabling portwall gives Docker's behaviour back.
-    ok(&d.host, dir.path(), &["disable"]);
+    ok(&d.host, dir.path(), backend, &["disable"]);
     assert_eq!(d.connect(CLIENT_INSIDE, HOST_INSIDE, 8080), Seen::Open);
 }
 
@@ -271,18 +270,20 @@ fn allow_routed_from_a_network_restricts_a_published_port() {
     let dir = tempfile::tempdir().unwrap();
     // Routed traffic is denied by default: containers' own egress must be
     // allowed, as on any router; published ports only as the rules say.
-    ok(&d.host, dir.path(), &["default", "deny", "routed"]);
+    ok(&d.host, dir.path(), "nft", &["default", "deny", "routed"]);
     ok(
         &d.host,
         dir.path(),
+        "nft",
         &["route", "allow", "in", "on", "docker0"],
     );
     ok(
         &d.host,
         dir.path(),
+        "nft",
         &["allow", "routed", "443/tcp", "from", "203.0.113.0/24"],
     );
-    ok(&d.host, dir.path(), &["enable"]);
+    ok(&d.host, dir.path(), "nft", &["enable"]);
 
     assert_eq!(d.connect(CLIENT_INSIDE, HOST_INSIDE, 443), Seen::Open);
     assert_eq!(
@@ -298,6 +299,6 @@ fn allow_routed_from_a_network_restricts_a_published_port() {
     assert_eq!(d.egress(), Seen::Open, "container egress is allowed");
     // Only the original (published) port counts: the container's port 80 is
     // not what the rule names.
-    ok(&d.host, dir.path(), &["allow", "routed", "80/tcp"]);
+    ok(&d.host, dir.path(), "nft", &["allow", "routed", "80/tcp"]);
     assert_eq!(d.connect(CLIENT_INSIDE, HOST_INSIDE, 8080), Seen::Timeout);
 }

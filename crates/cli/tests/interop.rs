@@ -2,6 +2,7 @@
 //! this test creates: import saved UFW and iptables rules (and apply them), and
 //! explain packets layer by layer, with a stand-in panel for the network layer.
 
+mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, TcpListener};
 use std::path::Path;
@@ -9,26 +10,13 @@ use std::process::Output;
 use testns::traffic::Listeners;
 use testns::{Netns, Pair};
 
+/// Runs `portwall ARGS` inside `ns` with `env` set.
 fn portwall(ns: &Netns, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = ns.command(env!("CARGO_BIN_EXE_portwall"));
-    c.env("PORTWALL_CONFIG_DIR", dir)
-        .env_remove("SSH_CONNECTION")
-        .env_remove("PORTWALL_PANEL_URL")
-        .env_remove("PORTWALL_TOKEN");
-    for p in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
-        c.env_remove(p);
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.args(args).output().expect("run portwall")
+    common::portwall_command(Some(ns), dir)
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("run portwall")
 }
 
 fn json(o: &Output) -> serde_json::Value {

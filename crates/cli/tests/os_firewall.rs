@@ -3,35 +3,15 @@
 //! IPv6 that allowed ports connect and denied ones do not (drop = timeout,
 //! reject = refused).
 
+mod common;
+use common::{ok, portwall};
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::process::Output;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 use testns::traffic::{self, Listeners, Seen};
 use testns::{Netns, Pair};
 
 static SPORT: AtomicU16 = AtomicU16::new(30000);
-
-fn portwall(ns: &Netns, dir: &Path, args: &[&str]) -> Output {
-    ns.command(env!("CARGO_BIN_EXE_portwall"))
-        .env("PORTWALL_CONFIG_DIR", dir)
-        .env_remove("SSH_CONNECTION")
-        .args(args)
-        .output()
-        .expect("run portwall")
-}
-
-fn ok(ns: &Netns, dir: &Path, args: &[&str]) -> String {
-    let o = portwall(ns, dir, args);
-    assert!(
-        o.status.success(),
-        "portwall {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// What the client sees on `port` over TCP and UDP, IPv4 and IPv6.
 fn seen(pair: &Pair, port: u16) -> [Seen; 4] {

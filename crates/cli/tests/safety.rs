@@ -1,21 +1,14 @@
 //! Never lock the operator out: a simulated SSH session (a listener on 22 with an
 //! established connection from a peer namespace) that a change would cut.
 
+mod common;
+use common::portwall;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 use testns::Pair;
-
-fn portwall(ns: &testns::Netns, dir: &Path, args: &[&str]) -> Output {
-    ns.command(env!("CARGO_BIN_EXE_portwall"))
-        .env("PORTWALL_CONFIG_DIR", dir)
-        .env_remove("SSH_CONNECTION")
-        .args(args)
-        .output()
-        .expect("run portwall")
-}
 
 fn text(o: &Output) -> String {
     format!(

@@ -1,19 +1,11 @@
 //! `status --verbose` counters and `audit` classes, against the real kernel in
 //! namespaces this test creates.
 
+mod common;
+use common::portwall;
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
-use std::process::Output;
 use testns::{Netns, Pair};
-
-fn portwall(ns: &Netns, dir: &Path, args: &[&str]) -> Output {
-    ns.command(env!("CARGO_BIN_EXE_portwall"))
-        .env("PORTWALL_CONFIG_DIR", dir)
-        .env_remove("SSH_CONNECTION")
-        .args(args)
-        .output()
-        .expect("run portwall")
-}
 
 fn json(ns: &Netns, dir: &Path, args: &[&str]) -> serde_json::Value {
     let o = portwall(ns, dir, args);

@@ -49,6 +49,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use model::network::sync::ServerPolicy;
 use model::network::NetworkProtocol;
 use model::PortRange;
+use netfilter::readback;
 use nftables::expr::{self, Expression, NamedExpression};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, SetFlag, SetType, SetTypeValue};
 use nftables::stmt::{self, Statement};
@@ -996,41 +997,6 @@ fn parse_addr(v: &serde_json::Value) -> Option<IpAddr> {
     v.as_str()?.parse().ok()
 }
 
-fn parse_net(v: &serde_json::Value) -> Option<IpNet> {
-    if let Some(a) = parse_addr(v) {
-        return Some(IpNet::from(a));
-    }
-    let p = v.get("prefix")?;
-    let a: IpAddr = p.get("addr")?.as_str()?.parse().ok()?;
-    IpNet::new(a, p.get("len")?.as_u64()? as u8).ok()
-}
-
-fn parse_proto(v: &serde_json::Value) -> Option<u8> {
-    match v {
-        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u8::try_from(n).ok()),
-        serde_json::Value::String(s) => match s.as_str() {
-            "tcp" => Some(PROTO_TCP),
-            "udp" => Some(PROTO_UDP),
-            "icmp" => Some(PROTO_ICMP),
-            "ipv6-icmp" | "icmpv6" => Some(PROTO_ICMPV6),
-            other => other.parse().ok(),
-        },
-        _ => None,
-    }
-}
-
-fn parse_ports(v: &serde_json::Value) -> Option<PortRange> {
-    if let Some(n) = v.as_u64() {
-        let p = u16::try_from(n).ok()?;
-        return PortRange::new(p, p);
-    }
-    let r = v.get("range")?.as_array()?;
-    PortRange::new(
-        u16::try_from(r.first()?.as_u64()?).ok()?,
-        u16::try_from(r.get(1)?.as_u64()?).ok()?,
-    )
-}
-
 /// Decodes an element of `set` as `nft -j list` prints it (its `val`).
 pub fn decode_key(set: SetId, val: &serde_json::Value) -> Option<Key> {
     let parts: Vec<&serde_json::Value> = match val.get("concat").and_then(|c| c.as_array()) {
@@ -1043,19 +1009,19 @@ pub fn decode_key(set: SetId, val: &serde_json::Value) -> Option<Key> {
         }),
         (SetId::ExactV4 | SetId::ExactV6, [a, p, port]) => Some(Key::Exact {
             daddr: parse_addr(a)?,
-            proto: parse_proto(p)?,
+            proto: readback::parse_proto(p)?,
             port: u16::try_from(port.as_u64()?).ok()?,
         }),
         (SetId::PortsV4 | SetId::PortsV6, [a, p, ports, s]) => Some(Key::Ports {
             daddr: parse_addr(a)?,
-            proto: parse_proto(p)?,
-            ports: parse_ports(ports)?,
-            source: parse_net(s)?,
+            proto: readback::parse_proto(p)?,
+            ports: readback::parse_port_range(ports)?,
+            source: readback::parse_net(s)?,
         }),
         (SetId::IcmpV4 | SetId::IcmpV6 | SetId::AllV4 | SetId::AllV6, [a, s]) => {
             Some(Key::Source {
                 daddr: parse_addr(a)?,
-                source: parse_net(s)?,
+                source: readback::parse_net(s)?,
             })
         }
         _ => None,

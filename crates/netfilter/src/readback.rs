@@ -104,30 +104,33 @@ impl KernelTable {
     }
 }
 
-fn parse_addr(v: &Value) -> Option<IpNet> {
+/// An address or prefix as `nft -j` prints a set element's part of it.
+pub fn parse_net(v: &Value) -> Option<IpNet> {
     if let Some(s) = v.as_str() {
         return s.parse::<IpAddr>().ok().map(IpNet::from);
     }
-    if let Some(p) = v.get("prefix") {
-        let a: IpAddr = p["addr"].as_str()?.parse().ok()?;
-        return IpNet::new(a, p["len"].as_u64()? as u8).ok();
-    }
-    None
+    let p = v.get("prefix")?;
+    let a: IpAddr = p.get("addr")?.as_str()?.parse().ok()?;
+    IpNet::new(a, p.get("len")?.as_u64()? as u8).ok()
 }
 
-fn parse_port(v: &Value) -> Option<PortRange> {
+/// A port or port range as `nft -j` prints it.
+pub fn parse_port_range(v: &Value) -> Option<PortRange> {
     if let Some(n) = v.as_u64() {
-        return PortRange::new(n as u16, n as u16);
+        let p = u16::try_from(n).ok()?;
+        return PortRange::new(p, p);
     }
-    if let Some(r) = v.get("range").and_then(Value::as_array) {
-        return PortRange::new(r.first()?.as_u64()? as u16, r.get(1)?.as_u64()? as u16);
-    }
-    None
+    let r = v.get("range")?.as_array()?;
+    PortRange::new(
+        u16::try_from(r.first()?.as_u64()?).ok()?,
+        u16::try_from(r.get(1)?.as_u64()?).ok()?,
+    )
 }
 
-fn parse_proto(v: &Value) -> Option<u8> {
+/// An IP protocol as `nft -j` prints it: a name it knows or a number.
+pub fn parse_proto(v: &Value) -> Option<u8> {
     match v {
-        Value::Number(n) => n.as_u64().map(|n| n as u8),
+        Value::Number(n) => n.as_u64().and_then(|n| u8::try_from(n).ok()),
         Value::String(s) => match s.as_str() {
             "tcp" => Some(6),
             "udp" => Some(17),
@@ -152,11 +155,11 @@ pub fn decode_element(val: &Value, kinds: &[Dim]) -> Option<Vec<Dim>> {
         .iter()
         .zip(kinds)
         .map(|(v, template)| match template {
-            Dim::Source(_) => parse_addr(v).map(Dim::Source),
-            Dim::Destination(_) => parse_addr(v).map(Dim::Destination),
+            Dim::Source(_) => parse_net(v).map(Dim::Source),
+            Dim::Destination(_) => parse_net(v).map(Dim::Destination),
             Dim::Proto(_) => parse_proto(v).map(Dim::Proto),
-            Dim::SourcePort(_) => parse_port(v).map(Dim::SourcePort),
-            Dim::DestinationPort(_) => parse_port(v).map(Dim::DestinationPort),
+            Dim::SourcePort(_) => parse_port_range(v).map(Dim::SourcePort),
+            Dim::DestinationPort(_) => parse_port_range(v).map(Dim::DestinationPort),
         })
         .collect()
 }

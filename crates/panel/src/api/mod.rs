@@ -24,7 +24,7 @@ mod edge;
 mod firewalls;
 pub mod inputs;
 mod servers;
-mod session;
+pub(crate) mod session;
 mod tokens;
 
 use crate::error::{ApiError, ErrorBody};

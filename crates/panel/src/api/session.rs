@@ -86,10 +86,12 @@ pub async fn login(
     }
 }
 
-fn safe_next(next: Option<&str>) -> &str {
+/// Where to go after logging in: `next` when it is a path on this panel
+/// (never another site), else `fallback`. The web pages use it too.
+pub(crate) fn safe_next<'a>(next: Option<&'a str>, fallback: &'a str) -> &'a str {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/",
+        _ => fallback,
     }
 }
 
@@ -114,7 +116,7 @@ pub async fn login_form(
 ) -> Response {
     match login(&st, ip, form.login.trim(), &form.password).await {
         Ok((secret, _)) => redirect(
-            safe_next(form.next.as_deref()),
+            safe_next(form.next.as_deref(), "/"),
             Some(session_cookie(
                 &secret,
                 st.config.session_ttl,

@@ -21,12 +21,9 @@ pub async fn root(session: Option<Session>) -> Response {
     }
 }
 
-/// Where to go after logging in: a path on this panel, never another site.
+/// Where to go after logging in: a path on this panel, else the firewalls.
 fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/firewalls",
-    }
+    crate::api::session::safe_next(next, "/firewalls")
 }
 
 /// `GET /login[?error=invalid|locked][&next=PATH]`
