@@ -1,7 +1,7 @@
 //! How long to wait for an answer, and how many probes to keep in flight.
 
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Bounds of the per-probe timeout. The timeout in force is `srtt + 4 * rttvar` of the
@@ -30,6 +30,22 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// The default bounds for `protocol`. TCP: the minimum is 50 ms, not 100: an
+    /// unanswered SYN is sent again before the port counts as filtered, so a SYN
+    /// lost to congestion costs a retransmission, not a wrong verdict, and on a LAN,
+    /// where answers take well under a millisecond, a filtered port then costs two
+    /// 50 ms waits. UDP keeps [`Timeouts::default`]: its silence is read against the
+    /// target's ICMP rate limiter, which does not speed up.
+    pub fn for_protocol(protocol: crate::Protocol) -> Timeouts {
+        match protocol {
+            crate::Protocol::Tcp => Timeouts {
+                min: Duration::from_millis(50),
+                ..Timeouts::default()
+            },
+            crate::Protocol::Udp => Timeouts::default(),
+        }
+    }
+
     /// These bounds with the maximum lowered (or raised) to `max`; the initial and
     /// minimum timeouts are lowered to it when they exceed it.
     pub fn with_max(self, max: Duration) -> Timeouts {
@@ -86,19 +102,17 @@ impl RttEstimator {
     }
 }
 
-/// The timeout of one target, shared between the scheduler (which writes it after
-/// every answer) and the probes in flight (which read it while they wait).
+/// The timeout of one target, shared between the scan threads: they publish it
+/// after answers and read it while probes wait.
 #[derive(Debug)]
 pub(crate) struct SharedTimeout {
     micros: AtomicU64,
-    measured: AtomicBool,
 }
 
 impl SharedTimeout {
     pub fn new(initial: Duration) -> SharedTimeout {
         SharedTimeout {
             micros: AtomicU64::new(initial.as_micros() as u64),
-            measured: AtomicBool::new(false),
         }
     }
 
@@ -106,14 +120,9 @@ impl SharedTimeout {
         Duration::from_micros(self.micros.load(Ordering::Relaxed))
     }
 
-    /// True once the timeout is based on measured round trips.
-    pub fn measured(&self) -> bool {
-        self.measured.load(Ordering::Relaxed)
-    }
-
-    pub fn set(&self, t: Duration, measured: bool) {
-        self.micros.store(t.as_micros() as u64, Ordering::Relaxed);
-        self.measured.store(measured, Ordering::Relaxed);
+    pub fn set(&self, timeout: Duration) {
+        self.micros
+            .store(timeout.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -252,6 +261,15 @@ mod tests {
         assert_eq!(e.timeout(&b), b.max);
         let srtt = e.srtt().unwrap();
         assert!(srtt > Duration::from_millis(300), "{srtt:?}");
+    }
+
+    #[test]
+    fn tcp_waits_less_than_udp() {
+        let tcp = Timeouts::for_protocol(crate::Protocol::Tcp);
+        let udp = Timeouts::for_protocol(crate::Protocol::Udp);
+        assert_eq!(udp, Timeouts::default());
+        assert_eq!(tcp.min, Duration::from_millis(50));
+        assert_eq!((tcp.initial, tcp.max), (udp.initial, udp.max));
     }
 
     #[test]

@@ -194,6 +194,64 @@ fn tcp_verdicts_over_ipv4_and_ipv6_match_the_server_and_nmap() {
     }
 }
 
+/// Answers that come in after `connect()` has returned (here a token bucket on the
+/// server's side of the link queues them) are waited for with epoll rather than
+/// seen at once: same verdicts, reasons and banners.
+#[test]
+fn tcp_verdicts_when_answers_are_late() {
+    let pair = lab();
+    pair.server.exec_ok(&[
+        "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst", "400",
+        "latency", "1s",
+    ]);
+    let targets = addrs(&pair);
+    let spec = ProbeSpec::new("server", port_list(TCP_EXPECTED), Protocol::Tcp);
+    let report = pair
+        .client
+        .run(|| runtime().block_on(probe_addresses(&spec, &targets, |_, _| {})))
+        .unwrap();
+    for addr in targets {
+        expect_states(&report.results, addr, TCP_EXPECTED);
+        assert_eq!(
+            state_of(&report.results, addr, 22).banner.as_deref(),
+            Some(BANNER)
+        );
+    }
+}
+
+/// After a run of silent ports a thread stops looking for answers inside
+/// `connect()`; ports refused by a RST or by an ICMP error right after that run are
+/// still refused, with the right reason.
+#[test]
+fn tcp_refusals_after_a_run_of_silent_ports() {
+    let pair = Pair::new();
+    nft(
+        &pair.server,
+        "table inet t {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 20000-20099 drop\n  tcp dport 20100-20149 reject\n }\n}\n",
+    );
+    let targets = addrs(&pair);
+    let spec = ProbeSpec::new("server", "20000-20199".parse().unwrap(), Protocol::Tcp);
+    let report = pair
+        .client
+        .run(|| runtime().block_on(probe_addresses(&spec, &targets, |_, _| {})))
+        .unwrap();
+    let mut wrong = Vec::new();
+    for r in &report.results {
+        let want = match r.port {
+            20000..=20099 => (Filtered, Reason::NoResponse),
+            20100..=20149 => (Closed, Reason::PortUnreachable),
+            _ => (Closed, Reason::Reset),
+        };
+        if (r.state, r.reason) != want {
+            wrong.push(format!(
+                "{} {}: {} ({})",
+                r.address, r.port, r.state, r.reason
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "wrong verdicts:\n{}", wrong.join("\n"));
+}
+
 #[test]
 fn udp_verdicts_over_ipv4_and_ipv6_match_the_server_and_nmap() {
     let pair = lab();

@@ -4,9 +4,7 @@
 use crate::output::{print_json, print_table, right_align, table};
 use crate::{exit, Global};
 use anyhow::{Context, Result};
-use probe::{
-    PortList, PortResult, PortState, ProbeError, ProbeReport, ProbeSpec, Protocol, Timeouts,
-};
+use probe::{PortList, PortResult, PortState, ProbeError, ProbeReport, ProbeSpec, Protocol};
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::net::IpAddr;
@@ -164,7 +162,7 @@ pub fn run(global: &Global, args: &ProbeArgs) -> Result<u8> {
     };
     let mut spec = ProbeSpec::new(args.host.clone(), ports, protocol);
     if let Some(ms) = args.timeout {
-        spec.timeouts = Timeouts::default().with_max(Duration::from_millis(ms));
+        spec.timeouts = spec.timeouts.with_max(Duration::from_millis(ms));
     }
     spec.banner_wait = Duration::from_millis(args.banner_wait);
 
