@@ -10,6 +10,10 @@
 //! 2. A single-rule change on a 100k-rule ruleset: the CLI end to end, and the
 //!    library's element delta alone.
 //! 3. Forwarding rate through a namespace gateway with 10k routed rules vs none.
+//!
+//! portwall talks to the kernel over nf_tables netlink; `PORTWALL_NFT_BACKEND=nft`
+//! measures the `nft` binary instead (the numbers before the netlink backend).
+//! `PORTWALL_BENCH_NO_UFW=1` skips the (slow) ufw measurement.
 
 use model::{parse_rule, Ruleset, Services};
 use std::fmt::Write as _;
@@ -62,12 +66,19 @@ fn ms(d: Duration) -> String {
 }
 
 fn apply_times() {
-    println!("\n## Apply time (inside a fresh namespace each)\n");
+    println!(
+        "\n## Apply time (inside a fresh namespace each; backend: {:?})\n",
+        netfilter::nft::backend()
+    );
     println!("| rules | portwall apply (end to end) | iptables-restore | ufw (per rule x n) | iptables/portwall | ufw/portwall |");
     println!("|---:|---:|---:|---:|---:|---:|");
     let dir = tempfile::tempdir().unwrap();
     // ufw: measure the cost per rule added on top of a ruleset of UFW_RULES rules.
-    let ufw_per_rule = ufw_cost_per_rule(200);
+    let ufw_per_rule = if std::env::var_os("PORTWALL_BENCH_NO_UFW").is_some() {
+        None
+    } else {
+        ufw_cost_per_rule(200)
+    };
     for n in [1_000usize, 10_000, 100_000] {
         let ns = Netns::new();
         let cfg = dir.path().join(format!("cfg{n}"));
@@ -187,6 +198,26 @@ fn single_change(ns: &Netns, cfg: &Path, n: usize) {
             .unwrap()
             .remove(0),
     );
+    // The library's element delta alone: what one transaction and the read-back
+    // of just the changed elements cost on a table of n rules.
+    let (compiled, prev) = (
+        netfilter::compile::compile(&rs, netfilter::compile::TABLE),
+        netfilter::compile::compile(&before, netfilter::compile::TABLE),
+    );
+    let delta = compiled.delta_batch(&prev).expect("an element-only change");
+    let (apply, verify) = ns.run(|| {
+        let t = Instant::now();
+        netfilter::nft::run(&delta).expect("the delta applies");
+        let applied = t.elapsed();
+        if netfilter::nft::backend() == netfilter::nft::Backend::Netlink {
+            let diffs = netfilter::netlink::try_verify_delta(&delta).expect("read back");
+            assert!(diffs.is_empty(), "{diffs:?}");
+        }
+        (applied, t.elapsed() - applied)
+    });
+    // Back to `before`, so that apply_atomically below makes the same change.
+    let undo = prev.delta_batch(&compiled).unwrap();
+    ns.run(|| netfilter::nft::run(&undo)).unwrap();
     let mut mode = None;
     let lib = time(|| {
         let r = ns
@@ -200,9 +231,15 @@ fn single_change(ns: &Netns, cfg: &Path, n: usize) {
     println!("|---|---:|---|");
     println!("| `portwall allow` (CLI: read+parse {n} rules, compile, delta, save) | {} | set elements |", ms(cli));
     println!(
-        "| netfilter::apply_atomically (compile both, diff, nft delta) | {} | {:?} |",
+        "| netfilter::apply_atomically (compile both, diff, delta, read back) | {} | {:?} |",
         ms(lib),
         mode.unwrap()
+    );
+    println!(
+        "| the delta alone: one transaction + read-back of the changed elements | {} + {} = {} | set elements |",
+        ms(apply),
+        ms(verify),
+        ms(apply + verify)
     );
 }
 

@@ -252,7 +252,10 @@ impl CompiledTable {
         v
     }
 
-    fn full_batch_typed(&self) -> schema::Nftables<'static> {
+    /// [`CompiledTable::full_batch`] as the `nftables` crate's typed value,
+    /// without the sets' `counter` statement (the netlink backend adds it:
+    /// [`crate::nft::run_with_set_counters`]).
+    pub fn full_batch_typed(&self) -> schema::Nftables<'static> {
         let mut objs: Vec<NfObject<'static>> = Vec::new();
         let table = schema::Table {
             family: NfFamily::INet,

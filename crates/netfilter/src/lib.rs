@@ -11,10 +11,14 @@
 //!   and removed (a single-rule change on a 100k-rule ruleset). A refused
 //!   transaction leaves the previous ruleset in force.
 //! - After a full replace the table is read back and compared with what was sent;
-//!   a mismatch is an error and the previous ruleset is restored.
+//!   a mismatch is an error and the previous ruleset is restored. After an
+//!   element change only the changed elements are read back.
+//! - The kernel is reached over nf_tables netlink ([`netlink`]): one batch in,
+//!   dumps out, no process spawned; the `nft` binary is the fallback ([`nft`]).
 
 pub mod compile;
 pub mod iptables;
+pub mod netlink;
 pub mod nft;
 pub mod readback;
 
@@ -82,15 +86,21 @@ pub fn apply_atomically(
     previous: Option<&Ruleset>,
     opts: ApplyOptions,
 ) -> Result<ApplyReport, NetfilterError> {
-    let compiled = compile(desired, TABLE);
-    let prev_compiled = previous.map(|p| compile(p, TABLE));
+    let mut compiled = compile(desired, TABLE);
+    let mut prev_compiled = previous.map(|p| compile(p, TABLE));
     let table_exists = nft::list_table_names("inet")?.iter().any(|t| t == TABLE);
+    let (chains, nft_rules, sets, elements) = (
+        compiled.chains.len(),
+        compiled.chains.iter().map(|c| c.rules.len()).sum(),
+        compiled.sets.len(),
+        compiled.element_count(),
+    );
     let report = |mode, verified| ApplyReport {
         mode,
-        chains: compiled.chains.len(),
-        nft_rules: compiled.chains.iter().map(|c| c.rules.len()).sum(),
-        sets: compiled.sets.len(),
-        elements: compiled.element_count(),
+        chains,
+        nft_rules,
+        sets,
+        elements,
         verified,
     };
     if let (true, Some(prev)) = (table_exists, &prev_compiled) {
@@ -98,19 +108,25 @@ pub fn apply_atomically(
             if delta.objects.is_empty() {
                 return Ok(report(ApplyMode::Unchanged, false));
             }
-            // A delta that the kernel refuses (someone edited the table by hand)
-            // falls through to a full replace.
+            // A delta that the kernel refuses (someone edited the table by hand),
+            // or whose elements do not read back, falls through to a full
+            // replace.
             if nft::run(&delta).is_ok() {
-                return Ok(report(ApplyMode::Elements, false));
+                match opts.verify.then(|| verify_delta(&delta)) {
+                    None => return Ok(report(ApplyMode::Elements, false)),
+                    Some(Some(true)) => return Ok(report(ApplyMode::Elements, true)),
+                    Some(None) => return Ok(report(ApplyMode::Elements, false)),
+                    Some(Some(false)) => {}
+                }
             }
         }
     }
-    nft::run_value(&compiled.full_batch())?;
+    replace(&mut compiled)?;
     if opts.verify {
         let diffs = verify(&compiled)?;
         if !diffs.is_empty() {
-            match &prev_compiled {
-                Some(prev) => nft::run_value(&prev.full_batch())?,
+            match prev_compiled.as_mut() {
+                Some(prev) => replace(prev)?,
                 None => {
                     nft::delete_table("inet", TABLE)?;
                 }
@@ -121,8 +137,60 @@ pub fn apply_atomically(
     Ok(report(ApplyMode::Replace, opts.verify))
 }
 
+/// Replaces the table whole with `compiled` in one transaction.
+///
+/// Over netlink the sets' elements are written straight from the compiled
+/// elements (no text in between); `compiled` is borrowed mutably only to build
+/// the batch's skeleton without them, and is unchanged afterwards.
+fn replace(compiled: &mut CompiledTable) -> Result<(), NftError> {
+    if nft::backend() == nft::Backend::Netlink {
+        let elements: Vec<Vec<compile::Element>> = compiled
+            .sets
+            .iter_mut()
+            .map(|s| std::mem::take(&mut s.elements))
+            .collect();
+        let skeleton = compiled.full_batch_typed();
+        for (s, e) in compiled.sets.iter_mut().zip(elements) {
+            s.elements = e;
+        }
+        let by_set: HashMap<&str, &[compile::Element]> = compiled
+            .sets
+            .iter()
+            .map(|s| (s.name.as_str(), s.elements.as_slice()))
+            .collect();
+        match netlink::try_apply_compiled(&skeleton, &by_set) {
+            Ok(()) => return Ok(()),
+            Err(e) if !e.use_nft_instead() => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    nft::run_nft(&compiled.full_batch().to_string())
+}
+
+/// Whether an applied element delta reads back: `None` when that cannot be
+/// told (the `nft` backend).
+fn verify_delta(delta: &nftables::schema::Nftables<'_>) -> Option<bool> {
+    if nft::backend() != nft::Backend::Netlink {
+        return None;
+    }
+    netlink::try_verify_delta(delta).ok().map(|d| d.is_empty())
+}
+
 /// Compares the kernel's table with `compiled`; empty when they agree.
 pub fn verify(compiled: &CompiledTable) -> Result<Vec<String>, NetfilterError> {
+    if nft::backend() == nft::Backend::Netlink {
+        match netlink::try_verify_compiled(compiled) {
+            Ok(Some(d)) => return Ok(d),
+            Ok(None) => {
+                return Ok(vec![format!(
+                    "table inet {} does not exist",
+                    compiled.table
+                )])
+            }
+            Err(e) if !e.use_nft_instead() => return Err(NftError::from(e).into()),
+            Err(_) => {}
+        }
+    }
     match nft::list_table("inet", &compiled.table)? {
         None => Ok(vec![format!(
             "table inet {} does not exist",
@@ -232,7 +300,6 @@ pub fn counters(ruleset: &Ruleset) -> Result<Option<Counters>, NetfilterError> {
 /// Sets every counter to zero by replacing the table with itself in one
 /// transaction (nft 1.0.6 cannot reset anonymous rule counters in place).
 pub fn zero_counters(ruleset: &Ruleset) -> Result<(), NetfilterError> {
-    let compiled = compile(ruleset, TABLE);
-    nft::run_value(&compiled.full_batch())?;
+    replace(&mut compile(ruleset, TABLE))?;
     Ok(())
 }

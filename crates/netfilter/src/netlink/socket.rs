@@ -1,0 +1,261 @@
+//! The nf_tables netlink socket: sending one batch and collecting its
+//! acknowledgements, and dump requests.
+//!
+//! `netlink-sys` opens the socket and `netlink-packet-core` frames what the
+//! kernel answers. A socket belongs to the network namespace of the thread that
+//! opens it, so every call opens its own socket on the calling thread.
+
+use super::types::*;
+use netlink_packet_core::{NetlinkBuffer, NlasIterator};
+use netlink_sys::{Socket, SocketAddr};
+use std::io;
+use std::time::Duration;
+
+/// The attributes of a netlink payload as (type without flags, value).
+pub fn attrs(b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    NlasIterator::new(b).filter_map(Result::ok).map(|n| {
+        let kind = n.kind();
+        let len = (n.length() as usize).max(4);
+        let inner = n.into_inner();
+        (kind, &inner[4..len.min(inner.len())])
+    })
+}
+
+/// One message the kernel sent: type, flags, sequence number, payload (after
+/// the netlink header).
+pub struct Reply {
+    pub kind: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub payload: Vec<u8>,
+}
+
+/// An error acknowledgement: the errno, the sequence number it answers, the
+/// kernel's extended message and the offset of the attribute it blames.
+#[derive(Debug, Clone)]
+pub struct Nack {
+    pub errno: i32,
+    pub seq: u32,
+    pub msg: Option<String>,
+    pub offset: Option<u32>,
+}
+
+pub struct NfSocket {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+fn split(data: &[u8], out: &mut Vec<Reply>) {
+    let mut at = 0;
+    while at + 16 <= data.len() {
+        let Ok(m) = NetlinkBuffer::new_checked(&data[at..]) else {
+            break;
+        };
+        let len = m.length() as usize;
+        out.push(Reply {
+            kind: m.message_type(),
+            flags: m.flags(),
+            seq: m.sequence_number(),
+            payload: m.payload().to_vec(),
+        });
+        at += len.div_ceil(4) * 4;
+        if len == 0 {
+            break;
+        }
+    }
+}
+
+/// Decodes an NLMSG_ERROR payload: `(errno, seq of the message it answers, ...)`.
+pub fn parse_error(r: &Reply) -> Option<Nack> {
+    let p = &r.payload;
+    if p.len() < 4 + 16 {
+        return None;
+    }
+    let err = i32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
+    let orig_len = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]) as usize;
+    let seq = u32::from_ne_bytes([p[12], p[13], p[14], p[15]]);
+    let mut nack = Nack {
+        errno: -err,
+        seq,
+        msg: None,
+        offset: None,
+    };
+    if r.flags & NLM_F_ACK_TLVS != 0 {
+        // With NETLINK_CAP_ACK only the header of the original message is echoed.
+        let skip = if r.flags & 0x100 != 0 {
+            4 + 16
+        } else {
+            4 + orig_len.max(16).div_ceil(4) * 4
+        };
+        if skip <= p.len() {
+            for (t, v) in attrs(&p[skip..]) {
+                match t {
+                    NLMSGERR_ATTR_MSG => {
+                        let end = v.iter().position(|c| *c == 0).unwrap_or(v.len());
+                        nack.msg = Some(String::from_utf8_lossy(&v[..end]).into_owned());
+                    }
+                    NLMSGERR_ATTR_OFFS if v.len() >= 4 => {
+                        nack.offset = Some(u32::from_ne_bytes([v[0], v[1], v[2], v[3]]));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some(nack)
+}
+
+impl NfSocket {
+    /// Opens an nf_tables socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<NfSocket> {
+        let mut sock = Socket::new(NETLINK_NETFILTER)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        // Errors name the attribute they blame; acks do not echo the request.
+        let _ = sock.set_ext_ack(true);
+        let _ = sock.set_cap_ack(true);
+        rustix::net::sockopt::set_socket_timeout(
+            &sock,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(Duration::from_secs(10)),
+        )?;
+        Ok(NfSocket {
+            sock,
+            buf: Vec::with_capacity(1 << 17),
+        })
+    }
+
+    /// Sends prepared messages.
+    pub fn send_raw(&self, buf: &[u8]) -> io::Result<()> {
+        self.sock.send(buf, 0)?;
+        Ok(())
+    }
+
+    /// Receives one datagram's messages (blocking, with the socket's timeout).
+    pub fn recv_into(&mut self, out: &mut Vec<Reply>) -> io::Result<()> {
+        self.recv(out)
+    }
+
+    fn recv(&mut self, out: &mut Vec<Reply>) -> io::Result<()> {
+        self.buf.clear();
+        self.sock.recv(&mut self.buf, 0)?;
+        split(&self.buf, out);
+        Ok(())
+    }
+
+    /// Sends one batch (BATCH_BEGIN ... BATCH_END, `inner` messages in between
+    /// with NLM_F_ACK) and returns the error acknowledgements, if any.
+    ///
+    /// The kernel processes a batch inside `sendmsg`: when it returns, every
+    /// acknowledgement is already queued on the socket, so they are read without
+    /// waiting; one that is missing is an error (the receive buffer overflowed).
+    pub fn send_batch(
+        &mut self,
+        batch: &[u8],
+        inner: u32,
+        first_seq: u32,
+    ) -> io::Result<Vec<Nack>> {
+        let want_snd = batch.len() + 4096;
+        if want_snd > 212_992 {
+            rustix::net::sockopt::set_socket_send_buffer_size_force(&self.sock, want_snd)?;
+        }
+        // Room for one ack per message (an skb each), and for the errors.
+        let want_rcv = (inner as usize + 64) * 2048;
+        if want_rcv > 212_992 {
+            rustix::net::sockopt::set_socket_recv_buffer_size_force(&self.sock, want_rcv)?;
+        }
+        let sent = self.sock.send(batch, 0)?;
+        if sent != batch.len() {
+            return Err(io::Error::other(format!(
+                "sent {sent} of {} bytes of the batch",
+                batch.len()
+            )));
+        }
+        self.sock.set_non_blocking(true)?;
+        let mut replies = Vec::new();
+        let mut acked = 0u32;
+        let mut nacks = Vec::new();
+        let result = loop {
+            replies.clear();
+            match self.recv(&mut replies) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) => break Err(e),
+            }
+            for r in &replies {
+                if r.kind != NLMSG_ERROR {
+                    continue;
+                }
+                if let Some(n) = parse_error(r) {
+                    if n.seq >= first_seq && n.seq < first_seq + inner {
+                        acked += 1;
+                    }
+                    if n.errno != 0 {
+                        nacks.push(n);
+                    }
+                }
+            }
+        };
+        self.sock.set_non_blocking(false)?;
+        result?;
+        if acked < inner && nacks.is_empty() {
+            return Err(io::Error::other(format!(
+                "the kernel acknowledged {acked} of {inner} messages (receive buffer overflow?)"
+            )));
+        }
+        Ok(nacks)
+    }
+
+    /// Sends a dump request and returns the messages of the answer, or the
+    /// errno the kernel answered with.
+    pub fn dump(
+        &mut self,
+        msg_type: u16,
+        family: u8,
+        attrs: &[(u16, &[u8])],
+        seq: u32,
+    ) -> io::Result<Result<Vec<Reply>, i32>> {
+        let mut w = super::encode::Writer::default();
+        let start = w.begin_msg(
+            (NFNL_SUBSYS_NFTABLES << 8) | msg_type,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            family,
+            0,
+        );
+        for (t, v) in attrs {
+            w.put(*t, v);
+        }
+        w.end_msg(start);
+        self.sock.send(&w.buf, 0)?;
+        let mut out = Vec::new();
+        let mut replies = Vec::new();
+        // Bounded: a dump ends with NLMSG_DONE or an error; the receive timeout
+        // ends a kernel that never answers.
+        for _ in 0..10_000_000u32 {
+            replies.clear();
+            self.recv(&mut replies)?;
+            for r in replies.drain(..) {
+                if r.seq != seq {
+                    continue;
+                }
+                match r.kind {
+                    NLMSG_DONE => return Ok(Ok(out)),
+                    NLMSG_ERROR => {
+                        let n = parse_error(&r).map(|n| n.errno).unwrap_or(libc_eio());
+                        if n == 0 {
+                            return Ok(Ok(out));
+                        }
+                        return Ok(Err(n));
+                    }
+                    _ => out.push(r),
+                }
+            }
+        }
+        Err(io::Error::other("the dump did not end"))
+    }
+}
+
+fn libc_eio() -> i32 {
+    5
+}

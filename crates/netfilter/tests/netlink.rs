@@ -1,0 +1,405 @@
+//! The netlink backend against nft itself (the oracle), in namespaces this test
+//! creates: the same batch applied by `nft -j -f` in namespace A and by
+//! `netfilter::netlink` in namespace B must leave the same table (`nft list
+//! table` text and `nft -j list table` JSON, handles aside), and
+//! `netlink::list_table` must print what `nft -j list table` prints, in both.
+
+mod common;
+
+use model::{parse_rule, Logging, Policy, Ruleset, Services};
+use netfilter::compile::{compile, TABLE};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::Value;
+use std::io::Write;
+use std::process::Stdio;
+use testns::Netns;
+
+fn ruleset(lines: &[&str]) -> Ruleset {
+    let services = Services::builtin();
+    let mut rs = Ruleset::default();
+    for l in lines {
+        for r in parse_rule(l, &services).unwrap_or_else(|e| panic!("{e}")) {
+            rs.add(r);
+        }
+    }
+    rs
+}
+
+/// `nft -j -f -` inside `ns`.
+fn nft_apply(ns: &Netns, batch: &str) -> Result<(), String> {
+    let mut child = ns
+        .command("nft")
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nft");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(batch.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn nft_list_json(ns: &Netns, family: &str, table: &str) -> Value {
+    serde_json::from_str(&ns.exec_ok(&["nft", "-j", "list", "table", family, table])).unwrap()
+}
+
+fn without_handles(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "handle")
+                .map(|(k, v)| (k.clone(), without_handles(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_handles).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Applies `batch` with nft in `a` and with netlink in `b` and compares.
+fn oracle(a: &Netns, b: &Netns, what: &str, batch: &Value, family: &str, table: &str) {
+    let text = batch.to_string();
+    nft_apply(a, &text).unwrap_or_else(|e| panic!("{what}: nft refused the batch: {e}"));
+    b.run(|| netfilter::netlink::apply_json(batch))
+        .unwrap_or_else(|e| panic!("{what}: netlink refused the batch: {e}"));
+    let list = ["nft", "list", "table", family, table];
+    assert_eq!(
+        a.exec_ok(&list),
+        b.exec_ok(&list),
+        "{what}: `nft list table` differs (left: nft, right: netlink)"
+    );
+    let ja = nft_list_json(a, family, table);
+    let jb = nft_list_json(b, family, table);
+    assert_eq!(
+        without_handles(&ja),
+        without_handles(&jb),
+        "{what}: `nft -j list table` differs"
+    );
+    for (ns, j, side) in [(a, &ja, "nft"), (b, &jb, "netlink")] {
+        let mine = ns
+            .run(|| netfilter::netlink::list_table(family, table))
+            .unwrap()
+            .expect("the table exists");
+        assert_eq!(
+            &mine, j,
+            "{what}: netlink::list_table differs from `nft -j list table` in the {side} namespace"
+        );
+    }
+}
+
+fn issue_examples() -> Ruleset {
+    let mut rs = ruleset(&[
+        "allow 8080/tcp",
+        "allow 22/tcp from 203.0.113.0/24",
+        "allow http,https",
+        "allow 60000:61000/udp",
+        "limit ssh",
+        "reject out 25/tcp",
+        "allow in on eth0 from 2001:db8::/32 to any port 443 proto tcp",
+        "deny from 198.51.100.7",
+        "allow log 8443/tcp",
+        "deny routed 8080/tcp",
+        "allow routed 443/tcp from 203.0.113.0/24",
+    ]);
+    rs.defaults.routed = Policy::Reject;
+    rs.logging = Logging::On;
+    rs
+}
+
+fn every_shape() -> Ruleset {
+    let mut rs = ruleset(&[
+        "allow 22/tcp from 203.0.113.0/24",
+        "allow http,https",
+        "allow 60000:61000/udp",
+        "limit ssh",
+        "limit 2222/tcp from 2001:db8::/32",
+        "reject out 25/tcp",
+        "allow in on eth0 from 2001:db8::/32 to any port 443 proto tcp",
+        "deny from 198.51.100.7",
+        "deny from 10.0.0.0/8",
+        "deny from 10.1.0.0/16",
+        "allow from 2001:db8:1::/48",
+        "allow proto icmp",
+        "allow proto icmpv6",
+        "allow log 8443/tcp",
+        "allow routed 443/tcp from 203.0.113.0/24",
+        "deny routed 8080/tcp",
+        "allow routed to 172.17.0.2 port 80 proto tcp",
+        "allow routed to 2001:db8::5 port 80,81 proto tcp",
+        "allow out 53/udp to 9.9.9.9",
+        "allow from 192.0.2.0/24 port 53 to any port 1024:65535 proto udp",
+        "allow out on eth1 to 192.0.2.0/24",
+        "deny from any",
+    ]);
+    rs.logging = Logging::Full;
+    rs.defaults.outgoing = Policy::Reject;
+    rs
+}
+
+/// Enough elements that they take several netlink messages.
+fn large() -> Ruleset {
+    let lines: Vec<String> = (0..3000)
+        .map(|i| match i % 3 {
+            0 => format!("deny from 10.{}.{}.0/24", i / 256 % 256, i % 256),
+            1 => format!("allow {}/tcp from 172.16.{}.{}", 1024 + i, i / 250, i % 250),
+            _ => format!("allow {}:{}/udp", 20000 + i * 3, 20001 + i * 3),
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    ruleset(&refs)
+}
+
+/// The edge's table, from its reviewed snapshot of the compiled batch.
+fn edge_batch() -> Value {
+    let snap = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../edge/tests/snapshots/compile__full_batch_forward.snap"
+    ))
+    .expect("the edge's snapshot");
+    let body = snap.splitn(3, "---\n").nth(2).expect("an insta snapshot");
+    serde_json::from_str(body).expect("the snapshot is JSON")
+}
+
+#[test]
+fn netlink_makes_the_table_nft_makes() {
+    let a = Netns::new();
+    let b = Netns::new();
+    let mut cases: Vec<(String, Ruleset)> = vec![
+        ("defaults only".into(), Ruleset::default()),
+        ("the issue's examples".into(), issue_examples()),
+        ("every shape".into(), every_shape()),
+        ("3000 rules".into(), large()),
+    ];
+    let seed = common::seed("netlink oracle");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let services = Services::builtin();
+    for i in 0..25 {
+        cases.push((
+            format!("random ruleset {i} (seed {seed})"),
+            common::random_ruleset(&mut rng, &services),
+        ));
+    }
+    for (what, rs) in &cases {
+        let batch = compile(rs, TABLE).full_batch();
+        oracle(&a, &b, what, &batch, "inet", TABLE);
+    }
+    // The typed path (what apply_atomically uses) makes the same table too.
+    for (what, rs) in &cases[..4] {
+        let c = compile(rs, TABLE);
+        let batch = c.full_batch_typed();
+        b.run(|| netfilter::netlink::apply_typed(&batch, true))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        nft_apply(&a, &c.full_batch().to_string()).unwrap();
+        let list = ["nft", "list", "table", "inet", TABLE];
+        assert_eq!(a.exec_ok(&list), b.exec_ok(&list), "{what} (typed)");
+    }
+    // apply_atomically writes elements straight from the compiled keys.
+    for (what, rs) in &cases[..4] {
+        b.run(|| netfilter::apply_atomically(rs, None, Default::default()))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        nft_apply(&a, &compile(rs, TABLE).full_batch().to_string()).unwrap();
+        let list = ["nft", "list", "table", "inet", TABLE];
+        assert_eq!(
+            a.exec_ok(&list),
+            b.exec_ok(&list),
+            "{what} (apply_atomically)"
+        );
+    }
+    oracle(
+        &a,
+        &b,
+        "the edge's table",
+        &edge_batch(),
+        "inet",
+        "portwall_edge",
+    );
+}
+
+#[test]
+fn element_deltas_match_nft() {
+    let a = Netns::new();
+    let b = Netns::new();
+    let before = ruleset(&[
+        "deny from 198.51.100.1",
+        "deny from 198.51.100.2",
+        "allow 22/tcp from 203.0.113.0/24",
+        "allow 60000:61000/udp",
+        "deny from 10.0.0.0/8",
+        "deny from 11.0.0.0/8",
+    ]);
+    let after = ruleset(&[
+        "deny from 198.51.100.1",
+        "deny from 198.51.100.9",
+        "allow 22/tcp from 203.0.114.0/24",
+        "allow 60000:61001/udp",
+        "deny from 10.0.0.0/8",
+        "deny from 12.0.0.0/8",
+    ]);
+    let full = compile(&before, TABLE).full_batch();
+    oracle(&a, &b, "before", &full, "inet", TABLE);
+    let delta = compile(&after, TABLE)
+        .delta_batch(&compile(&before, TABLE))
+        .expect("same structure");
+    let delta = serde_json::to_value(&delta).unwrap();
+    oracle(&a, &b, "after the delta", &delta, "inet", TABLE);
+}
+
+#[test]
+fn a_refused_batch_names_the_object_and_changes_nothing() {
+    let ns = Netns::new();
+    let rs = ruleset(&["allow 22/tcp from 203.0.113.0/24", "deny from 198.51.100.7"]);
+    let compiled = compile(&rs, TABLE);
+    ns.run(|| netfilter::netlink::apply_json(&compiled.full_batch()))
+        .unwrap();
+    let list = ["nft", "list", "table", "inet", TABLE];
+    let before = ns.exec_ok(&list);
+    let set = compiled
+        .sets
+        .iter()
+        .find(|s| s.elements.first().is_some_and(|e| e.key.len() == 3))
+        .map(|s| s.name.clone())
+        .expect("a concatenated interval set");
+
+    // An element overlapping one the set holds, after a table replacement, in
+    // one transaction: the kernel refuses it, the previous table stays.
+    let mut batch = compile(
+        &ruleset(&["allow 80/tcp", "allow 22/tcp from 203.0.113.0/24"]),
+        TABLE,
+    )
+    .full_batch();
+    let elem: Value = serde_json::json!({"add": {"element": {
+        "family": "inet", "table": TABLE, "name": "in_2",
+        "elem": [{"concat": [{"prefix": {"addr": "203.0.113.128", "len": 25}}, "tcp", 22]}]
+    }}});
+    batch["nftables"].as_array_mut().unwrap().push(elem);
+    let err = ns
+        .run(|| netfilter::netlink::apply_json(&batch))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, netfilter::NftError::Rejected(_)), "{msg}");
+    assert!(
+        msg.contains("add element inet portwall in_2")
+            && msg.contains("203.0.113.128/25 . tcp . 22")
+            && msg.contains("File exists"),
+        "the error names the element: {msg}"
+    );
+    assert_eq!(before, ns.exec_ok(&list), "the previous table is in force");
+
+    // An element for a set that does not exist.
+    let bad = serde_json::json!({"nftables": [{"add": {"element": {
+        "family": "inet", "table": TABLE, "name": "nope", "elem": ["192.0.2.1"]
+    }}}]});
+    let err = ns.run(|| netfilter::netlink::apply_json(&bad)).unwrap_err();
+    assert!(
+        err.to_string().contains("set inet portwall nope")
+            && err.to_string().contains("No such file or directory"),
+        "{err}"
+    );
+    // A rule the kernel refuses (a jump to a chain that does not exist).
+    let bad = serde_json::json!({"nftables": [{"add": {"rule": {
+        "family": "inet", "table": TABLE, "chain": "input", "comment": "pw:test",
+        "expr": [{"jump": {"target": "missing"}}]
+    }}}]});
+    let err = ns.run(|| netfilter::netlink::apply_json(&bad)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("add rule inet portwall input (comment \"pw:test\")")
+            && err.to_string().contains("No such file or directory"),
+        "{err}"
+    );
+    assert_eq!(before, ns.exec_ok(&list), "the previous table is in force");
+    // Elements of the existing set that overlap each other.
+    let bad = serde_json::json!({"nftables": [{"add": {"element": {
+        "family": "inet", "table": TABLE, "name": set,
+        "elem": [{"concat": [{"prefix": {"addr": "192.0.2.0", "len": 24}}, "tcp", 22]},
+                 {"concat": [{"prefix": {"addr": "192.0.2.0", "len": 25}}, "tcp", 22]}]
+    }}}]});
+    let err = ns.run(|| netfilter::netlink::apply_json(&bad)).unwrap_err();
+    assert!(err.to_string().contains("192.0.2.0/25 . tcp . 22"), "{err}");
+    assert_eq!(before, ns.exec_ok(&list), "the previous table is in force");
+}
+
+#[test]
+fn what_netlink_cannot_say_goes_through_nft() {
+    let ns = Netns::new();
+    ns.run(|| netfilter::nft::run_value(&compile(&Ruleset::default(), TABLE).full_batch()))
+        .unwrap();
+    // `meta skuid` is outside the netlink backend's subset: nft applies it.
+    let batch = serde_json::json!({"nftables": [{"add": {"rule": {
+        "family": "inet", "table": TABLE, "chain": "output",
+        "expr": [{"match": {"op": "==", "left": {"meta": {"key": "skuid"}}, "right": 0}}, {"accept": null}]
+    }}}]});
+    let direct = ns.run(|| netfilter::netlink::try_apply_json(&batch));
+    assert!(
+        matches!(direct, Err(netfilter::netlink::Error::Unsupported(_))),
+        "{direct:?}"
+    );
+    ns.run(|| netfilter::nft::run_value(&batch)).unwrap();
+    assert!(ns
+        .exec_ok(&["nft", "list", "chain", "inet", TABLE, "output"])
+        .contains("meta skuid 0 accept"));
+}
+
+#[test]
+fn verifying_on_bytes_agrees_with_the_json_readback() {
+    let ns = Netns::new();
+    let rs = every_shape();
+    let compiled = compile(&rs, TABLE);
+    ns.run(|| netfilter::apply_atomically(&rs, None, Default::default()))
+        .unwrap();
+    let json_diffs = |ns: &Netns| {
+        let v = ns
+            .run(|| netfilter::netlink::list_table("inet", TABLE))
+            .unwrap()
+            .unwrap();
+        netfilter::readback::differences(
+            &compiled,
+            &netfilter::readback::KernelTable::from_json(&v),
+        )
+    };
+    let byte_diffs = |ns: &Netns| {
+        ns.run(|| netfilter::netlink::try_verify_compiled(&compiled))
+            .unwrap()
+            .unwrap()
+    };
+    assert!(byte_diffs(&ns).is_empty());
+    assert!(json_diffs(&ns).is_empty());
+    // Someone edits the table by hand: both see the same differences.
+    let set = compiled
+        .sets
+        .iter()
+        .find(|s| s.interval && s.elements.len() == 1)
+        .expect("an interval set");
+    let elem = netfilter::netlink::decode::text(
+        &serde_json::to_value(compile(&rs, TABLE).full_batch()).unwrap()["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["add"]["set"]["name"] == set.name.as_str())
+            .unwrap()["add"]["set"]["elem"][0],
+    );
+    ns.exec_ok(&[
+        "nft",
+        "delete",
+        "element",
+        "inet",
+        TABLE,
+        &set.name,
+        &format!("{{ {elem} }}"),
+    ]);
+    ns.exec_ok(&["nft", "add", "chain", "inet", TABLE, "extra"]);
+    let (b, j) = (byte_diffs(&ns), json_diffs(&ns));
+    assert_eq!(b, j);
+    assert_eq!(b.len(), 2, "{b:?}");
+}
