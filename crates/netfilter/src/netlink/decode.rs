@@ -897,6 +897,60 @@ pub(crate) fn dump(
     }
 }
 
+/// Reads of a set that came back inconsistent before [`set_elements`] gives up.
+const SET_READ_ATTEMPTS: u32 = 6;
+
+/// The elements of one set, from a `GETSETELEM` dump that is consistent.
+///
+/// A set never holds the same element twice, yet a dump can repeat some (and
+/// leave others out): the kernel's hash sets are `rhashtable`s, which grow in
+/// a deferred worker after a large insert, and a walk that runs while the
+/// table is being resized may see an element in the old table and again in
+/// the new one. Right after applying 100k elements the first dump repeated
+/// 0.4-6 % of them about every other time on this kernel (6.18), and read-back
+/// verification then failed a correct apply. So a dump with a repeated
+/// element is read again after a short, growing pause (the resize takes a few
+/// milliseconds to a few hundred), a bounded number of times.
+pub(crate) fn set_elements(
+    sock: &mut NfSocket,
+    family: u8,
+    table_z: &[u8],
+    set_z: &[u8],
+) -> Result<Vec<KElem>, Error> {
+    let mut pause = std::time::Duration::from_millis(10);
+    for _ in 0..SET_READ_ATTEMPTS {
+        let replies = dump(
+            sock,
+            NFT_MSG_GETSETELEM,
+            family,
+            &[
+                (NFTA_SET_ELEM_LIST_TABLE, table_z),
+                (NFTA_SET_ELEM_LIST_SET, set_z),
+            ],
+        )?;
+        let mut elems = Vec::new();
+        parse_elems(&replies, &mut elems);
+        if !repeats_an_element(&elems) {
+            return Ok(elems);
+        }
+        std::thread::sleep(pause);
+        pause *= 3;
+    }
+    Err(Error::Invalid(format!(
+        "set {}: {SET_READ_ATTEMPTS} reads in a row repeated elements (the kernel kept resizing it)",
+        cstr(set_z)
+    )))
+}
+
+/// Whether a dump listed an element twice: the same key, end and interval flag
+/// (an interval set's end element may share its key with the next start).
+fn repeats_an_element(elems: &[KElem]) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(elems.len());
+    elems
+        .iter()
+        .any(|e| !seen.insert((e.key.as_slice(), e.key_end.as_deref(), e.end_flag)))
+}
+
 pub(crate) fn name_z(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
@@ -959,18 +1013,7 @@ pub fn list_table(sock: &mut NfSocket, family: u8, name: &str) -> Result<Option<
         if set.flags & NFT_SET_ANONYMOUS != 0 {
             continue;
         }
-        let sz = name_z(&set.name);
-        let replies = dump(
-            sock,
-            NFT_MSG_GETSETELEM,
-            family,
-            &[
-                (NFTA_SET_ELEM_LIST_TABLE, &tz),
-                (NFTA_SET_ELEM_LIST_SET, &sz),
-            ],
-        )?;
-        let mut elems = Vec::new();
-        parse_elems(&replies, &mut elems);
+        let elems = set_elements(sock, family, &tz, &name_z(&set.name))?;
         let mut m = Map::new();
         m.insert("family".into(), json!(fam));
         m.insert("name".into(), json!(set.name));

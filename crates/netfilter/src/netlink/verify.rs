@@ -118,18 +118,7 @@ pub fn verify_compiled(compiled: &CompiledTable) -> Result<Option<Vec<String>>, 
             continue;
         };
         let info = k.info();
-        let sz = name_z(&set.name);
-        let replies = decode::dump(
-            &mut sock,
-            NFT_MSG_GETSETELEM,
-            family,
-            &[
-                (NFTA_SET_ELEM_LIST_TABLE, &tz),
-                (NFTA_SET_ELEM_LIST_SET, &sz),
-            ],
-        )?;
-        let mut elems = Vec::new();
-        decode::parse_elems(&replies, &mut elems);
+        let elems = decode::set_elements(&mut sock, family, &tz, &name_z(&set.name))?;
         let have: HashSet<Range> = kernel_ranges(&info, elems).into_iter().collect();
         let kl = info.key_len();
         let mut want: HashSet<Range> = HashSet::with_capacity(set.elements.len());
