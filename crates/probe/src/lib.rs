@@ -125,7 +125,8 @@ pub const INITIAL_WINDOW: usize = 256;
 /// The most probes in flight unless [`ProbeSpec::max_concurrency`] says otherwise
 /// (the open-file budget may lower it further).
 pub const DEFAULT_MAX_CONCURRENCY: usize = 8192;
-/// How long an open TCP port is given to send its first line.
+/// The longest an open TCP port is given to send its first line: the wait itself is
+/// 100 ms plus four round trips of the connection, up to this.
 pub const DEFAULT_BANNER_WAIT: Duration = Duration::from_millis(300);
 
 /// The name of the service usually found on `port` over `protocol` (nmap's SERVICE
@@ -269,7 +270,8 @@ pub struct ProbeSpec {
     /// The most probes in flight. `None`: [`DEFAULT_MAX_CONCURRENCY`]. Either way the
     /// open-file budget ([`fd_budget`]) caps it.
     pub max_concurrency: Option<usize>,
-    /// How long an open TCP port is given to send its first line; zero: do not wait.
+    /// The longest an open TCP port is given to send its first line (the wait is
+    /// 100 ms plus four round trips of its connection, up to this); zero: do not wait.
     #[serde(serialize_with = "ser_ms")]
     pub banner_wait: Duration,
     /// Retransmissions of an unanswered probe before the port counts as filtered

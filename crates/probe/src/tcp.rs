@@ -39,7 +39,7 @@
 //! they are read, so an entry left on a reused socket never decides another port.
 
 use crate::icmp::{self, IcmpError};
-use crate::timing::{fd_budget, RttEstimator, SharedTimeout, Window};
+use crate::timing::{banner_wait, fd_budget, RttEstimator, SharedTimeout, Window};
 use crate::{
     printable_first_line, service_name, AddressError, EngineOutput, PortResult, PortState,
     ProbeError, ProbeSpec, Progress, Protocol, Reason, ScanStats, Timeouts,
@@ -679,8 +679,11 @@ impl Worker {
             return Started::Done(open_with_banner(rtt, &buf), None);
         }
         let (slot, gen) = self.occupy(sock, job, target, sent, Phase::Banner { rtt, buf });
-        self.banners
-            .push_back((Instant::now() + self.sh.banner_wait, slot, gen));
+        self.banners.push_back((
+            Instant::now() + banner_wait(rtt, self.sh.banner_wait),
+            slot,
+            gen,
+        ));
         Started::Waiting
     }
 

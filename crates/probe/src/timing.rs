@@ -238,6 +238,22 @@ pub fn fd_budget() -> usize {
     (budget as usize).max(MIN_WINDOW)
 }
 
+/// The least time an open port is given to send its first line.
+const BANNER_FLOOR: Duration = Duration::from_millis(100);
+/// Round trips of the connection an open port is given on top of the floor.
+const BANNER_RTTS: u32 = 4;
+
+/// How long to wait for the first line of a service whose connection was accepted
+/// `rtt` after the SYN: services that talk first (SSH, SMTP, FTP) send it as soon as
+/// they accept, so it arrives about one round trip later plus the time the server
+/// takes to start the session. So the wait follows the connection's own round-trip
+/// time, [`BANNER_FLOOR`] + [`BANNER_RTTS`] × `rtt`, and never exceeds `cap` (the
+/// user's `--banner-wait`). A silent open port (HTTP, a database) costs this wait,
+/// and on a fast network it decided the length of a full scan with a fixed 300 ms.
+pub(crate) fn banner_wait(rtt: Duration, cap: Duration) -> Duration {
+    (BANNER_FLOOR + rtt * BANNER_RTTS).min(cap)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +335,27 @@ mod tests {
                 "soft limit raised to the hard one"
             );
         }
+    }
+
+    #[test]
+    fn banner_wait_follows_the_connection_rtt_up_to_the_cap() {
+        let cap = Duration::from_millis(300);
+        assert_eq!(
+            banner_wait(Duration::from_micros(100), cap),
+            Duration::from_micros(100_400)
+        );
+        assert_eq!(
+            banner_wait(Duration::from_millis(20), cap),
+            Duration::from_millis(180)
+        );
+        assert_eq!(banner_wait(Duration::from_millis(80), cap), cap);
+        assert_eq!(
+            banner_wait(Duration::from_millis(1), Duration::from_millis(30)),
+            Duration::from_millis(30)
+        );
+        assert_eq!(
+            banner_wait(Duration::from_millis(1), Duration::ZERO),
+            Duration::ZERO
+        );
     }
 }

@@ -63,8 +63,9 @@ pub struct ProbeArgs {
     /// filtered or open|filtered ones when there are more than 25 of them.
     #[arg(long)]
     pub show_closed: bool,
-    /// How long an open TCP port may take to send its first line, in milliseconds
-    /// (0: do not wait).
+    /// The longest an open TCP port may take to send its first line, in
+    /// milliseconds (0: do not wait). The wait adapts below it: 100 ms plus four
+    /// round trips of the connection.
     #[arg(
         long,
         value_name = "MS",
