@@ -60,7 +60,20 @@ impl State {
     }
 
     pub fn save(&self, config: &HostConfig) -> Result<()> {
-        write_atomically(&self.rules_path(), config.to_toml().as_bytes())
+        self.save_toml(&config.to_toml())
+    }
+
+    /// [`State::save`] of a config already written as TOML ([`HostConfig::to_toml`]).
+    pub fn save_toml(&self, toml: &str) -> Result<()> {
+        write_atomically(&self.rules_path(), toml.as_bytes())
+    }
+
+    /// Records what was applied, as the TOML of an enabled config with that ruleset
+    /// (what [`State::set_applied`] writes): a commit that just wrote the desired
+    /// config's TOML passes the same text instead of turning every rule into TOML
+    /// again.
+    pub fn set_applied_toml(&self, toml: &str) -> Result<()> {
+        write_atomically(&self.applied_path(), toml.as_bytes())
     }
 
     /// The ruleset last applied to the kernel by portwall, if any.
