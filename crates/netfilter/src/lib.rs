@@ -204,6 +204,15 @@ pub fn verify(compiled: &CompiledTable) -> Result<Vec<String>, NetfilterError> {
 /// `None` when there is no portwall table.
 pub fn drift(ruleset: &Ruleset) -> Result<Option<Vec<String>>, NetfilterError> {
     let compiled = compile(ruleset, TABLE);
+    // Over netlink, compared on the elements' bytes as `verify` does: at 100k
+    // elements several times cheaper than building and parsing nft's JSON.
+    if nft::backend() == nft::Backend::Netlink {
+        match netlink::try_verify_compiled(&compiled) {
+            Ok(d) => return Ok(d),
+            Err(e) if !e.use_nft_instead() => return Err(NftError::from(e).into()),
+            Err(_) => {}
+        }
+    }
     match nft::list_table("inet", TABLE)? {
         None => Ok(None),
         Some(v) => Ok(Some(readback::differences(
