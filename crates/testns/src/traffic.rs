@@ -20,6 +20,10 @@ pub enum Seen {
     Refused,
     /// No answer within the timeout.
     Timeout,
+    /// This host's own output rules stopped it before it left: `send()` failed
+    /// with EPERM, which is what a local application sees when an output rule
+    /// drops or rejects a datagram.
+    Blocked,
 }
 
 /// TCP and UDP listeners for a set of ports inside a namespace; TCP accepts and
@@ -106,6 +110,8 @@ pub fn tcp(src: SocketAddr, dst: SocketAddr, timeout: Duration) -> Seen {
         }
         // ICMP unreachable (reject of non-TCP style) also counts as refused.
         Err(e) if matches!(e.raw_os_error(), Some(113) | Some(101) | Some(13)) => Seen::Refused,
+        // EPERM: this host's own output rules stopped the SYN.
+        Err(e) if e.raw_os_error() == Some(1) => Seen::Blocked,
         Err(e) => panic!("connect {src} -> {dst}: {e}"),
     }
 }
@@ -122,6 +128,11 @@ pub fn udp(src: SocketAddr, dst: SocketAddr, timeout: Duration) -> Seen {
     if let Err(e) = s.send(b"portwall-test") {
         if e.kind() == ErrorKind::ConnectionRefused {
             return Seen::Refused;
+        }
+        // EPERM: this host's own output rules dropped or rejected the datagram
+        // (the local stack says so at once); it never left.
+        if e.raw_os_error() == Some(1) {
+            return Seen::Blocked;
         }
         panic!("send {src} -> {dst}: {e}");
     }

@@ -904,9 +904,12 @@ const SET_READ_ATTEMPTS: u32 = 6;
 ///
 /// A set never holds the same element twice, yet a dump can repeat some (and
 /// leave others out): the kernel's hash sets are `rhashtable`s, which grow in
-/// a deferred worker after a large insert, and a walk that runs while the
-/// table is being resized may see an element in the old table and again in
-/// the new one. Right after applying 100k elements the first dump repeated
+/// a deferred worker after a large insert. Each message of a dump walks the
+/// table from its start and skips as many elements as were already sent; when
+/// the table was resized in between, the new order puts some elements already
+/// sent after that point (sent again) and some not yet sent before it (never
+/// sent), as many of one as of the other. So a repeated element is the sign of
+/// an inconsistent read, and its absence the sign of a complete one. Right after applying 100k elements the first dump repeated
 /// 0.4-6 % of them about every other time on this kernel (6.18), and read-back
 /// verification then failed a correct apply. So a dump with a repeated
 /// element is read again after a short, growing pause (the resize takes a few

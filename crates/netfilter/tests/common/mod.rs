@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use testns::traffic::{self, Listeners, Seen};
-use testns::{Netns, Pair};
+use testns::{Netns, Pair, Routed};
 
 pub const PORTS: [u16; 8] = [22, 53, 80, 443, 5432, 8080, 60000, 60500];
 pub const RULESETS: usize = 50;
@@ -28,16 +28,91 @@ pub fn client_v4(i: u8) -> IpAddr {
     format!("198.51.100.{}", 20 + i).parse().unwrap()
 }
 pub fn client_v6(i: u8) -> IpAddr {
-    format!("2001:db8::{:x}", 0x20 + i as u16).parse().unwrap()
+    PAIR_NET.client_v6(i)
+}
+
+/// The addresses of a test topology: clients 198.51.100.20-27 and eight IPv6
+/// clients ::20-::27 of `v6_prefix`, and four server addresses.
+pub struct Net {
+    /// The clients' IPv6 prefix, to be followed by the host part.
+    pub v6_prefix: &'static str,
+    /// Two IPv4 then two IPv6 server addresses.
+    pub servers: [&'static str; 4],
+}
+
+/// The two-namespace pair: everything on one link.
+pub const PAIR_NET: Net = Net {
+    v6_prefix: "2001:db8::",
+    servers: [
+        "198.51.100.10",
+        "198.51.100.11",
+        "2001:db8::10",
+        "2001:db8::11",
+    ],
+};
+
+/// The routed topology: clients behind the gateway's eth0, servers behind eth1.
+pub const ROUTED_NET: Net = Net {
+    v6_prefix: "2001:db8:1::",
+    servers: [
+        "203.0.113.10",
+        "203.0.113.11",
+        "2001:db8:2::10",
+        "2001:db8:2::11",
+    ],
+};
+
+impl Net {
+    pub fn client_v6(&self, i: u8) -> IpAddr {
+        format!("{}{:x}", self.v6_prefix, 0x20 + i as u16)
+            .parse()
+            .unwrap()
+    }
+
+    pub fn server_addrs(&self) -> [IpAddr; 4] {
+        self.servers.map(|s| s.parse().unwrap())
+    }
 }
 
 pub fn random_rule(rng: &mut StdRng, services: &Services) -> Option<Rule> {
+    random_rule_for(rng, services, Direction::In, &PAIR_NET)
+}
+
+/// A random rule of `direction` for the addresses of `net`. Whatever the
+/// direction, its source is a client address and its destination a server
+/// address: the client sends; its own `out` rules are checked on it, `in`
+/// rules on the server, and `routed` rules on a gateway between them.
+pub fn random_rule_for(
+    rng: &mut StdRng,
+    services: &Services,
+    direction: Direction,
+    net: &Net,
+) -> Option<Rule> {
     let action = ["allow", "allow", "deny", "reject"].choose(rng).unwrap();
     let mut words = vec![action.to_string()];
-    if rng.gen_bool(0.1) {
-        words.push("in".into());
-        words.push("on".into());
-        words.push(if rng.gen_bool(0.5) { "eth0" } else { "eth9" }.into());
+    let iface =
+        |rng: &mut StdRng, usual: &str| if rng.gen_bool(0.5) { usual } else { "eth9" }.to_string();
+    match direction {
+        Direction::In => {
+            if rng.gen_bool(0.1) {
+                words.extend(["in".into(), "on".into(), iface(rng, "eth0")]);
+            }
+        }
+        Direction::Out => {
+            words.push("out".into());
+            if rng.gen_bool(0.1) {
+                words.extend(["on".into(), iface(rng, "eth0")]);
+            }
+        }
+        Direction::Routed => {
+            words.push("routed".into());
+            if rng.gen_bool(0.1) {
+                words.extend(["in".into(), "on".into(), iface(rng, "eth0")]);
+            }
+            if rng.gen_bool(0.1) {
+                words.extend(["out".into(), "on".into(), iface(rng, "eth1")]);
+            }
+        }
     }
     let proto = ["tcp", "udp", "any", "any", "icmp"].choose(rng).unwrap();
     if *proto != "any" {
@@ -48,12 +123,12 @@ pub fn random_rule(rng: &mut StdRng, services: &Services) -> Option<Rule> {
         0 => Some(client_v4(rng.gen_range(0..8)).to_string()),
         1 => Some("198.51.100.16/28".to_string()),
         2 => Some("198.51.100.24/29".to_string()),
-        3 => Some(client_v6(rng.gen_range(0..8)).to_string()),
-        4 => Some("2001:db8::20/124".to_string()),
+        3 => Some(net.client_v6(rng.gen_range(0..8)).to_string()),
+        4 => Some(format!("{}20/124", net.v6_prefix)),
         5 => Some(format!(
             "{},{}",
             client_v4(rng.gen_range(0..4)),
-            client_v6(rng.gen_range(4..8))
+            net.client_v6(rng.gen_range(4..8))
         )),
         _ => None,
     };
@@ -74,10 +149,7 @@ pub fn random_rule(rng: &mut StdRng, services: &Services) -> Option<Rule> {
         }
     }
     let dst = match rng.gen_range(0..10) {
-        0 => Some("198.51.100.10"),
-        1 => Some("198.51.100.11"),
-        2 => Some("2001:db8::10"),
-        3 => Some("2001:db8::11"),
+        i @ 0..=3 => Some(net.servers[i]),
         _ => None,
     };
     let dport = if with_ports && rng.gen_bool(0.8) {
@@ -109,13 +181,25 @@ pub fn random_rule(rng: &mut StdRng, services: &Services) -> Option<Rule> {
 }
 
 pub fn random_ruleset(rng: &mut StdRng, services: &Services) -> Ruleset {
+    random_ruleset_for(rng, services, Direction::In, &PAIR_NET)
+}
+
+/// A random ruleset of 1 to 20 rules of `direction`, with a random default
+/// policy for that direction.
+pub fn random_ruleset_for(
+    rng: &mut StdRng,
+    services: &Services,
+    direction: Direction,
+    net: &Net,
+) -> Ruleset {
     let mut rs = Ruleset::default();
-    rs.defaults.incoming = *[Policy::Deny, Policy::Reject, Policy::Allow]
+    let policy = *[Policy::Deny, Policy::Reject, Policy::Allow]
         .choose(rng)
         .unwrap();
+    rs.defaults.set(direction, policy);
     let n = rng.gen_range(1..=20);
     while rs.rules.len() < n {
-        if let Some(r) = random_rule(rng, services) {
+        if let Some(r) = random_rule_for(rng, services, direction, net) {
             rs.add(r);
         }
     }
@@ -182,6 +266,51 @@ pub fn addressed_pair() -> (Pair, [IpAddr; 4]) {
     (pair, servers)
 }
 
+/// The routed topology of the differential tests, with the extra addresses of
+/// [`ROUTED_NET`] (clients 198.51.100.20-27 / 2001:db8:1::20-27 behind the
+/// gateway's eth0, servers 203.0.113.10/.11 and 2001:db8:2::10/::11 behind its
+/// eth1).
+pub fn addressed_routed() -> Routed {
+    let r = Routed::new();
+    for i in 1..8u8 {
+        r.client
+            .ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", client_v4(i)),
+                "dev",
+                "eth0",
+            ])
+            .unwrap();
+        r.client
+            .ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{}/64", ROUTED_NET.client_v6(i)),
+                "dev",
+                "eth0",
+                "nodad",
+            ])
+            .unwrap();
+    }
+    r.server
+        .ip(&["addr", "add", "203.0.113.11/24", "dev", "eth0"])
+        .unwrap();
+    r.server
+        .ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:2::11/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ])
+        .unwrap();
+    r
+}
+
 /// `count` random new inbound TCP/UDP connections from the clients to the
 /// servers, each from its own source port (taken from `next_sport`).
 pub fn random_packets(
@@ -190,20 +319,39 @@ pub fn random_packets(
     count: usize,
     next_sport: &mut u16,
 ) -> Vec<Packet> {
+    random_packets_for(rng, servers, count, next_sport, Direction::In, &PAIR_NET)
+}
+
+/// [`random_packets`] as the ruleset of `direction` sees them: arriving on the
+/// server's eth0 (`in`), leaving by the client's eth0 (`out`), or forwarded by
+/// the gateway from its eth0 to its eth1 (`routed`).
+pub fn random_packets_for(
+    rng: &mut StdRng,
+    servers: &[IpAddr],
+    count: usize,
+    next_sport: &mut u16,
+    direction: Direction,
+    net: &Net,
+) -> Vec<Packet> {
+    let (in_interface, out_interface) = match direction {
+        Direction::In => (Some("eth0".to_string()), None),
+        Direction::Out => (None, Some("eth0".to_string())),
+        Direction::Routed => (Some("eth0".to_string()), Some("eth1".to_string())),
+    };
     (0..count)
         .map(|_| {
             let dst = *servers.choose(rng).unwrap();
             let src = if dst.is_ipv4() {
                 client_v4(rng.gen_range(0..8))
             } else {
-                client_v6(rng.gen_range(0..8))
+                net.client_v6(rng.gen_range(0..8))
             };
             let sport = *next_sport;
             *next_sport += 1;
             Packet {
-                direction: Direction::In,
-                in_interface: Some("eth0".into()),
-                out_interface: None,
+                direction,
+                in_interface: in_interface.clone(),
+                out_interface: out_interface.clone(),
                 protocol: if rng.gen_bool(0.5) {
                     PacketProtocol::Tcp
                 } else {
@@ -258,6 +406,18 @@ pub fn expected_seen(d: Decision) -> Seen {
     }
 }
 
+/// What the sending application sees for a decision of the rules of
+/// `direction`. The sender's own output rules are seen from inside: a TCP SYN
+/// they drop is retried until the connect times out and one they reject gets
+/// its reset at once, but a UDP datagram they drop or reject fails `send()`
+/// with EPERM (the ICMP error a reject also sends comes too late to matter).
+pub fn expected_seen_for(direction: Direction, protocol: PacketProtocol, d: Decision) -> Seen {
+    match (direction, protocol, d) {
+        (Direction::Out, PacketProtocol::Udp, Decision::Drop | Decision::Reject) => Seen::Blocked,
+        _ => expected_seen(d),
+    }
+}
+
 /// The differential test: `RULESETS` random rulesets (each passed through
 /// `adjust`, which may widen it for a backend's special paths) applied with
 /// `apply` inside the server namespace, `PACKETS` real connections each,
@@ -267,23 +427,70 @@ where
     A: Fn(&Netns, &Ruleset) -> Result<(), String>,
     J: Fn(&mut StdRng, Ruleset) -> Ruleset,
 {
+    kernel_verdicts_equal_evaluate_for(name, rulesets, Direction::In, apply, adjust)
+}
+
+/// [`kernel_verdicts_equal_evaluate`] for the rules of `direction`: `in` rules
+/// are applied in the server's namespace, `out` rules in the client's (the
+/// sender's), `routed` rules in a gateway's between them; the connections are
+/// always made from the client to the server.
+pub fn kernel_verdicts_equal_evaluate_for<A, J>(
+    name: &str,
+    rulesets: usize,
+    direction: Direction,
+    apply: A,
+    adjust: J,
+) where
+    A: Fn(&Netns, &Ruleset) -> Result<(), String>,
+    J: Fn(&mut StdRng, Ruleset) -> Ruleset,
+{
     let seed = seed(name);
     let mut rng = StdRng::seed_from_u64(seed);
     let services = Services::builtin();
-    let (pair, servers) = addressed_pair();
-    let _listeners = Listeners::start(&pair.server, &servers, &PORTS);
+    // The sender, the namespace whose rules are checked, the receiver.
+    let (pair, routed);
+    let (client, filtered, server, servers, net) = match direction {
+        Direction::Routed => {
+            routed = addressed_routed();
+            let servers = ROUTED_NET.server_addrs();
+            (
+                &routed.client,
+                &routed.gateway,
+                &routed.server,
+                servers,
+                &ROUTED_NET,
+            )
+        }
+        Direction::Out => {
+            let servers;
+            (pair, servers) = addressed_pair();
+            (&pair.client, &pair.client, &pair.server, servers, &PAIR_NET)
+        }
+        Direction::In => {
+            let servers;
+            (pair, servers) = addressed_pair();
+            (&pair.client, &pair.server, &pair.server, servers, &PAIR_NET)
+        }
+    };
+    let _listeners = Listeners::start(server, &servers, &PORTS);
 
     let mut next_sport: u16 = 20000;
     let mut mismatches = Vec::new();
+    // What the run covered: packets decided by a rule, and each decision.
+    let mut by_rule = 0usize;
+    let mut decisions = std::collections::HashSet::new();
     for round in 0..rulesets {
-        let rs = random_ruleset(&mut rng, &services);
+        let rs = random_ruleset_for(&mut rng, &services, direction, net);
         let rs = adjust(&mut rng, rs);
-        apply(&pair.server, &rs).unwrap_or_else(|e| panic!("apply round {round}: {e}\n{rs}"));
-        let packets = random_packets(&mut rng, &servers, PACKETS, &mut next_sport);
-        let seen = send_all(&pair.client, &packets);
+        apply(filtered, &rs).unwrap_or_else(|e| panic!("apply round {round}: {e}\n{rs}"));
+        let packets =
+            random_packets_for(&mut rng, &servers, PACKETS, &mut next_sport, direction, net);
+        let seen = send_all(client, &packets);
         for (p, s) in packets.iter().zip(seen) {
             let v = evaluate(&rs, p);
-            if expected_seen(v.decision) != s {
+            by_rule += matches!(v.by, model::DecidedBy::Rule { .. }) as usize;
+            decisions.insert(format!("{:?}", v.decision));
+            if expected_seen_for(direction, p.protocol, v.decision) != s {
                 eprintln!(
                     "MISMATCH round {round}: {:?} {} -> {}: kernel {s:?}, evaluate {:?}",
                     p.protocol, p.source, p.destination, v.decision
@@ -301,6 +508,12 @@ where
             }
         }
     }
+    // A run whose rules never decide anything would prove nothing.
+    let total = rulesets * PACKETS;
+    assert!(
+        by_rule * 5 >= total && decisions.len() == 3,
+        "{name}: rules decided only {by_rule} of {total} packets, decisions seen {decisions:?} (seed {seed})"
+    );
     assert!(
         mismatches.is_empty(),
         "{} mismatch(es) (seed {seed}):\n{}",
