@@ -2,23 +2,16 @@
 //! read-back, counters mapped to rule numbers, jumps added once, other tools'
 //! chains left alone, removal, rollback of a half-applied change, and `limit`.
 
+mod common;
+
+use common::ruleset;
+
 use model::{parse_rule, Ruleset, Services};
 use netfilter::iptables::{Iptables, Tools};
 use std::net::SocketAddr;
 use std::time::Duration;
 use testns::traffic::{self, Listeners, Seen};
 use testns::{Netns, Pair};
-
-fn ruleset(lines: &[&str]) -> Ruleset {
-    let services = Services::builtin();
-    let mut rs = Ruleset::default();
-    for l in lines {
-        for r in parse_rule(l, &services).unwrap_or_else(|e| panic!("{e}")) {
-            rs.add(r);
-        }
-    }
-    rs
-}
 
 fn save(ns: &Netns, tool: &str) -> String {
     ns.exec_ok(&[tool, "-t", "filter"])

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::ruleset;
+
 use model::{parse_rule, Logging, Policy, Ruleset, Services};
 use netfilter::compile::{compile, TABLE};
 use rand::rngs::StdRng;
@@ -14,17 +16,6 @@ use serde_json::Value;
 use std::io::Write;
 use std::process::Stdio;
 use testns::Netns;
-
-fn ruleset(lines: &[&str]) -> Ruleset {
-    let services = Services::builtin();
-    let mut rs = Ruleset::default();
-    for l in lines {
-        for r in parse_rule(l, &services).unwrap_or_else(|e| panic!("{e}")) {
-            rs.add(r);
-        }
-    }
-    rs
-}
 
 /// `nft -j -f -` inside `ns`.
 fn nft_apply(ns: &Netns, batch: &str) -> Result<(), String> {
@@ -98,25 +89,6 @@ fn oracle(a: &Netns, b: &Netns, what: &str, batch: &Value, family: &str, table: 
     }
 }
 
-fn issue_examples() -> Ruleset {
-    let mut rs = ruleset(&[
-        "allow 8080/tcp",
-        "allow 22/tcp from 203.0.113.0/24",
-        "allow http,https",
-        "allow 60000:61000/udp",
-        "limit ssh",
-        "reject out 25/tcp",
-        "allow in on eth0 from 2001:db8::/32 to any port 443 proto tcp",
-        "deny from 198.51.100.7",
-        "allow log 8443/tcp",
-        "deny routed 8080/tcp",
-        "allow routed 443/tcp from 203.0.113.0/24",
-    ]);
-    rs.defaults.routed = Policy::Reject;
-    rs.logging = Logging::On;
-    rs
-}
-
 fn every_shape() -> Ruleset {
     let mut rs = ruleset(&[
         "allow 22/tcp from 203.0.113.0/24",
@@ -177,7 +149,7 @@ fn netlink_makes_the_table_nft_makes() {
     let b = Netns::new();
     let mut cases: Vec<(String, Ruleset)> = vec![
         ("defaults only".into(), Ruleset::default()),
-        ("the issue's examples".into(), issue_examples()),
+        ("the issue's examples".into(), common::issue_examples()),
         ("every shape".into(), every_shape()),
         ("3000 rules".into(), large()),
     ];

@@ -1,19 +1,11 @@
 //! Applies rulesets inside a fresh namespace and reads them back.
 
-use model::{parse_rule, Ruleset, Services};
+mod common;
+
+use common::ruleset;
+
 use netfilter::{apply_atomically, ApplyMode, ApplyOptions};
 use testns::Netns;
-
-fn ruleset(lines: &[&str]) -> Ruleset {
-    let services = Services::builtin();
-    let mut rs = Ruleset::default();
-    for l in lines {
-        for r in parse_rule(l, &services).unwrap_or_else(|e| panic!("{e}")) {
-            rs.add(r);
-        }
-    }
-    rs
-}
 
 #[test]
 fn every_shape_applies_and_reads_back_equal() {

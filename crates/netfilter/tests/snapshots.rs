@@ -1,19 +1,12 @@
 //! The compiled form of representative rulesets, as insta snapshots of the nft
 //! JSON batch: a review of any change to what portwall sends the kernel.
 
-use model::{parse_rule, Logging, Policy, Ruleset, Services};
-use netfilter::compile::{compile, TABLE};
+mod common;
 
-fn ruleset(lines: &[&str]) -> Ruleset {
-    let services = Services::builtin();
-    let mut rs = Ruleset::default();
-    for l in lines {
-        for r in parse_rule(l, &services).unwrap_or_else(|e| panic!("{e}")) {
-            rs.add(r);
-        }
-    }
-    rs
-}
+use common::ruleset;
+
+use model::Ruleset;
+use netfilter::compile::{compile, TABLE};
 
 #[test]
 fn defaults_only() {
@@ -22,21 +15,7 @@ fn defaults_only() {
 
 #[test]
 fn the_issue_examples() {
-    let mut rs = ruleset(&[
-        "allow 8080/tcp",
-        "allow 22/tcp from 203.0.113.0/24",
-        "allow http,https",
-        "allow 60000:61000/udp",
-        "limit ssh",
-        "reject out 25/tcp",
-        "allow in on eth0 from 2001:db8::/32 to any port 443 proto tcp",
-        "deny from 198.51.100.7",
-        "allow log 8443/tcp",
-        "deny routed 8080/tcp",
-        "allow routed 443/tcp from 203.0.113.0/24",
-    ]);
-    rs.defaults.routed = Policy::Reject;
-    rs.logging = Logging::On;
+    let rs = common::issue_examples();
     insta::assert_json_snapshot!(compile(&rs, TABLE).full_batch());
 }
 

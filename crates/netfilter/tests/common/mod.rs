@@ -9,8 +9,8 @@
 #![allow(dead_code)]
 
 use model::{
-    evaluate, ConnState, Decision, Direction, Packet, PacketProtocol, Policy, Rule, Ruleset,
-    Services,
+    evaluate, parse_rule, ConnState, Decision, Direction, Packet, PacketProtocol, Policy, Rule,
+    Ruleset, Services,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -23,6 +23,39 @@ use testns::{Netns, Pair, Routed};
 pub const PORTS: [u16; 8] = [22, 53, 80, 443, 5432, 8080, 60000, 60500];
 pub const RULESETS: usize = 50;
 pub const PACKETS: usize = 100;
+
+/// A ruleset from rules in portwall's syntax, added one by one as the CLI does.
+pub fn ruleset(lines: &[&str]) -> Ruleset {
+    let services = Services::builtin();
+    let mut rs = Ruleset::default();
+    for l in lines {
+        for r in parse_rule(l, &services).unwrap_or_else(|e| panic!("{e}")) {
+            rs.add(r);
+        }
+    }
+    rs
+}
+
+/// The issue's examples, with a routed reject policy and logging on: every
+/// shape of rule the compiler has.
+pub fn issue_examples() -> Ruleset {
+    let mut rs = ruleset(&[
+        "allow 8080/tcp",
+        "allow 22/tcp from 203.0.113.0/24",
+        "allow http,https",
+        "allow 60000:61000/udp",
+        "limit ssh",
+        "reject out 25/tcp",
+        "allow in on eth0 from 2001:db8::/32 to any port 443 proto tcp",
+        "deny from 198.51.100.7",
+        "allow log 8443/tcp",
+        "deny routed 8080/tcp",
+        "allow routed 443/tcp from 203.0.113.0/24",
+    ]);
+    rs.defaults.routed = Policy::Reject;
+    rs.logging = model::Logging::On;
+    rs
+}
 
 pub fn client_v4(i: u8) -> IpAddr {
     format!("198.51.100.{}", 20 + i).parse().unwrap()
@@ -216,54 +249,35 @@ pub fn seed(test: &str) -> u64 {
     seed
 }
 
-/// The server and client of the differential tests, with the extra addresses
-/// (clients 198.51.100.20-27 / 2001:db8::20-27, servers .10/.11 and ::10/::11).
+/// Gives `client` the seven more client addresses of `net` (IPv4 and IPv6) and
+/// `server` its second server address of each family, all on their eth0.
+fn add_test_addresses(client: &Netns, server: &Netns, net: &Net) {
+    let add = |ns: &Netns, addr: String, v6: bool| {
+        let mut args = vec![];
+        if v6 {
+            args.push("-6");
+        }
+        args.extend(["addr", "add", addr.as_str(), "dev", "eth0"]);
+        if v6 {
+            args.push("nodad");
+        }
+        ns.ip(&args).unwrap();
+    };
+    for i in 1..8u8 {
+        add(client, format!("{}/24", client_v4(i)), false);
+        add(client, format!("{}/64", net.client_v6(i)), true);
+    }
+    add(server, format!("{}/24", net.servers[1]), false);
+    add(server, format!("{}/64", net.servers[3]), true);
+}
+
+/// The server and client of the differential tests, with the extra addresses of
+/// [`PAIR_NET`] (clients 198.51.100.20-27 / 2001:db8::20-27, servers .10/.11
+/// and ::10/::11).
 pub fn addressed_pair() -> (Pair, [IpAddr; 4]) {
     let pair = Pair::new();
-    for i in 1..8u8 {
-        pair.client
-            .ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", client_v4(i)),
-                "dev",
-                "eth0",
-            ])
-            .unwrap();
-        pair.client
-            .ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{}/64", client_v6(i)),
-                "dev",
-                "eth0",
-                "nodad",
-            ])
-            .unwrap();
-    }
-    pair.server
-        .ip(&["addr", "add", "198.51.100.11/24", "dev", "eth0"])
-        .unwrap();
-    pair.server
-        .ip(&[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8::11/64",
-            "dev",
-            "eth0",
-            "nodad",
-        ])
-        .unwrap();
-    let servers: [IpAddr; 4] = [
-        "198.51.100.10",
-        "198.51.100.11",
-        "2001:db8::10",
-        "2001:db8::11",
-    ]
-    .map(|s| s.parse().unwrap());
-    (pair, servers)
+    add_test_addresses(&pair.client, &pair.server, &PAIR_NET);
+    (pair, PAIR_NET.server_addrs())
 }
 
 /// The routed topology of the differential tests, with the extra addresses of
@@ -272,42 +286,7 @@ pub fn addressed_pair() -> (Pair, [IpAddr; 4]) {
 /// eth1).
 pub fn addressed_routed() -> Routed {
     let r = Routed::new();
-    for i in 1..8u8 {
-        r.client
-            .ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", client_v4(i)),
-                "dev",
-                "eth0",
-            ])
-            .unwrap();
-        r.client
-            .ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{}/64", ROUTED_NET.client_v6(i)),
-                "dev",
-                "eth0",
-                "nodad",
-            ])
-            .unwrap();
-    }
-    r.server
-        .ip(&["addr", "add", "203.0.113.11/24", "dev", "eth0"])
-        .unwrap();
-    r.server
-        .ip(&[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:2::11/64",
-            "dev",
-            "eth0",
-            "nodad",
-        ])
-        .unwrap();
+    add_test_addresses(&r.client, &r.server, &ROUTED_NET);
     r
 }
 

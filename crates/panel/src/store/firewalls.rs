@@ -465,23 +465,19 @@ impl Store {
         customer: i64,
         page: PageRequest,
     ) -> Result<Page<FirewallSummary>> {
-        let stamp = self.read_stamp();
-        let cache = &self.inner.caches.firewall_pages;
-        let key = (customer, page.cursor, page.limit);
-        if let Some(p) = stamp.and_then(|s| cache.get(&key, s)) {
-            return Ok(p);
-        }
-        let out = self.read_firewall_page(customer, page).await?;
-        if let Some(s) = stamp {
-            let weight = 256
-                + out
+        self.read_through(
+            &self.inner.caches.firewall_pages,
+            (customer, page.cursor, page.limit),
+            |out| {
+                256 + out
                     .items
                     .iter()
                     .map(|f| 256 + f.name.len() + f.description.len())
-                    .sum::<usize>();
-            cache.put(key, s, weight, out.clone());
-        }
-        Ok(out)
+                    .sum::<usize>()
+            },
+            self.read_firewall_page(customer, page),
+        )
+        .await
     }
 
     async fn read_firewall_page(
@@ -521,29 +517,28 @@ impl Store {
 
     /// One firewall with its rules and assignments.
     pub async fn firewall(&self, customer: i64, id: i64) -> Result<Firewall> {
-        let stamp = self.read_stamp();
-        let cache = &self.inner.caches.firewalls;
-        if let Some(fw) = stamp.and_then(|s| cache.get(&(customer, id), s)) {
-            return Ok(fw);
-        }
-        // One statement: a consistent snapshot without a transaction.
-        let mut conn = self.pool().acquire().await?;
-        let fw = load_firewall(&mut conn, customer, id).await?;
-        drop(conn);
-        if let Some(s) = stamp {
-            let weight = 512
-                + fw.rules
+        self.read_through(
+            &self.inner.caches.firewalls,
+            (customer, id),
+            |fw| {
+                512 + fw
+                    .rules
                     .iter()
                     .map(|r| 160 + r.description.len() + 64 * r.sources.len())
                     .sum::<usize>()
-                + 8 * fw.servers.len()
-                + fw.selectors
-                    .iter()
-                    .map(|s| 64 + s.selector.len())
-                    .sum::<usize>();
-            cache.put((customer, id), s, weight, fw.clone());
-        }
-        Ok(fw)
+                    + 8 * fw.servers.len()
+                    + fw.selectors
+                        .iter()
+                        .map(|s| 64 + s.selector.len())
+                        .sum::<usize>()
+            },
+            // One statement: a consistent snapshot without a transaction.
+            async {
+                let mut conn = self.pool().acquire().await?;
+                load_firewall(&mut conn, customer, id).await
+            },
+        )
+        .await
     }
 
     /// Renames a firewall or changes its description.

@@ -375,6 +375,33 @@ impl Store {
         })
     }
 
+    /// A read through `cache`: the value cached under `key` while the database
+    /// is still at the stamp it was read at; else `load`'s, remembered with the
+    /// size `weight` estimates. The stamp is taken before `load` runs (a future
+    /// does nothing until awaited), so a change committed meanwhile makes the
+    /// entry stale rather than hiding the change.
+    async fn read_through<K, V>(
+        &self,
+        cache: &cache::ReadCache<K, V>,
+        key: K,
+        weight: impl FnOnce(&V) -> usize,
+        load: impl std::future::Future<Output = Result<V>>,
+    ) -> Result<V>
+    where
+        K: Eq + std::hash::Hash,
+        V: Clone,
+    {
+        let stamp = self.read_stamp();
+        if let Some(v) = stamp.and_then(|s| cache.get(&key, s)) {
+            return Ok(v);
+        }
+        let v = load.await?;
+        if let Some(s) = stamp {
+            cache.put(key, s, weight(&v), v.clone());
+        }
+        Ok(v)
+    }
+
     /// Called after a commit that changed what the server status shows
     /// without advancing the revision (an edge report): cached statuses are
     /// stale from now on.

@@ -454,24 +454,22 @@ impl Store {
 
     /// Whether the edge applied the current policy of a server.
     pub async fn server_status(&self, customer: Option<i64>, id: i64) -> Result<ServerStatus> {
-        let stamp = self.read_stamp();
-        let cache = &self.inner.caches.statuses;
-        if let Some(st) = stamp.and_then(|s| cache.get(&(customer, id), s)) {
-            return Ok(st);
-        }
-        // One statement: a consistent snapshot without a transaction.
-        let mut conn = self.pool().acquire().await?;
-        let st = status_of(&mut conn, id, customer).await?;
-        drop(conn);
-        if let Some(s) = stamp {
-            let weight = 512
-                + st.name.len()
-                + st.reason.as_ref().map_or(0, String::len)
-                + 8 * st.firewalls.len()
-                + 96 * st.counters.len();
-            cache.put((customer, id), s, weight, st.clone());
-        }
-        Ok(st)
+        self.read_through(
+            &self.inner.caches.statuses,
+            (customer, id),
+            |st| {
+                512 + st.name.len()
+                    + st.reason.as_ref().map_or(0, String::len)
+                    + 8 * st.firewalls.len()
+                    + 96 * st.counters.len()
+            },
+            // One statement: a consistent snapshot without a transaction.
+            async {
+                let mut conn = self.pool().acquire().await?;
+                status_of(&mut conn, id, customer).await
+            },
+        )
+        .await
     }
 
     /// The apply status of every server a firewall applies to.
