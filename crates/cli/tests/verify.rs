@@ -113,3 +113,57 @@ fn audit_gives_the_four_classes_and_flags_exposed_databases() {
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("RISK: mysql"));
 }
+
+/// Socket owners come from the kernel's task-file iterator only where its
+/// pids are the ones /proc shows (the initial pid namespace). In a child pid
+/// namespace `--owners kernel` fails and says why, and the default finds the
+/// same owner by walking /proc.
+#[test]
+fn ports_in_a_child_pid_namespace_take_owners_from_proc() {
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let _listener = ns.run(|| TcpListener::bind("127.0.0.1:7077").unwrap());
+    let me = u64::from(std::process::id());
+    let ports = |unshare: bool, owners: &str| {
+        let bin = env!("CARGO_BIN_EXE_portwall");
+        let args = ["ports", "--port", "7077", "--json", "--owners", owners];
+        let mut c = if unshare {
+            let mut c = ns.command("unshare");
+            c.args(["--pid", "--fork", "--", bin]);
+            c
+        } else {
+            ns.command(bin)
+        };
+        c.args(args)
+            .env("PORTWALL_CONFIG_DIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    let owner_pids = |o: &std::process::Output| -> Vec<u64> {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v[0]["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["pid"].as_u64().unwrap())
+            .collect()
+    };
+    for owners in ["kernel", "proc", "auto"] {
+        assert_eq!(
+            owner_pids(&ports(false, owners)),
+            vec![me],
+            "--owners {owners}"
+        );
+    }
+    let refused = ports(true, "kernel");
+    assert_eq!(refused.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    let message = error["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("pid namespace") && message.contains("--owners proc"),
+        "{error}"
+    );
+    assert_eq!(owner_pids(&ports(true, "auto")), vec![me]);
+    assert_eq!(owner_pids(&ports(true, "proc")), vec![me]);
+}

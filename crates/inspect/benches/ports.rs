@@ -9,6 +9,10 @@
 //! `ip netns exec`, as does the `portwall` binary when one is built (found as
 //! `$PORTWALL_BIN`, or `portwall` in `$CARGO_TARGET_DIR/release`, `target/release`;
 //! `portwall ports` for the table, `portwall ports --json` for the JSON).
+//! The library and the binary are timed with owners from the kernel's
+//! task-file iterator (the default) and from a `/proc` walk (`--owners
+//! proc`, what `ss` and `netstat` do); `ss -tuln`, without owners, is the
+//! floor.
 //! The `/proc` walk sees every process of the machine, as `ss -p` does, so
 //! other processes holding many descriptors make every tool slower.
 //!
@@ -18,7 +22,7 @@
 //!
 //! Set `PORTWALL_BENCH_SOCKETS` to change the number of sockets.
 
-use inspect::{Protocol, SocketQuery, State};
+use inspect::{OwnerSource, Protocol, SocketQuery, State};
 use nix::sys::resource::{getrusage, UsageWho};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -174,26 +178,38 @@ fn main() {
     );
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    // The library call, on a thread inside the namespace.
-    let query = SocketQuery::default();
-    let (lib, found) = ns.run(|| {
-        let first = inspect::list_sockets(&query).expect("list sockets");
-        let mut times = Vec::with_capacity(lib_runs);
-        let mut cpus = Vec::with_capacity(lib_runs);
-        for _ in 0..lib_runs {
-            let cpu_start = cpu(UsageWho::RUSAGE_SELF);
-            let start = Instant::now();
-            let sockets = inspect::list_sockets(&query).expect("list sockets");
-            times.push(start.elapsed());
-            cpus.push(cpu(UsageWho::RUSAGE_SELF) - cpu_start);
-            assert_eq!(sockets.len(), first.len());
-        }
-        let timing = Timing {
-            wall: median(times),
-            cpu: median(cpus),
+    // The library call, on a thread inside the namespace, with owners from
+    // the kernel's task-file iterator and from a /proc walk.
+    let time_library = |owners: OwnerSource| {
+        let query = SocketQuery {
+            owners,
+            ..SocketQuery::default()
         };
-        (timing, first)
-    });
+        ns.run(|| {
+            let first = inspect::list_sockets(&query).expect("list sockets");
+            let mut times = Vec::with_capacity(lib_runs);
+            let mut cpus = Vec::with_capacity(lib_runs);
+            for _ in 0..lib_runs {
+                let cpu_start = cpu(UsageWho::RUSAGE_SELF);
+                let start = Instant::now();
+                let sockets = inspect::list_sockets(&query).expect("list sockets");
+                times.push(start.elapsed());
+                cpus.push(cpu(UsageWho::RUSAGE_SELF) - cpu_start);
+                assert_eq!(sockets.len(), first.len());
+            }
+            let timing = Timing {
+                wall: median(times),
+                cpu: median(cpus),
+            };
+            (timing, first)
+        })
+    };
+    let (lib, found) = time_library(OwnerSource::Kernel);
+    let (lib_proc, found_proc) = time_library(OwnerSource::Proc);
+    assert_eq!(
+        found, found_proc,
+        "both owner sources must give the same rows"
+    );
     // The answer must be right, not just fast: every socket, with its owner.
     let ours: Vec<_> = found
         .iter()
@@ -207,7 +223,8 @@ fn main() {
         found.len()
     );
 
-    let mut rows: Vec<(String, Timing)> = Vec::new();
+    let mut rows: Vec<(String, Timing)> =
+        vec![("inspect::list_sockets, owners from /proc".into(), lib_proc)];
     if let Some(bin) = portwall_binary() {
         let bin = bin.to_string_lossy().into_owned();
         // The table, as a user reads it, and the JSON, as a program does.
@@ -217,6 +234,9 @@ fn main() {
         if let Some(t) = time_command(&ns, &[&bin, "ports", "--json"], tool_runs) {
             rows.push(("portwall ports --json (ip netns exec)".into(), t));
         }
+        if let Some(t) = time_command(&ns, &[&bin, "ports", "--owners", "proc"], tool_runs) {
+            rows.push(("portwall ports --owners proc (ip netns)".into(), t));
+        }
     }
     for tool in ["ss", "netstat"] {
         match time_command(&ns, &[tool, "-tulpen"], tool_runs) {
@@ -224,18 +244,22 @@ fn main() {
             None => println!("{tool} could not run; left out"),
         }
     }
+    // The floor: the sockets alone, without owners.
+    if let Some(t) = time_command(&ns, &["ss", "-tuln"], tool_runs) {
+        rows.push(("ss -tuln, no owners (ip netns exec)".into(), t));
+    }
     drop(listeners);
 
     println!();
     println!(
-        "{:<40} {:>10} {:>12} {:>10} {:>12}",
+        "{:<44} {:>10} {:>12} {:>10} {:>12}",
         "tool", "median ms", "vs portwall", "cpu ms", "cpu vs ptw"
     );
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
-    let lib_row = ("inspect::list_sockets".to_string(), lib);
+    let lib_row = ("inspect::list_sockets, owners from kernel".to_string(), lib);
     for (name, t) in std::iter::once(&lib_row).chain(&rows) {
         println!(
-            "{:<40} {:>10.1} {:>11.1}x {:>10.1} {:>11.1}x",
+            "{:<44} {:>10.1} {:>11.1}x {:>10.1} {:>11.1}x",
             name,
             ms(t.wall),
             ratio(t.wall, lib_row.1.wall),

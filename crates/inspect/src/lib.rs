@@ -18,28 +18,34 @@
 //!    Only the fixed header of each answer is decoded, in place. The
 //!    local-port filter is applied as each answer is decoded; the sockets
 //!    are then sorted and named while the walk goes on.
-//! 2. **Owners, from `/proc`** (on helper threads, one per core, which the
-//!    calling thread joins once the dump is done). The kernel's answer
-//!    carries each socket's inode but not its processes. One walk of
+//! 2. **Owners, from the kernel** (on a helper thread, at the same time).
+//!    The kernel's answer carries each socket's inode but not its processes.
+//!    A BPF iterator over every task's open files (`iter/task_file`) writes
+//!    one (inode, pid) record per socket descriptor: the kernel visits the
+//!    descriptors for well under a microsecond each (see the `task_files`
+//!    module, and `btf` for how the program fits the running kernel). It
+//!    needs root (`CAP_BPF`), a kernel with BTF, and the initial pid
+//!    namespace; without them, [`OwnerSource::Auto`] falls back to:
+//! 3. **Owners, from `/proc`** (on helper threads, one per core, which the
+//!    calling thread joins once the dump is done). One walk of
 //!    `/proc/*/fd` (`readlinkat` of every descriptor, looking for
-//!    `socket:[INODE]`) finds them; each thread sorts what it saw, and the
-//!    sorted lists are merged with the sockets sorted by inode, so the cost is
-//!    one pass whatever the number of sockets. The walk is written against
-//!    `rustix` with fixed buffers: no allocation per descriptor, non-numeric
-//!    entries skipped, and processes that exit or hide their descriptors
-//!    mid-walk skipped (see the `procfs` module). A socket can be shared by
-//!    several processes (after `fork`); all of them are kept, so the walk
-//!    never stops early. A socket whose owner cannot be found (a kernel
-//!    socket, a descriptor in flight in a unix socket, a process of another
-//!    user when not root, a process that exited) has no owner, never a
-//!    guessed one.
+//!    `socket:[INODE]`) finds them, as `ss -p` and `netstat -p` do. The walk
+//!    is written against `rustix` with fixed buffers: no allocation per
+//!    descriptor, non-numeric entries skipped, and processes that exit or
+//!    hide their descriptors mid-walk skipped (see the `procfs` module).
+//!    Reading a descriptor link costs a few microseconds in the kernel (a
+//!    path lookup in `/proc`), so the walk is about ten times the iterator's
+//!    cost; the threads share the descriptors of large processes too, so it
+//!    takes about its CPU time divided by the number of cores.
 //!
-//! Reading a descriptor link is the dominant cost (a few microseconds each, in
-//! the kernel: a path lookup in `/proc`), and there is one per descriptor of
-//! every process. The threads share the descriptors of large processes too
-//! (a server with 20,000 sockets may hold them all in one process), so the
-//! walk takes about its CPU time divided by the number of cores.
-//! `benches/ports.rs` measures it against `ss -tulpen` and `netstat -tulpen`.
+//! Either way, the (inode, pid) pairs are sorted and merged with the sockets
+//! sorted by inode, so the cost is one pass whatever the number of sockets. A
+//! socket can be shared by several processes (after `fork`); all of them are
+//! kept. A socket whose owner cannot be found (a kernel socket, a descriptor
+//! in flight in a unix socket, a process of another user when not root, a
+//! process that exited) has no owner, never a guessed one.
+//! `benches/ports.rs` measures both sources against `ss -tulpen` and
+//! `netstat -tulpen`.
 //!
 //! User names come from the system's user database (`getpwuid_r`, so NSS
 //! sources count as they do for `ls -l`), looked up once per uid.
@@ -48,7 +54,7 @@
 //!
 //! Netlink sockets belong to the network namespace of the thread that opens
 //! them, so these functions list the sockets of the calling thread's network
-//! namespace. The `/proc` walk sees every process of the mounted `/proc`, like
+//! namespace. Both owner sources see every process of the machine, like
 //! `ss -p` does; socket inodes are unique across namespaces, so a process in
 //! another namespace can only match a socket it really holds.
 //!
@@ -62,8 +68,10 @@
 //! # Ok::<(), inspect::InspectError>(())
 //! ```
 
+mod btf;
 mod diag;
 mod procfs;
+mod task_files;
 mod users;
 
 use serde::{Deserialize, Serialize};
@@ -252,6 +260,8 @@ pub struct SocketQuery {
     /// Only sockets held by a process of this name (as in `/proc/PID/comm`;
     /// a name longer than the kernel's 15 bytes matches its first 15 bytes).
     pub process: Option<String>,
+    /// Where the sockets' owners are read from.
+    pub owners: OwnerSource,
 }
 
 impl Default for SocketQuery {
@@ -262,6 +272,35 @@ impl Default for SocketQuery {
             listening_only: true,
             port: None,
             process: None,
+            owners: OwnerSource::default(),
+        }
+    }
+}
+
+/// Where the owners of sockets are read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnerSource {
+    /// The kernel's task-file iterator when it can be used, `/proc` when not.
+    #[default]
+    Auto,
+    /// The kernel's task-file iterator; an error when it cannot be used.
+    Kernel,
+    /// One walk of `/proc/*/fd`, as `ss -p` does.
+    Proc,
+}
+
+impl std::str::FromStr for OwnerSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<OwnerSource, String> {
+        match s {
+            "auto" => Ok(OwnerSource::Auto),
+            "kernel" => Ok(OwnerSource::Kernel),
+            "proc" => Ok(OwnerSource::Proc),
+            other => Err(format!(
+                "'{other}' is not a socket-owner source: auto, kernel, proc"
+            )),
         }
     }
 }
@@ -291,6 +330,8 @@ pub enum InspectError {
     Decode { what: &'static str, detail: String },
     #[error("cannot read {path} while looking for socket owners: {error}")]
     Proc { path: String, error: std::io::Error },
+    #[error("cannot list socket owners through the kernel's task-file iterator: {reason} (the `proc` owner source, `portwall ports --owners proc`, walks /proc instead)")]
+    Iterator { reason: String },
 }
 
 /// Lists the sockets that `query` selects, with their owners, sorted by
@@ -316,7 +357,7 @@ pub fn list_sockets(query: &SocketQuery) -> Result<Vec<Socket>, InspectError> {
         dumps.push(diag::Dump::new(Protocol::Udp, Family::V4, udp_states));
         dumps.push(diag::Dump::new(Protocol::Udp, Family::V6, udp_states));
     }
-    collect(&dumps, query.port, query.process.as_deref())
+    collect(&dumps, query.port, query.process.as_deref(), query.owners)
 }
 
 /// Every listening TCP socket and unconnected UDP socket, with owners: the
@@ -334,68 +375,152 @@ pub fn established_tcp(local_port: u16) -> Result<Vec<Socket>, InspectError> {
         diag::Dump::new(Protocol::Tcp, Family::V4, states),
         diag::Dump::new(Protocol::Tcp, Family::V6, states),
     ];
-    collect(&dumps, Some(local_port), None)
+    collect(&dumps, Some(local_port), None, OwnerSource::Auto)
 }
 
 fn collect(
     dumps: &[diag::Dump],
     port: Option<u16>,
     process: Option<&str>,
+    source: OwnerSource,
 ) -> Result<Vec<Socket>, InspectError> {
-    let walk = procfs::Walk::start()?;
-    // The netlink dump (on this thread: netlink sockets belong to the calling
-    // thread's network namespace) and the /proc walk (on helper threads) run
-    // at the same time; once the dump is done and its sockets sorted and
-    // named, this thread helps the walk.
-    let (dumped, seen) = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (0..procfs::helper_threads())
-            .map_while(|_| {
-                std::thread::Builder::new()
-                    .name("inspect-proc".into())
-                    .spawn_scoped(scope, || walk.work())
-                    // Without more threads, the ones started walk alone.
-                    .ok()
-            })
-            .collect();
-        let dumped = diag::dump_all(dumps, port).map(|mut sockets| {
-            sort(&mut sockets);
-            let mut names = users::UserNames::default();
-            for s in &mut sockets {
-                s.user = names.name(s.uid);
-            }
-            sockets
-        });
-        if !matches!(&dumped, Ok(sockets) if !sockets.is_empty()) {
-            walk.stop();
-        }
-        let mut seen = walk.work();
-        for helper in helpers {
-            let theirs = helper
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            seen = match (seen, theirs) {
-                (Ok(mut mine), Ok(theirs)) => {
-                    mine.extend(theirs);
-                    Ok(mine)
-                }
-                (Err(e), _) | (_, Err(e)) => Err(e),
+    // Without root the kernel refuses BPF programs: walking /proc at once
+    // lets the walk overlap the dump.
+    let source = match source {
+        OwnerSource::Auto if !rustix::process::geteuid().is_root() => OwnerSource::Proc,
+        source => source,
+    };
+    let (mut sockets, seen, proc_dir) = if source == OwnerSource::Proc {
+        dump_and_walk(dumps, port)?
+    } else {
+        // The netlink dump on this thread (netlink sockets belong to the
+        // calling thread's network namespace), the iterator on another.
+        let (dumped, from_kernel) = std::thread::scope(|scope| {
+            let iterator = std::thread::Builder::new()
+                .name("inspect-owners".into())
+                .spawn_scoped(scope, task_files::owners);
+            let dumped = dump_sorted(dumps, port);
+            let from_kernel = match iterator {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(e) => task_files::owners()
+                    .map_err(|why| task_files::Unavailable(format!("{} (no thread: {e})", why.0))),
             };
+            (dumped, from_kernel)
+        });
+        let sockets = dumped?;
+        match from_kernel {
+            Ok(seen) => (sockets, seen, procfs::open_proc()?),
+            Err(why) if source == OwnerSource::Kernel => {
+                return Err(InspectError::Iterator { reason: why.0 })
+            }
+            Err(_) => {
+                let walk = procfs::Walk::start()?;
+                let seen = walk_with_helpers(&walk)?;
+                (sockets, seen, walk.into_proc_dir())
+            }
         }
-        (dumped, seen)
-    });
-    let mut sockets = dumped?;
+    };
     if sockets.is_empty() {
         return Ok(sockets);
     }
-    let mut seen = seen?;
-    // Each thread's part is sorted: this merges them.
-    seen.sort();
-    seen.dedup();
-    walk.assign_owners(&seen, &mut sockets);
+    procfs::assign_owners(&proc_dir, &seen, &mut sockets);
     if let Some(name) = process {
         sockets.retain(|s| s.owners.iter().any(|o| comm_matches(&o.name, name)));
     }
     Ok(sockets)
+}
+
+/// The dumped sockets, sorted and with their users' names.
+fn dump_sorted(dumps: &[diag::Dump], port: Option<u16>) -> Result<Vec<Socket>, InspectError> {
+    let mut sockets = diag::dump_all(dumps, port)?;
+    sort(&mut sockets);
+    let mut names = users::UserNames::default();
+    for s in &mut sockets {
+        s.user = names.name(s.uid);
+    }
+    Ok(sockets)
+}
+
+/// The dump and a `/proc` walk at the same time: the sockets, the walk's
+/// (inode, pid) pairs (sorted, each once) and the `/proc` it read.
+fn dump_and_walk(
+    dumps: &[diag::Dump],
+    port: Option<u16>,
+) -> Result<(Vec<Socket>, Vec<procfs::Seen>, rustix::fd::OwnedFd), InspectError> {
+    let walk = procfs::Walk::start()?;
+    // The netlink dump (on this thread) and the /proc walk (on helper
+    // threads) run at the same time; once the dump is done and its sockets
+    // sorted and named, this thread helps the walk.
+    let (dumped, seen) = std::thread::scope(|scope| {
+        let helpers = start_helpers(scope, &walk);
+        let dumped = dump_sorted(dumps, port);
+        if !matches!(&dumped, Ok(sockets) if !sockets.is_empty()) {
+            walk.stop();
+        }
+        (dumped, join_walk(&walk, helpers))
+    });
+    let sockets = dumped?;
+    let seen = if sockets.is_empty() {
+        Vec::new()
+    } else {
+        seen?
+    };
+    Ok((sockets, seen, walk.into_proc_dir()))
+}
+
+/// A whole `/proc` walk, by this thread and one helper per other core.
+fn walk_with_helpers(walk: &procfs::Walk) -> Result<Vec<procfs::Seen>, InspectError> {
+    std::thread::scope(|scope| {
+        let helpers = start_helpers(scope, walk);
+        join_walk(walk, helpers)
+    })
+}
+
+type WalkThread<'scope> =
+    std::thread::ScopedJoinHandle<'scope, Result<Vec<procfs::Seen>, InspectError>>;
+
+fn start_helpers<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    walk: &'env procfs::Walk,
+) -> Vec<WalkThread<'scope>> {
+    (0..procfs::helper_threads())
+        .map_while(|_| {
+            std::thread::Builder::new()
+                .name("inspect-proc".into())
+                .spawn_scoped(scope, || walk.work())
+                // Without more threads, the ones started walk alone.
+                .ok()
+        })
+        .collect()
+}
+
+/// This thread's share of the walk, then every helper's, merged: sorted,
+/// each (inode, pid) once.
+fn join_walk(
+    walk: &procfs::Walk,
+    helpers: Vec<WalkThread<'_>>,
+) -> Result<Vec<procfs::Seen>, InspectError> {
+    let mut seen = walk.work();
+    for helper in helpers {
+        let theirs = helper
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        seen = match (seen, theirs) {
+            (Ok(mut mine), Ok(theirs)) => {
+                mine.extend(theirs);
+                Ok(mine)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+    }
+    // Each thread's part is sorted: this merges them.
+    seen.map(|mut seen| {
+        seen.sort();
+        seen.dedup();
+        seen
+    })
 }
 
 /// Sorts sockets by protocol (`tcp`, `tcp6`, `udp`, `udp6`), then local port,

@@ -138,7 +138,7 @@ impl Drop for Listing<'_> {
 impl Walk {
     /// Opens `/proc` and lists its processes.
     pub(crate) fn start() -> Result<Walk, InspectError> {
-        let proc_dir = open_dir(CWD, c"/proc").map_err(|e| proc_error("/proc", e))?;
+        let proc_dir = open_proc()?;
         let mut buf: Vec<u8> = Vec::with_capacity(DIR_BUFFER);
         let mut pids = Vec::with_capacity(512);
         let mut dir = RawDir::new(&proc_dir, buf.spare_capacity_mut());
@@ -158,6 +158,11 @@ impl Walk {
             shared: Mutex::default(),
             wake: Condvar::new(),
         })
+    }
+
+    /// The `/proc` directory the walk read, for program names.
+    pub(crate) fn into_proc_dir(self) -> OwnedFd {
+        self.proc_dir
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -310,99 +315,99 @@ impl Walk {
             }
         }
     }
+}
 
-    /// Gives each socket of `sockets` the processes that hold it, from what
-    /// the walk saw (`seen`: sorted, each (inode, pid) once), in the order of
-    /// their pids. Program names are read now, once per process; a process
-    /// that has exited since its descriptors were read owns nothing any
-    /// more, and is left out. A socket that no process holds keeps no owner.
-    ///
-    /// Building the owners allocates for every socket; with many sockets,
-    /// parts of them are done by as many threads as the walk had.
-    pub(crate) fn assign_owners(&self, seen: &[Seen], sockets: &mut [Socket]) {
-        let names = Mutex::new(HashMap::new());
-        let threads = (helper_threads() + 1)
-            .min(sockets.len() / OWNERS_PER_THREAD)
-            .max(1);
-        if threads == 1 {
-            self.assign_part(seen, sockets, &names);
-            return;
-        }
-        let size = sockets.len().div_ceil(threads);
-        let parts = Mutex::new(sockets.chunks_mut(size).collect::<Vec<_>>());
-        let work = || loop {
-            let part = parts.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            let Some(part) = part else { break };
-            self.assign_part(seen, part, &names);
-        };
-        std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads)
-                .map_while(|_| {
-                    std::thread::Builder::new()
-                        .name("inspect-owners".into())
-                        .spawn_scoped(scope, work)
-                        // The threads started (this one at least) do it all.
-                        .ok()
-                })
-                .collect();
-            work();
-            for helper in helpers {
-                helper
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            }
-        });
+/// Gives each socket of `sockets` the processes that hold it, from what
+/// the walk saw (`seen`: sorted, each (inode, pid) once), in the order of
+/// their pids. Program names are read now, once per process; a process
+/// that has exited since its descriptors were read owns nothing any
+/// more, and is left out. A socket that no process holds keeps no owner.
+///
+/// Building the owners allocates for every socket; with many sockets,
+/// parts of them are done by as many threads as a walk has.
+pub(crate) fn assign_owners(proc_dir: &OwnedFd, seen: &[Seen], sockets: &mut [Socket]) {
+    let names = Mutex::new(HashMap::new());
+    let threads = (helper_threads() + 1)
+        .min(sockets.len() / OWNERS_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        assign_part(proc_dir, seen, sockets, &names);
+        return;
     }
-
-    /// [`Walk::assign_owners`] for one part of the sockets. Program names
-    /// are shared between parts through `names`.
-    fn assign_part(
-        &self,
-        seen: &[Seen],
-        sockets: &mut [Socket],
-        names: &Mutex<HashMap<u32, Option<String>>>,
-    ) {
-        // Both sides sorted by inode, then merged.
-        let mut by_inode: Vec<(u64, usize)> = sockets
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.inode != 0)
-            .map(|(i, s)| (s.inode, i))
+    let size = sockets.len().div_ceil(threads);
+    let parts = Mutex::new(sockets.chunks_mut(size).collect::<Vec<_>>());
+    let work = || loop {
+        let part = parts.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let Some(part) = part else { break };
+        assign_part(proc_dir, seen, part, &names);
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads)
+            .map_while(|_| {
+                std::thread::Builder::new()
+                    .name("inspect-owners".into())
+                    .spawn_scoped(scope, work)
+                    // The threads started (this one at least) do it all.
+                    .ok()
+            })
             .collect();
-        by_inode.sort_unstable();
-        let mut mine: HashMap<u32, Option<String>> = HashMap::new();
-        let (mut a, mut b) = (0, 0);
-        while a < by_inode.len() && b < seen.len() {
-            let inode = by_inode[a].0;
-            match inode.cmp(&seen[b].0) {
-                Order::Less => a += 1,
-                Order::Greater => b += 1,
-                Order::Equal => {
-                    let a_end = a + run(&by_inode[a..], |&(i, _)| i == inode);
-                    let b_end = b + run(&seen[b..], |&(i, _)| i == inode);
-                    for &(_, index) in &by_inode[a..a_end] {
-                        // Usually one owner: no room for more.
-                        sockets[index].owners.reserve_exact(b_end - b);
-                    }
-                    for &(_, pid) in &seen[b..b_end] {
-                        let name = mine.entry(pid).or_insert_with(|| {
-                            names
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .entry(pid)
-                                .or_insert_with(|| read_comm(&self.proc_dir, pid))
-                                .clone()
-                        });
-                        let Some(name) = name else { continue };
-                        for &(_, index) in &by_inode[a..a_end] {
-                            sockets[index].owners.push(Owner {
-                                pid,
-                                name: name.clone(),
-                            });
-                        }
-                    }
-                    (a, b) = (a_end, b_end);
+        work();
+        for helper in helpers {
+            helper
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+    });
+}
+
+/// [`assign_owners`] for one part of the sockets. Program names
+/// are shared between parts through `names`.
+fn assign_part(
+    proc_dir: &OwnedFd,
+    seen: &[Seen],
+    sockets: &mut [Socket],
+    names: &Mutex<HashMap<u32, Option<String>>>,
+) {
+    // Both sides sorted by inode, then merged.
+    let mut by_inode: Vec<(u64, usize)> = sockets
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.inode != 0)
+        .map(|(i, s)| (s.inode, i))
+        .collect();
+    by_inode.sort_unstable();
+    let mut mine: HashMap<u32, Option<String>> = HashMap::new();
+    let (mut a, mut b) = (0, 0);
+    while a < by_inode.len() && b < seen.len() {
+        let inode = by_inode[a].0;
+        match inode.cmp(&seen[b].0) {
+            Order::Less => a += 1,
+            Order::Greater => b += 1,
+            Order::Equal => {
+                let a_end = a + run(&by_inode[a..], |&(i, _)| i == inode);
+                let b_end = b + run(&seen[b..], |&(i, _)| i == inode);
+                for &(_, index) in &by_inode[a..a_end] {
+                    // Usually one owner: no room for more.
+                    sockets[index].owners.reserve_exact(b_end - b);
                 }
+                for &(_, pid) in &seen[b..b_end] {
+                    let name = mine.entry(pid).or_insert_with(|| {
+                        names
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .entry(pid)
+                            .or_insert_with(|| read_comm(proc_dir, pid))
+                            .clone()
+                    });
+                    let Some(name) = name else { continue };
+                    for &(_, index) in &by_inode[a..a_end] {
+                        sockets[index].owners.push(Owner {
+                            pid,
+                            name: name.clone(),
+                        });
+                    }
+                }
+                (a, b) = (a_end, b_end);
             }
         }
     }
@@ -418,6 +423,11 @@ fn proc_error(path: &str, e: Errno) -> InspectError {
         path: path.to_string(),
         error: e.into(),
     }
+}
+
+/// Opens `/proc`, where program names (and, for a walk, descriptors) are read.
+pub(crate) fn open_proc() -> Result<OwnedFd, InspectError> {
+    open_dir(CWD, c"/proc").map_err(|e| proc_error("/proc", e))
 }
 
 /// Errors that mean "this process is gone or not ours to look at".
@@ -659,7 +669,7 @@ mod tests {
 
         // ...and the process owns it once.
         let mut sockets = vec![socket(inode), socket(u64::MAX), socket(0)];
-        walk.assign_owners(&seen, &mut sockets);
+        assign_owners(&walk.proc_dir, &seen, &mut sockets);
         assert_eq!(
             sockets[0].owners,
             vec![Owner {
@@ -707,7 +717,7 @@ mod tests {
         let mut listed: Vec<Socket> = inodes.iter().map(|&i| socket(i)).collect();
         let mut seen: Vec<Seen> = seen.into_iter().flatten().collect();
         seen.sort();
-        walk.assign_owners(&seen, &mut listed);
+        assign_owners(&walk.proc_dir, &seen, &mut listed);
         assert!(listed
             .iter()
             .all(|s| s.owners.len() == 1 && s.owners[0].pid == me));
@@ -727,7 +737,7 @@ mod tests {
         // No process has pid u32::MAX (the kernel's limit is 2^22).
         let seen = vec![(7, me), (7, u32::MAX), (8, me)];
         let mut sockets = vec![socket(8), socket(7), socket(7)];
-        walk.assign_owners(&seen, &mut sockets);
+        assign_owners(&walk.proc_dir, &seen, &mut sockets);
         let pids = |s: &Socket| s.owners.iter().map(|o| o.pid).collect::<Vec<u32>>();
         assert_eq!(pids(&sockets[0]), vec![me]);
         // A socket listed twice has its owners twice.
@@ -742,7 +752,7 @@ mod tests {
         let parent = std::os::unix::process::parent_id();
         let seen = vec![(5, me.min(parent)), (5, me.max(parent))];
         let mut sockets = vec![socket(5)];
-        walk.assign_owners(&seen, &mut sockets);
+        assign_owners(&walk.proc_dir, &seen, &mut sockets);
         let pids: Vec<u32> = sockets[0].owners.iter().map(|o| o.pid).collect();
         assert_eq!(pids, vec![me.min(parent), me.max(parent)]);
     }
@@ -765,7 +775,7 @@ mod tests {
         seen.sort();
         let mut sockets: Vec<Socket> = (0..=n).rev().map(socket).collect();
         sockets.push(socket(1));
-        walk.assign_owners(&seen, &mut sockets);
+        assign_owners(&walk.proc_dir, &seen, &mut sockets);
         let comm = my_comm();
         for s in &sockets {
             let mut want: Vec<u32> = Vec::new();

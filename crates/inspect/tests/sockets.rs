@@ -4,7 +4,9 @@
 //! Needs root (namespaces, `setpriv`) and `/usr/bin/python3`; the listeners run
 //! as `nobody`, under the program names `pwt-listener` and `pwt-forked`.
 
-use inspect::{established_tcp, list_sockets, Family, Owner, Protocol, Socket, SocketQuery, State};
+use inspect::{
+    established_tcp, list_sockets, Family, Owner, OwnerSource, Protocol, Socket, SocketQuery, State,
+};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -531,6 +533,33 @@ fn same_sockets_as_ss() {
     // The pids ss saw are the listeners'.
     let pids: BTreeSet<u32> = ss.iter().flat_map(|r| r.5.iter().copied()).collect();
     assert_eq!(pids, BTreeSet::from([l.pid, l.child_pid]));
+}
+
+/// The kernel's task-file iterator and the /proc walk find the same owners,
+/// the ones ss finds: the shared socket's two processes, and nobody for the
+/// socket in flight.
+#[test]
+fn both_owner_sources_agree_with_ss() {
+    let ns = Netns::new();
+    let l = Listeners::start(&ns);
+    let ss = parse_ss(&ns.exec_ok(&["ss", "-tuapenH"]));
+    for owners in [OwnerSource::Kernel, OwnerSource::Proc, OwnerSource::Auto] {
+        let ours = ns
+            .run(|| {
+                list_sockets(&SocketQuery {
+                    listening_only: false,
+                    owners,
+                    ..SocketQuery::default()
+                })
+            })
+            .unwrap_or_else(|e| panic!("owners from {owners:?}: {e}"));
+        assert_eq!(rows(&ours), ss, "owners from {owners:?}");
+        let shared = find(&ours, Protocol::Tcp, "0.0.0.0:7010");
+        assert_eq!(shared.owners.len(), 2, "owners from {owners:?}");
+        let in_flight = find(&ours, Protocol::Tcp, "127.0.0.1:7020");
+        assert_eq!(in_flight.owners, vec![], "owners from {owners:?}");
+        assert!(ours.iter().any(|s| s.owners.contains(&l.owner())));
+    }
 }
 
 #[test]

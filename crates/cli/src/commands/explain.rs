@@ -429,6 +429,7 @@ fn listener_layer(packet: &Packet) -> Layer {
         listening_only: true,
         port: Some(port),
         process: None,
+        owners: inspect::OwnerSource::Auto,
     };
     let sockets = match inspect::list_sockets(&query) {
         Ok(s) => s,

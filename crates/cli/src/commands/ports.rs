@@ -47,6 +47,12 @@ pub struct PortsArgs {
     /// Only sockets held by a process of this name (as in /proc/PID/comm).
     #[arg(long, value_name = "NAME")]
     pub process: Option<String>,
+    /// Where owners are read from: the kernel's task-file iterator (BPF;
+    /// needs root and a kernel with BTF), a walk of /proc/*/fd (as ss -p
+    /// does), or the iterator when it can be used and /proc when not.
+    #[arg(long, value_name = "SOURCE", env = "PORTWALL_OWNERS", default_value = "auto",
+          value_parser = ["auto", "kernel", "proc"])]
+    pub owners: String,
 }
 
 impl PortsArgs {
@@ -58,6 +64,8 @@ impl PortsArgs {
             listening_only: !self.all,
             port: self.port,
             process: self.process.clone(),
+            // The parser admits only the three names.
+            owners: self.owners.parse().unwrap_or_default(),
         }
     }
 }
@@ -715,9 +723,11 @@ mod tests {
             udp,
             port: Some(22),
             process: Some("sshd".into()),
+            owners: "proc".into(),
         };
         let q = args(false, false, false).query();
         assert!(q.tcp && q.udp && q.listening_only);
+        assert_eq!(q.owners, inspect::OwnerSource::Proc);
         assert_eq!((q.port, q.process.as_deref()), (Some(22), Some("sshd")));
         let q = args(true, true, false).query();
         assert!(q.tcp && !q.udp && !q.listening_only);

@@ -29,6 +29,7 @@ pub fn live_sessions() -> Result<Vec<Session>> {
         listening_only: true,
         port: None,
         process: Some("sshd".into()),
+        owners: inspect::OwnerSource::Auto,
     })?
     .iter()
     .map(|s| s.local.port())
