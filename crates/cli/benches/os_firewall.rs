@@ -71,8 +71,8 @@ fn apply_times() {
         "\n## Apply time (inside a fresh namespace each; backend: {:?})\n",
         netfilter::nft::backend()
     );
-    println!("| rules | portwall apply (end to end) | iptables-restore | ufw (per rule x n) | iptables/portwall | ufw/portwall |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("| rules | portwall apply (end to end) | iptables-restore | ufw (per rule x n) | iptables/portwall | ufw/portwall | nft -f, one set, no counters | nft -f, one set, counters |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     let dir = tempfile::tempdir().unwrap();
     // ufw: measure the cost per rule added on top of a ruleset of UFW_RULES rules.
     let ufw_per_rule = if std::env::var_os("PORTWALL_BENCH_NO_UFW").is_some() {
@@ -108,8 +108,18 @@ fn apply_times() {
         std::fs::write(&ipt_file, text).unwrap();
         let ipt = time(|| run_ok(ns2.command("iptables-restore").arg(&ipt_file)));
         let ufw = ufw_per_rule.map(|d| d * n as u32);
+        // The floor the kernel sets: the same rules as one hand-written set,
+        // loaded by nft, without and with a counter per element (portwall
+        // keeps one per rule, for `status --verbose`).
+        let nft_set = |counters: bool| {
+            let ns = Netns::new();
+            let path = dir.path().join(format!("set{n}{counters}.nft"));
+            std::fs::write(&path, nft_set_file(n, counters)).unwrap();
+            time(|| run_ok(ns.command("nft").arg("-f").arg(&path)))
+        };
+        let (nft_plain, nft_counted) = (nft_set(false), nft_set(true));
         println!(
-            "| {n} | {} | {} | {} | {:.1}x | {} |",
+            "| {n} | {} | {} | {} | {:.1}x | {} | {} | {} |",
             ms(pw),
             ms(ipt),
             ufw.map(|d| format!("{:.1} s", d.as_secs_f64()))
@@ -117,11 +127,29 @@ fn apply_times() {
             ipt.as_secs_f64() / pw.as_secs_f64(),
             ufw.map(|d| format!("{:.0}x", d.as_secs_f64() / pw.as_secs_f64()))
                 .unwrap_or_else(|| "n/a".into()),
+            ms(nft_plain),
+            ms(nft_counted),
         );
         if n == 100_000 {
             single_change(&ns, &cfg, n);
         }
     }
+}
+
+/// The benchmark's rules as one nft set of `address . port` elements and one
+/// rule that looks it up, as an admin would write them by hand.
+fn nft_set_file(n: usize, counters: bool) -> String {
+    let mut s = String::from("table inet hand {\n  set allowed {\n    type ipv4_addr . inet_service\n");
+    if counters {
+        s.push_str("    counter\n");
+    }
+    s.push_str("    elements = {\n");
+    for i in 0..n {
+        writeln!(s, "      {} . {},", addr(i), 1024 + (i % 60000)).unwrap();
+    }
+    s.push_str("    }\n  }\n  chain input {\n    type filter hook input priority 0; policy drop;\n");
+    s.push_str("    ip saddr . tcp dport @allowed accept\n  }\n}\n");
+    s
 }
 
 /// The time of one `ufw allow` on top of `base` existing rules, in a namespace
