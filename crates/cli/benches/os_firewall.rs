@@ -139,7 +139,8 @@ fn apply_times() {
 /// The benchmark's rules as one nft set of `address . port` elements and one
 /// rule that looks it up, as an admin would write them by hand.
 fn nft_set_file(n: usize, counters: bool) -> String {
-    let mut s = String::from("table inet hand {\n  set allowed {\n    type ipv4_addr . inet_service\n");
+    let mut s =
+        String::from("table inet hand {\n  set allowed {\n    type ipv4_addr . inet_service\n");
     if counters {
         s.push_str("    counter\n");
     }
@@ -147,7 +148,9 @@ fn nft_set_file(n: usize, counters: bool) -> String {
     for i in 0..n {
         writeln!(s, "      {} . {},", addr(i), 1024 + (i % 60000)).unwrap();
     }
-    s.push_str("    }\n  }\n  chain input {\n    type filter hook input priority 0; policy drop;\n");
+    s.push_str(
+        "    }\n  }\n  chain input {\n    type filter hook input priority 0; policy drop;\n",
+    );
     s.push_str("    ip saddr . tcp dport @allowed accept\n  }\n}\n");
     s
 }

@@ -247,7 +247,7 @@ impl std::ops::AddAssign for Count {
 }
 
 /// Counters read from the kernel, mapped back to the model.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
     /// Per model rule, in order.
     pub rules: Vec<Count>,
@@ -261,10 +261,26 @@ pub struct Counters {
 /// ruleset that is loaded; see [`drift`]). `None` when no table is loaded.
 pub fn counters(ruleset: &Ruleset) -> Result<Option<Counters>, NetfilterError> {
     let compiled = compile(ruleset, TABLE);
+    // Over netlink, matched on the elements' bytes: no JSON of 100k elements
+    // to build and parse again.
+    if nft::backend() == nft::Backend::Netlink {
+        match netlink::counters::read_counters(&compiled, ruleset.rules.len()) {
+            Ok(c) => return Ok(c),
+            Err(e) if !e.use_nft_instead() => return Err(NftError::from(e).into()),
+            Err(_) => {}
+        }
+    }
     let Some(v) = nft::list_table("inet", TABLE)? else {
         return Ok(None);
     };
-    let kernel = KernelTable::from_json(&v);
+    Ok(Some(counters_from_json(ruleset, &v)))
+}
+
+/// The counters of `ruleset`'s table in `v`, the table as `nft -j list
+/// table` prints it (the path of the `nft` backend).
+pub fn counters_from_json(ruleset: &Ruleset, v: &serde_json::Value) -> Counters {
+    let compiled = compile(ruleset, TABLE);
+    let kernel = KernelTable::from_json(v);
     let mut c = Counters {
         rules: vec![Count::default(); ruleset.rules.len()],
         ..Default::default()
@@ -303,7 +319,7 @@ pub fn counters(ruleset: &Ruleset) -> Result<Option<Counters>, NetfilterError> {
             }
         }
     }
-    Ok(Some(c))
+    c
 }
 
 /// Sets every counter to zero by replacing the table with itself in one

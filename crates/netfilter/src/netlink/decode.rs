@@ -157,7 +157,7 @@ pub(crate) struct KElem {
     pub(crate) counter: Option<(u64, u64)>,
 }
 
-fn counter_of(expr: &[u8]) -> Option<(u64, u64)> {
+pub(crate) fn counter_of(expr: &[u8]) -> Option<(u64, u64)> {
     let a: Vec<(u16, &[u8])> = attrs(expr).collect();
     if cstr(get(&a, NFTA_EXPR_NAME)?) != "counter" {
         return None;

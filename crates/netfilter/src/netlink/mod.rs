@@ -35,6 +35,7 @@
 //! Every call opens its own socket on the calling thread: a netlink socket
 //! belongs to the network namespace of the thread that opens it.
 
+pub mod counters;
 pub mod decode;
 pub mod encode;
 pub mod socket;
