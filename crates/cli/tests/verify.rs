@@ -167,3 +167,34 @@ fn ports_in_a_child_pid_namespace_take_owners_from_proc() {
     assert_eq!(owner_pids(&ports(true, "auto")), vec![me]);
     assert_eq!(owner_pids(&ports(true, "proc")), vec![me]);
 }
+
+/// Without root the kernel refuses the iterator: `--owners kernel` says what
+/// it needs, and the default lists the sockets with the owners a /proc walk
+/// may see (none of root's: their descriptors are not another user's to read).
+#[test]
+fn ports_without_root_walk_proc_and_say_what_the_iterator_needs() {
+    let ns = Netns::new();
+    let _listener = ns.run(|| TcpListener::bind("127.0.0.1:7078").unwrap());
+    let as_nobody = |owners: &str| {
+        ns.command("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_portwall"))
+            .args(["ports", "--port", "7078", "--json", "--owners", owners])
+            .output()
+            .unwrap()
+    };
+    let refused = as_nobody("kernel");
+    assert_eq!(refused.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    let message = error["error"].as_str().unwrap_or_default();
+    assert!(message.contains("CAP_BPF"), "{error}");
+    let listed = as_nobody("auto");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["owners"], serde_json::json!([]), "{v}");
+}

@@ -271,13 +271,16 @@ impl Program {
             Err(e) => {
                 let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
                 let reason = String::from_utf8_lossy(&log[..end]);
-                let last = reason
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("");
+                // The verifier's last line says why it refused, if it did.
+                let why = match reason.lines().rev().find(|l| !l.trim().is_empty()) {
+                    Some(line) => format!(": {}", line.trim()),
+                    None if e.raw_os_error() == Some(libc::EPERM) => {
+                        " (loading it needs CAP_BPF and CAP_PERFMON, which root has)".into()
+                    }
+                    None => String::new(),
+                };
                 Err(Unavailable(format!(
-                    "the kernel refused the socket-owner iterator: {e} {last}"
+                    "the kernel refused the socket-owner iterator: {e}{why}"
                 )))
             }
         }
