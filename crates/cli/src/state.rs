@@ -20,6 +20,10 @@ pub struct State {
     dir: PathBuf,
     _lock: File,
     pub services: Services,
+    /// The text of `rules.toml` as [`State::load`] read it: when `applied.toml`
+    /// holds the same bytes (the usual case), its rules are the loaded ones and
+    /// need not be parsed again (100k rules take a few hundred milliseconds).
+    loaded_text: std::cell::OnceCell<String>,
 }
 
 impl State {
@@ -39,6 +43,7 @@ impl State {
             dir: dir.to_path_buf(),
             _lock: lock,
             services: services(),
+            loaded_text: std::cell::OnceCell::new(),
         })
     }
 
@@ -56,7 +61,14 @@ impl State {
 
     /// The desired state; the default (disabled, no rules) when there is no file.
     pub fn load(&self) -> Result<HostConfig> {
-        read_config(&self.rules_path(), &self.services).map(Option::unwrap_or_default)
+        let Some(text) = read_text(&self.rules_path())? else {
+            return Ok(HostConfig::default());
+        };
+        let config = parse_config(&self.rules_path(), &text, &self.services)?;
+        // A second load keeps the first text: `applied_or_loaded` compares
+        // with what the caller's loaded config came from first.
+        let _ = self.loaded_text.set(text);
+        Ok(config)
     }
 
     pub fn save(&self, config: &HostConfig) -> Result<()> {
@@ -79,6 +91,23 @@ impl State {
     /// The ruleset last applied to the kernel by portwall, if any.
     pub fn applied(&self) -> Result<Option<Ruleset>> {
         Ok(read_config(&self.applied_path(), &self.services)?.map(|c| c.ruleset))
+    }
+
+    /// [`State::applied`], borrowed from `loaded` (the config [`State::load`]
+    /// returned) when `applied.toml` is byte for byte the `rules.toml` it was
+    /// read from.
+    pub fn applied_or_loaded<'a>(
+        &self,
+        loaded: &'a HostConfig,
+    ) -> Result<Option<std::borrow::Cow<'a, Ruleset>>> {
+        let Some(text) = read_text(&self.applied_path())? else {
+            return Ok(None);
+        };
+        if self.loaded_text.get() == Some(&text) {
+            return Ok(Some(std::borrow::Cow::Borrowed(&loaded.ruleset)));
+        }
+        let config = parse_config(&self.applied_path(), &text, &self.services)?;
+        Ok(Some(std::borrow::Cow::Owned(config.ruleset)))
     }
 
     pub fn set_applied(&self, ruleset: Option<&Ruleset>) -> Result<()> {
@@ -110,13 +139,24 @@ pub fn services() -> Services {
 
 /// Reads and validates a config file; `None` when it does not exist.
 pub fn read_config(path: &Path, services: &Services) -> Result<Option<HostConfig>> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    HostConfig::from_toml(&text, services)
-        .map(Some)
+    match read_text(path)? {
+        Some(text) => parse_config(path, &text, services).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The text of a config file, `None` when there is none.
+fn read_text(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// A config file's text as a config; an invalid one is bad input (exit 2).
+fn parse_config(path: &Path, text: &str, services: &Services) -> Result<HostConfig> {
+    HostConfig::from_toml(text, services)
         .map_err(|e| crate::exit::usage(format!("{}: {e}", path.display())))
 }
 

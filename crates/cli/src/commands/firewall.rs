@@ -133,11 +133,11 @@ fn commit(
     let applied = if new.enabled {
         let filter = Filter::of(global)?;
         let previous = if filter.is_loaded()? {
-            st.applied()?
+            st.applied_or_loaded(old)?
         } else {
             None
         };
-        let report = filter.apply(&new.ruleset, previous.as_ref())?;
+        let report = filter.apply(&new.ruleset, previous.as_deref())?;
         st.set_applied_toml(&toml)?;
         Some(report)
     } else {
