@@ -146,7 +146,7 @@ pub fn read_config(path: &Path, services: &Services) -> Result<Option<HostConfig
 }
 
 /// The text of a config file, `None` when there is none.
-fn read_text(path: &Path) -> Result<Option<String>> {
+pub fn read_text(path: &Path) -> Result<Option<String>> {
     match fs::read_to_string(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -155,7 +155,7 @@ fn read_text(path: &Path) -> Result<Option<String>> {
 }
 
 /// A config file's text as a config; an invalid one is bad input (exit 2).
-fn parse_config(path: &Path, text: &str, services: &Services) -> Result<HostConfig> {
+pub fn parse_config(path: &Path, text: &str, services: &Services) -> Result<HostConfig> {
     HostConfig::from_toml(text, services)
         .map_err(|e| crate::exit::usage(format!("{}: {e}", path.display())))
 }

@@ -11,7 +11,7 @@ use crate::state::{self, State};
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
-use model::{Direction, Ruleset};
+use model::{Direction, HostConfig, Ruleset};
 use netfilter::Count;
 use serde::Serialize;
 
@@ -70,12 +70,22 @@ struct Status {
 
 pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
     let services = state::services();
-    let saved =
-        state::read_config(&global.config_dir.join("rules.toml"), &services)?.unwrap_or_default();
+    let rules_path = global.config_dir.join("rules.toml");
+    let saved_text = state::read_text(&rules_path)?;
+    let saved = match &saved_text {
+        Some(text) => state::parse_config(&rules_path, text, &services)?,
+        None => HostConfig::default(),
+    };
     let filter = crate::backend::Filter::of(global)?;
     let loaded = filter.is_loaded()?;
     let applied: Option<Ruleset> = if loaded {
-        state::read_config(&global.config_dir.join("applied.toml"), &services)?.map(|c| c.ruleset)
+        let applied_path = global.config_dir.join("applied.toml");
+        match state::read_text(&applied_path)? {
+            // The usual case: what was applied is what is saved, byte for byte.
+            Some(text) if Some(&text) == saved_text.as_ref() => Some(saved.ruleset.clone()),
+            Some(text) => Some(state::parse_config(&applied_path, &text, &services)?.ruleset),
+            None => None,
+        }
     } else {
         None
     };
