@@ -59,6 +59,18 @@ impl Filter {
         })
     }
 
+    /// [`Filter::drift`] and [`Filter::counters`] of the same ruleset, reading
+    /// the kernel's table once where the backend can.
+    pub fn drift_and_counters(self, ruleset: &Ruleset) -> Result<Option<(Vec<String>, Counters)>> {
+        Ok(match self.0 {
+            Backend::Nftables => netfilter::drift_and_counters(ruleset)?,
+            Backend::Iptables => match (iptables::drift(ruleset)?, iptables::counters(ruleset)?) {
+                (Some(d), Some(c)) => Some((d, c)),
+                _ => None,
+            },
+        })
+    }
+
     pub fn zero_counters(self, ruleset: &Ruleset) -> Result<()> {
         match self.0 {
             Backend::Nftables => netfilter::zero_counters(ruleset)?,

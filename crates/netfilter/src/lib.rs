@@ -287,6 +287,27 @@ pub fn counters(ruleset: &Ruleset) -> Result<Option<Counters>, NetfilterError> {
     Ok(Some(counters_from_json(ruleset, &v)))
 }
 
+/// [`drift`] and [`counters`] of one ruleset (the one that is loaded), from
+/// one read of the table where netlink is used: `status --verbose` wants
+/// both, and at 100k elements each read of a set costs a good part of a
+/// second. `None` when no table is loaded.
+pub fn drift_and_counters(
+    ruleset: &Ruleset,
+) -> Result<Option<(Vec<String>, Counters)>, NetfilterError> {
+    if nft::backend() == nft::Backend::Netlink {
+        let compiled = compile(ruleset, TABLE);
+        match netlink::counters::differences_and_counters(&compiled, ruleset.rules.len()) {
+            Ok(both) => return Ok(both),
+            Err(e) if !e.use_nft_instead() => return Err(NftError::from(e).into()),
+            Err(_) => {}
+        }
+    }
+    match (drift(ruleset)?, counters(ruleset)?) {
+        (Some(d), Some(c)) => Ok(Some((d, c))),
+        _ => Ok(None),
+    }
+}
+
 /// The counters of `ruleset`'s table in `v`, the table as `nft -j list
 /// table` prints it (the path of the `nft` backend).
 pub fn counters_from_json(ruleset: &Ruleset, v: &serde_json::Value) -> Counters {

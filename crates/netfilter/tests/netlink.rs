@@ -462,14 +462,17 @@ fn counters_over_netlink_equal_the_json_readback() {
         assert!(refused.is_err());
     });
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let (over_netlink, json) = pair.server.run(|| {
+    let (over_netlink, json, both) = pair.server.run(|| {
         let c = netfilter::counters(&rs).unwrap().unwrap();
         let v = netfilter::netlink::list_table("inet", TABLE)
             .unwrap()
             .unwrap();
-        (c, netfilter::counters_from_json(&rs, &v))
+        let both = netfilter::drift_and_counters(&rs).unwrap().unwrap();
+        (c, netfilter::counters_from_json(&rs, &v), both)
     });
     assert_eq!(over_netlink, json);
+    // `status --verbose` reads both from one read of the table.
+    assert_eq!(both, (vec![], over_netlink.clone()));
     let packets: Vec<u64> = over_netlink.rules[..hit.len()]
         .iter()
         .map(|c| c.packets)

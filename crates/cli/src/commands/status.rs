@@ -101,17 +101,21 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
         let _lock = State::lock(&global.config_dir)?;
         filter.zero_counters(&shown)?;
     }
-    let kernel_drift = match (&applied, loaded) {
-        (Some(a), true) => filter.drift(a)?.unwrap_or_default(),
-        (None, true) => {
-            vec!["the table was loaded outside portwall (no record of applying it)".to_string()]
-        }
-        _ => vec![],
-    };
-    let counters = if args.verbose && loaded {
-        filter.counters(&shown)?
-    } else {
-        None
+    let (kernel_drift, counters) = match (&applied, loaded) {
+        // What was applied is what is shown: one read of the table for both.
+        (Some(a), true) if args.verbose => match filter.drift_and_counters(a)? {
+            Some((drift, counters)) => (drift, Some(counters)),
+            None => (vec![], None),
+        },
+        (Some(a), true) => (filter.drift(a)?.unwrap_or_default(), None),
+        (None, true) => (
+            vec!["the table was loaded outside portwall (no record of applying it)".to_string()],
+            args.verbose
+                .then(|| filter.counters(&shown))
+                .transpose()?
+                .flatten(),
+        ),
+        _ => (vec![], None),
     };
     let rules = shown
         .rules

@@ -8,7 +8,7 @@
 //! only the elements an element-only change touched, with one `GETSETELEM`
 //! request per element, so its cost does not depend on the size of the sets.
 
-use super::decode::{self, cstr, get, name_z, KElem};
+use super::decode::{self, cstr, get, name_z, CountedRange, KElem, KSet};
 use super::encode::{dims_key, Elems, SetInfo, Writer};
 use super::socket::{attrs, parse_error, NfSocket, Reply};
 use super::types::*;
@@ -19,26 +19,44 @@ use std::collections::{HashMap, HashSet};
 
 type Range = (Vec<u8>, Vec<u8>);
 
-fn kernel_ranges(set: &SetInfo, elems: Vec<KElem>) -> Vec<Range> {
-    let kl = set.key_len();
+/// A rule as read back: its comment (what it stands for) and its counter
+/// (packets, bytes), if it has one.
+pub(crate) type KernelRule = (String, Option<(u64, u64)>);
+
+/// What the kernel holds of a table, read once: enough to compare it with a
+/// compiled table ([`differences`]) and to count its packets
+/// ([`super::counters`]). At 100k elements a set dump is the costly part, so
+/// `status --verbose` reads the table once for both.
+pub(crate) struct LoadedTable {
+    /// The chains in the kernel's order, each with its rules' comments and
+    /// counters (packets, bytes), in order.
+    pub(crate) chains: Vec<(String, Vec<KernelRule>)>,
+    /// Every named set of the table.
+    pub(crate) sets: Vec<KSet>,
+    /// The elements of each set of the compiled table that the kernel has,
+    /// as (first, last, counter) ranges of key bytes.
+    pub(crate) elements: HashMap<String, (SetInfo, Vec<CountedRange>)>,
+}
+
+/// The kernel's elements of `set` as (first, last, counter) ranges: a plain
+/// interval set's boundaries joined, any other element as it is.
+fn kernel_ranges(set: &SetInfo, elems: Vec<KElem>) -> Vec<CountedRange> {
     if set.interval() && !set.concat() {
-        return decode::interval_ranges(kl, elems)
-            .into_iter()
-            .map(|(s, e, _)| (s, e))
-            .collect();
+        return decode::interval_ranges(set.key_len(), elems);
     }
     elems
         .into_iter()
         .map(|e| {
             let end = e.key_end.unwrap_or_else(|| e.key.clone());
-            (e.key, end)
+            (e.key, end, e.counter)
         })
         .collect()
 }
 
-/// How the kernel's `inet` table differs from `compiled` (the messages of
-/// [`crate::readback::differences`]); `None` when the table does not exist.
-pub fn verify_compiled(compiled: &CompiledTable) -> Result<Option<Vec<String>>, Error> {
+/// Reads the `inet` table `compiled.table` (its chains and rules, its sets,
+/// and the elements of the sets `compiled` has); `None` when it does not
+/// exist.
+pub(crate) fn read_table(compiled: &CompiledTable) -> Result<Option<LoadedTable>, Error> {
     let family = 1u8;
     let table = compiled.table.as_str();
     let mut sock = super::open()?;
@@ -48,10 +66,8 @@ pub fn verify_compiled(compiled: &CompiledTable) -> Result<Option<Vec<String>>, 
     {
         return Ok(None);
     }
-    let mut out = Vec::new();
     let tz = name_z(table);
-    // Chains and the comments of their rules, in order.
-    let mut chains: Vec<(String, Vec<String>)> = Vec::new();
+    let mut chains: Vec<(String, Vec<KernelRule>)> = Vec::new();
     for r in decode::dump(&mut sock, NFT_MSG_GETCHAIN, family, &[])? {
         let Some(p) = r.payload.get(4..) else {
             continue;
@@ -85,17 +101,49 @@ pub fn verify_compiled(compiled: &CompiledTable) -> Result<Option<Vec<String>>, 
                 comment = cstr(ud.get(2..2 + len).unwrap_or(&[]));
             }
         }
+        let counter = get(&a, NFTA_RULE_EXPRESSIONS)
+            .and_then(|list| attrs(list).find_map(|(_, e)| decode::counter_of(e)));
         if let Some(c) = chains.iter_mut().find(|(n, _)| *n == chain) {
-            c.1.push(comment);
+            c.1.push((comment, counter));
         }
     }
+    let sets = decode::table_sets(&mut sock, family, table)?;
+    let mut elements = HashMap::new();
+    for set in &compiled.sets {
+        let Some(k) = sets.iter().find(|k| k.name == set.name) else {
+            continue;
+        };
+        let info = k.info();
+        let elems = decode::set_elements(&mut sock, family, &tz, &name_z(&set.name))?;
+        let ranges = kernel_ranges(&info, elems);
+        elements.insert(set.name.clone(), (info, ranges));
+    }
+    Ok(Some(LoadedTable {
+        chains,
+        sets,
+        elements,
+    }))
+}
+
+/// How the kernel's `inet` table differs from `compiled` (the messages of
+/// [`crate::readback::differences`]); `None` when the table does not exist.
+pub fn verify_compiled(compiled: &CompiledTable) -> Result<Option<Vec<String>>, Error> {
+    Ok(read_table(compiled)?.map(|loaded| differences(compiled, &loaded)))
+}
+
+/// How `loaded` differs from `compiled`: chains and their rules (by their
+/// comments, in order), and every element of every set, compared on its
+/// exact key bytes.
+pub(crate) fn differences(compiled: &CompiledTable, loaded: &LoadedTable) -> Vec<String> {
+    let mut out = Vec::new();
     for chain in &compiled.chains {
-        let Some((_, have)) = chains.iter().find(|(n, _)| *n == chain.name) else {
+        let Some((_, rules)) = loaded.chains.iter().find(|(n, _)| *n == chain.name) else {
             out.push(format!("chain {} is missing", chain.name));
             continue;
         };
+        let have: Vec<&String> = rules.iter().map(|(comment, _)| comment).collect();
         let want: Vec<String> = chain.rules.iter().map(|r| r.origin.comment()).collect();
-        if &want != have {
+        if want.iter().ne(have.iter().copied()) {
             out.push(format!(
                 "chain {} has {} rule(s) {:?}, expected {} {:?}",
                 chain.name,
@@ -106,31 +154,33 @@ pub fn verify_compiled(compiled: &CompiledTable) -> Result<Option<Vec<String>>, 
             ));
         }
     }
-    for (name, _) in &chains {
+    for (name, _) in &loaded.chains {
         if !compiled.chains.iter().any(|c| &c.name == name) {
             out.push(format!("chain {name} was added outside portwall"));
         }
     }
-    let ksets = decode::table_sets(&mut sock, family, table)?;
     for set in &compiled.sets {
-        let Some(k) = ksets.iter().find(|k| k.name == set.name) else {
+        let Some((info, ranges)) = loaded.elements.get(&set.name) else {
             out.push(format!("set {} is missing", set.name));
             continue;
         };
-        let info = k.info();
-        let elems = decode::set_elements(&mut sock, family, &tz, &name_z(&set.name))?;
-        let have: HashSet<Range> = kernel_ranges(&info, elems).into_iter().collect();
+        let have: HashSet<(&[u8], &[u8])> = ranges
+            .iter()
+            .map(|(s, e, _)| (s.as_slice(), e.as_slice()))
+            .collect();
         let kl = info.key_len();
-        let mut want: HashSet<Range> = HashSet::with_capacity(set.elements.len());
+        let mut wanted: Vec<Range> = Vec::with_capacity(set.elements.len());
         let mut undecodable = 0;
         for e in &set.elements {
-            match dims_key(&info, &e.key) {
-                Ok(key) => {
-                    want.insert((key.start[..kl].to_vec(), key.end[..kl].to_vec()));
-                }
+            match dims_key(info, &e.key) {
+                Ok(key) => wanted.push((key.start[..kl].to_vec(), key.end[..kl].to_vec())),
                 Err(_) => undecodable += 1,
             }
         }
+        let want: HashSet<(&[u8], &[u8])> = wanted
+            .iter()
+            .map(|(s, e)| (s.as_slice(), e.as_slice()))
+            .collect();
         let missing = want.iter().filter(|k| !have.contains(*k)).count() + undecodable;
         let extra = have.iter().filter(|k| !want.contains(*k)).count();
         if missing > 0 || extra > 0 {
@@ -140,13 +190,13 @@ pub fn verify_compiled(compiled: &CompiledTable) -> Result<Option<Vec<String>>, 
             ));
         }
     }
-    for k in &ksets {
+    for k in &loaded.sets {
         // Meters of `limit` rules are anonymous sets of their own.
         if k.flags & NFT_SET_ANONYMOUS == 0 && !compiled.sets.iter().any(|s| s.name == k.name) {
             out.push(format!("set {} was added outside portwall", k.name));
         }
     }
-    Ok(Some(out))
+    out
 }
 
 /// Checks that the elements `batch` (an element-only change) added are in the
