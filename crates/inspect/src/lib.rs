@@ -288,6 +288,9 @@ pub enum OwnerSource {
     Kernel,
     /// One walk of `/proc/*/fd`, as `ss -p` does.
     Proc,
+    /// None: the sockets alone, each with no owner (`ss -tuln`), for callers
+    /// that need only addresses and states.
+    Skip,
 }
 
 impl std::str::FromStr for OwnerSource {
@@ -298,8 +301,9 @@ impl std::str::FromStr for OwnerSource {
             "auto" => Ok(OwnerSource::Auto),
             "kernel" => Ok(OwnerSource::Kernel),
             "proc" => Ok(OwnerSource::Proc),
+            "none" => Ok(OwnerSource::Skip),
             other => Err(format!(
-                "'{other}' is not a socket-owner source: auto, kernel, proc"
+                "'{other}' is not a socket-owner source: auto, kernel, proc, none"
             )),
         }
     }
@@ -367,15 +371,16 @@ pub fn listening_sockets() -> Result<Vec<Socket>, InspectError> {
 }
 
 /// The established TCP connections (both families) whose local port is
-/// `local_port`, with their peers and owners: the sessions that a rule on that
-/// port would cut (for example the SSH sessions on port 22).
-pub fn established_tcp(local_port: u16) -> Result<Vec<Socket>, InspectError> {
+/// `local_port`, with their peers and their owners from `owners`: the
+/// sessions that a rule on that port would cut (for example the SSH sessions
+/// on port 22).
+pub fn established_tcp(local_port: u16, owners: OwnerSource) -> Result<Vec<Socket>, InspectError> {
     let states = diag::states_mask(&[State::Established]);
     let dumps = [
         diag::Dump::new(Protocol::Tcp, Family::V4, states),
         diag::Dump::new(Protocol::Tcp, Family::V6, states),
     ];
-    collect(&dumps, Some(local_port), None, OwnerSource::Auto)
+    collect(&dumps, Some(local_port), None, owners)
 }
 
 fn collect(
@@ -390,6 +395,15 @@ fn collect(
         OwnerSource::Auto if !rustix::process::geteuid().is_root() => OwnerSource::Proc,
         source => source,
     };
+    if source == OwnerSource::Skip {
+        let sockets = dump_sorted(dumps, port)?;
+        // Without owners, no process name can match.
+        return Ok(if process.is_some() {
+            Vec::new()
+        } else {
+            sockets
+        });
+    }
     let (mut sockets, seen, proc_dir) = if source == OwnerSource::Proc {
         dump_and_walk(dumps, port)?
     } else {
@@ -745,6 +759,23 @@ mod tests {
         let mut none: Vec<u8> = vec![];
         permute(&mut none, &[]);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn owner_sources_by_name() {
+        for (name, source) in [
+            ("auto", OwnerSource::Auto),
+            ("kernel", OwnerSource::Kernel),
+            ("proc", OwnerSource::Proc),
+            ("none", OwnerSource::Skip),
+        ] {
+            assert_eq!(name.parse::<OwnerSource>(), Ok(source));
+        }
+        let err = "bpf".parse::<OwnerSource>().unwrap_err();
+        assert!(
+            err.contains("'bpf'") && err.contains("auto, kernel, proc, none"),
+            "{err}"
+        );
     }
 
     #[test]

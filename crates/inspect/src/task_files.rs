@@ -85,6 +85,20 @@ struct Layout {
 }
 
 impl Layout {
+    /// The running kernel's layout, read from its BTF once per process (a
+    /// millisecond or two: `audit` and `explain` list sockets more than once).
+    fn of_kernel() -> Result<Layout, Unavailable> {
+        static LAYOUT: std::sync::OnceLock<Result<Layout, String>> = std::sync::OnceLock::new();
+        LAYOUT
+            .get_or_init(|| {
+                let blob = KernelBtf::open().map_err(|e| e.0)?;
+                let btf = Btf::parse(blob.bytes()).map_err(|e| e.0)?;
+                Layout::from_btf(&btf).map_err(|e| e.0)
+            })
+            .clone()
+            .map_err(Unavailable)
+    }
+
     fn from_btf(btf: &Btf<'_>) -> Result<Layout, BtfError> {
         Ok(Layout {
             attach_btf_id: btf.func("bpf_iter_task_file")?,
@@ -242,11 +256,9 @@ struct Program {
 }
 
 impl Program {
-    /// Reads the kernel's BTF and loads the program built from it.
+    /// Loads the program built for the running kernel.
     fn from_kernel() -> Result<Program, Unavailable> {
-        let blob = KernelBtf::open()?;
-        let layout = Layout::from_btf(&Btf::parse(blob.bytes())?)?;
-        Program::load(&layout)
+        Program::load(&Layout::of_kernel()?)
     }
 
     fn load(layout: &Layout) -> Result<Program, Unavailable> {

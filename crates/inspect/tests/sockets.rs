@@ -355,7 +355,7 @@ fn all_states_include_connections() {
 fn established_tcp_on_a_local_port() {
     let ns = Netns::new();
     let l = Listeners::start(&ns);
-    let sessions = ns.run(|| established_tcp(7002)).unwrap();
+    let sessions = ns.run(|| established_tcp(7002, OwnerSource::Auto)).unwrap();
     assert_eq!(sessions.len(), 1, "{sessions:#?}");
     let s = &sessions[0];
     assert_eq!(s.local, addr("127.0.0.1:7002"));
@@ -363,11 +363,18 @@ fn established_tcp_on_a_local_port() {
     assert_eq!(s.state, State::Established);
     assert_eq!(s.owners, vec![l.owner()]);
     // The client side, by its own local port.
-    let client = ns.run(|| established_tcp(l.client_port)).unwrap();
+    let client = ns
+        .run(|| established_tcp(l.client_port, OwnerSource::Skip))
+        .unwrap();
     assert_eq!(client.len(), 1);
     assert_eq!(client[0].remote, addr("127.0.0.1:7002"));
+    // Skipped owners are empty, not guessed.
+    assert_eq!(client[0].owners, vec![]);
     // A port with a listener but no connection has no established socket.
-    assert!(ns.run(|| established_tcp(7001)).unwrap().is_empty());
+    assert!(ns
+        .run(|| established_tcp(7001, OwnerSource::Auto))
+        .unwrap()
+        .is_empty());
 }
 
 #[test]

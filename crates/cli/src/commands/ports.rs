@@ -49,9 +49,10 @@ pub struct PortsArgs {
     pub process: Option<String>,
     /// Where owners are read from: the kernel's task-file iterator (BPF;
     /// needs root and a kernel with BTF), a walk of /proc/*/fd (as ss -p
-    /// does), or the iterator when it can be used and /proc when not.
+    /// does), the iterator when it can be used and /proc when not, or none
+    /// (the sockets alone, like ss -tuln).
     #[arg(long, value_name = "SOURCE", env = "PORTWALL_OWNERS", default_value = "auto",
-          value_parser = ["auto", "kernel", "proc"])]
+          value_parser = ["auto", "kernel", "proc", "none"])]
     pub owners: String,
 }
 

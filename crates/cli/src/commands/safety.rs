@@ -41,7 +41,8 @@ pub fn live_sessions() -> Result<Vec<Session>> {
     ports.dedup();
     let mut sessions = Vec::new();
     for p in ports {
-        for s in inspect::established_tcp(p)? {
+        // Sessions need addresses only: no owners to read.
+        for s in inspect::established_tcp(p, inspect::OwnerSource::Skip)? {
             sessions.push(Session {
                 peer: unmap(s.remote),
                 local: unmap(s.local),
