@@ -100,13 +100,26 @@ impl Layout {
     }
 
     fn from_btf(btf: &Btf<'_>) -> Result<Layout, BtfError> {
-        Ok(Layout {
+        let layout = Layout {
             attach_btf_id: btf.func("bpf_iter_task_file")?,
             file_f_inode: btf.field_offset("file", "f_inode")?,
             inode_i_mode: btf.field_offset("inode", "i_mode")?,
             inode_i_ino: btf.field_offset("inode", "i_ino")?,
             task_tgid: btf.field_offset("task_struct", "tgid")?,
-        })
+        };
+        // A load's offset is a signed 16-bit field of the instruction.
+        let offsets = [
+            layout.file_f_inode,
+            layout.inode_i_mode,
+            layout.inode_i_ino,
+            layout.task_tgid,
+        ];
+        if offsets.iter().any(|&o| o > i16::MAX as u32) {
+            return Err(BtfError(format!(
+                "a field lies beyond what one BPF load can reach: {offsets:?}"
+            )));
+        }
+        Ok(layout)
     }
 }
 
@@ -189,9 +202,9 @@ fn instructions(layout: &Layout) -> Vec<Insn> {
     program
 }
 
-/// The running kernel's BTF: mapped where the kernel allows it (Linux
-/// 6.16+), which costs nothing, and read otherwise, which costs about 10 ms
-/// (sysfs hands out 5 MB a page per `read`).
+/// The running kernel's BTF: mapped where the kernel allows it (recent
+/// kernels do), which costs nothing, and read otherwise, which costs about
+/// 10 ms (sysfs hands out its 5 MB a page per `read`).
 enum KernelBtf {
     Mapped {
         addr: *mut std::ffi::c_void,
