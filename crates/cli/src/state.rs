@@ -20,10 +20,11 @@ pub struct State {
     dir: PathBuf,
     _lock: File,
     pub services: Services,
-    /// The text of `rules.toml` as [`State::load`] read it: when `applied.toml`
-    /// holds the same bytes (the usual case), its rules are the loaded ones and
-    /// need not be parsed again (100k rules take a few hundred milliseconds).
-    loaded_text: std::cell::OnceCell<String>,
+    /// The text of `rules.toml` as this process last read or wrote it: when
+    /// `applied.toml` holds the same bytes (the usual case), its rules are the
+    /// loaded ones and need not be parsed again (100k rules take a few hundred
+    /// milliseconds). The lock keeps other processes from changing it.
+    rules_text: std::cell::RefCell<Option<String>>,
 }
 
 impl State {
@@ -43,7 +44,7 @@ impl State {
             dir: dir.to_path_buf(),
             _lock: lock,
             services: services(),
-            loaded_text: std::cell::OnceCell::new(),
+            rules_text: std::cell::RefCell::new(None),
         })
     }
 
@@ -65,9 +66,7 @@ impl State {
             return Ok(HostConfig::default());
         };
         let config = parse_config(&self.rules_path(), &text, &self.services)?;
-        // A second load keeps the first text: `applied_or_loaded` compares
-        // with what the caller's loaded config came from first.
-        let _ = self.loaded_text.set(text);
+        *self.rules_text.borrow_mut() = Some(text);
         Ok(config)
     }
 
@@ -77,7 +76,11 @@ impl State {
 
     /// [`State::save`] of a config already written as TOML ([`HostConfig::to_toml`]).
     pub fn save_toml(&self, toml: &str) -> Result<()> {
-        write_atomically(&self.rules_path(), toml.as_bytes())
+        // Unknown until the write is known to have happened.
+        *self.rules_text.borrow_mut() = None;
+        write_atomically(&self.rules_path(), toml.as_bytes())?;
+        *self.rules_text.borrow_mut() = Some(toml.to_string());
+        Ok(())
     }
 
     /// Records what was applied, as the TOML of an enabled config with that ruleset
@@ -93,9 +96,9 @@ impl State {
         Ok(read_config(&self.applied_path(), &self.services)?.map(|c| c.ruleset))
     }
 
-    /// [`State::applied`], borrowed from `loaded` (the config [`State::load`]
-    /// returned) when `applied.toml` is byte for byte the `rules.toml` it was
-    /// read from.
+    /// [`State::applied`], borrowed from `loaded` when `applied.toml` is byte
+    /// for byte the current `rules.toml`. `loaded` must be what
+    /// [`State::load`] returned, with `rules.toml` unchanged since.
     pub fn applied_or_loaded<'a>(
         &self,
         loaded: &'a HostConfig,
@@ -103,7 +106,7 @@ impl State {
         let Some(text) = read_text(&self.applied_path())? else {
             return Ok(None);
         };
-        if self.loaded_text.get() == Some(&text) {
+        if self.rules_text.borrow().as_ref() == Some(&text) {
             return Ok(Some(std::borrow::Cow::Borrowed(&loaded.ruleset)));
         }
         let config = parse_config(&self.applied_path(), &text, &self.services)?;
@@ -181,4 +184,41 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .inspect_err(|_| {
             let _ = fs::remove_file(&tmp);
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn config(line: &str, services: &Services) -> HostConfig {
+        let text = format!("enabled = true\nrules = [\"{line}\"]\n");
+        HostConfig::from_toml(&text, services).unwrap()
+    }
+
+    /// `applied.toml` is taken from the loaded config only while it is the
+    /// same text as the current `rules.toml`; after `rules.toml` is written
+    /// anew it is parsed, never confused with the newer rules.
+    #[test]
+    fn applied_is_borrowed_only_while_it_is_the_current_rules_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = State::lock(dir.path()).unwrap();
+        let a = config("allow 22/tcp", &st.services);
+        let b = config("allow 80/tcp", &st.services);
+        st.save(&a).unwrap();
+        let loaded = st.load().unwrap();
+        assert_eq!(loaded, a);
+        st.set_applied_toml(&a.to_toml()).unwrap();
+        let applied = st.applied_or_loaded(&loaded).unwrap().unwrap();
+        assert!(matches!(applied, Cow::Borrowed(_)));
+        assert_eq!(*applied, a.ruleset);
+        // rules.toml changes; applied.toml still holds a.
+        st.save(&b).unwrap();
+        let applied = st.applied_or_loaded(&b).unwrap().unwrap();
+        assert!(matches!(applied, Cow::Owned(_)));
+        assert_eq!(*applied, a.ruleset);
+        // Nothing applied: nothing to borrow.
+        std::fs::remove_file(dir.path().join("applied.toml")).unwrap();
+        assert!(st.applied_or_loaded(&b).unwrap().is_none());
+    }
 }
