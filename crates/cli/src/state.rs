@@ -9,6 +9,7 @@
 
 use anyhow::{Context, Result};
 use model::{HostConfig, Ruleset, Services};
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -102,15 +103,9 @@ impl State {
     pub fn applied_or_loaded<'a>(
         &self,
         loaded: &'a HostConfig,
-    ) -> Result<Option<std::borrow::Cow<'a, Ruleset>>> {
-        let Some(text) = read_text(&self.applied_path())? else {
-            return Ok(None);
-        };
-        if self.rules_text.borrow().as_ref() == Some(&text) {
-            return Ok(Some(std::borrow::Cow::Borrowed(&loaded.ruleset)));
-        }
-        let config = parse_config(&self.applied_path(), &text, &self.services)?;
-        Ok(Some(std::borrow::Cow::Owned(config.ruleset)))
+    ) -> Result<Option<Cow<'a, Ruleset>>> {
+        let rules_text = self.rules_text.borrow();
+        read_applied(&self.dir, &self.services, rules_text.as_deref(), loaded)
     }
 
     pub fn set_applied(&self, ruleset: Option<&Ruleset>) -> Result<()> {
@@ -146,6 +141,27 @@ pub fn read_config(path: &Path, services: &Services) -> Result<Option<HostConfig
         Some(text) => parse_config(path, &text, services).map(Some),
         None => Ok(None),
     }
+}
+
+/// The ruleset in `dir`'s `applied.toml` (`None` when there is none),
+/// borrowed from `rules` when the file holds `rules_text`, the bytes `rules`
+/// was parsed from, and parsed otherwise.
+pub fn read_applied<'a>(
+    dir: &Path,
+    services: &Services,
+    rules_text: Option<&str>,
+    rules: &'a HostConfig,
+) -> Result<Option<Cow<'a, Ruleset>>> {
+    let path = dir.join("applied.toml");
+    let Some(text) = read_text(&path)? else {
+        return Ok(None);
+    };
+    if rules_text == Some(text.as_str()) {
+        return Ok(Some(Cow::Borrowed(&rules.ruleset)));
+    }
+    Ok(Some(Cow::Owned(
+        parse_config(&path, &text, services)?.ruleset,
+    )))
 }
 
 /// The text of a config file, `None` when there is none.
@@ -189,7 +205,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
 
     fn config(line: &str, services: &Services) -> HostConfig {
         let text = format!("enabled = true\nrules = [\"{line}\"]\n");

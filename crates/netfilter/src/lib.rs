@@ -268,6 +268,30 @@ pub struct Counters {
     pub builtins: HashMap<String, Count>,
 }
 
+impl Counters {
+    /// All zero, for a ruleset of `rules` model rules.
+    pub(crate) fn for_rules(rules: usize) -> Counters {
+        Counters {
+            rules: vec![Count::default(); rules],
+            ..Default::default()
+        }
+    }
+
+    /// Adds the count `n` of a compiled nft rule to what it stands for: a
+    /// model rule, a default policy or a built-in. The helpers of `reject`
+    /// and `limit` rules count what their model rule already counts.
+    pub(crate) fn add_rule(&mut self, origin: &Origin, n: Count) {
+        match origin {
+            Origin::Rule(i) if *i < self.rules.len() => self.rules[*i] += n,
+            Origin::Policy(d) => *self.policies.entry(*d).or_default() += n,
+            Origin::Builtin(b) if !b.starts_with("reject") && *b != "limit" => {
+                *self.builtins.entry(b.to_string()).or_default() += n
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Reads the counters of the loaded table for `ruleset` (which should be the
 /// ruleset that is loaded; see [`drift`]). `None` when no table is loaded.
 pub fn counters(ruleset: &Ruleset) -> Result<Option<Counters>, NetfilterError> {
@@ -313,10 +337,7 @@ pub fn drift_and_counters(
 pub fn counters_from_json(ruleset: &Ruleset, v: &serde_json::Value) -> Counters {
     let compiled = compile(ruleset, TABLE);
     let kernel = KernelTable::from_json(v);
-    let mut c = Counters {
-        rules: vec![Count::default(); ruleset.rules.len()],
-        ..Default::default()
-    };
+    let mut c = Counters::for_rules(ruleset.rules.len());
     for set in compiled.sets.iter().filter(|s| s.counts_rules) {
         let Some(kelems) = kernel.sets.get(&set.name) else {
             continue;
@@ -341,14 +362,7 @@ pub fn counters_from_json(ruleset: &Ruleset, v: &serde_json::Value) -> Counters 
                 packets: krule.packets,
                 bytes: krule.bytes,
             };
-            match &spec.origin {
-                Origin::Rule(i) if *i < c.rules.len() => c.rules[*i] += n,
-                Origin::Policy(d) => *c.policies.entry(*d).or_default() += n,
-                Origin::Builtin(b) if !b.starts_with("reject") && *b != "limit" => {
-                    *c.builtins.entry(b.to_string()).or_default() += n
-                }
-                _ => {}
-            }
+            c.add_rule(&spec.origin, n);
         }
     }
     c

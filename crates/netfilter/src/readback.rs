@@ -178,22 +178,21 @@ pub fn decoded_elements(
         .collect()
 }
 
-/// The differences between what was compiled and what the kernel holds; empty
-/// when they agree.
-pub fn differences(expected: &CompiledTable, kernel: &KernelTable) -> Vec<String> {
+/// How the kernel's chains (name, and the comments of its rules in order:
+/// what each rule stands for) differ from the compiled chains. Shared by the
+/// JSON readback and the byte comparison over netlink.
+pub(crate) fn chain_differences(
+    expected: &CompiledTable,
+    kernel: &[(&str, Vec<&str>)],
+) -> Vec<String> {
     let mut out = Vec::new();
     for chain in &expected.chains {
-        let Some(k) = kernel.chains.iter().find(|c| c.name == chain.name) else {
+        let Some((_, have)) = kernel.iter().find(|(name, _)| *name == chain.name) else {
             out.push(format!("chain {} is missing", chain.name));
             continue;
         };
         let want: Vec<String> = chain.rules.iter().map(|r| r.origin.comment()).collect();
-        let have: Vec<String> = k
-            .rules
-            .iter()
-            .map(|r| r.comment.clone().unwrap_or_else(|| "(no comment)".into()))
-            .collect();
-        if want != have {
+        if want.iter().ne(have.iter()) {
             out.push(format!(
                 "chain {} has {} rule(s) {:?}, expected {} {:?}",
                 chain.name,
@@ -204,11 +203,29 @@ pub fn differences(expected: &CompiledTable, kernel: &KernelTable) -> Vec<String
             ));
         }
     }
-    for k in &kernel.chains {
-        if !expected.chains.iter().any(|c| c.name == k.name) {
-            out.push(format!("chain {} was added outside portwall", k.name));
+    for (name, _) in kernel {
+        if !expected.chains.iter().any(|c| c.name == *name) {
+            out.push(format!("chain {name} was added outside portwall"));
         }
     }
+    out
+}
+
+/// The differences between what was compiled and what the kernel holds; empty
+/// when they agree.
+pub fn differences(expected: &CompiledTable, kernel: &KernelTable) -> Vec<String> {
+    let chains: Vec<(&str, Vec<&str>)> = kernel
+        .chains
+        .iter()
+        .map(|k| {
+            let comments = k
+                .rules
+                .iter()
+                .map(|r| r.comment.as_deref().unwrap_or("(no comment)"));
+            (k.name.as_str(), comments.collect())
+        })
+        .collect();
+    let mut out = chain_differences(expected, &chains);
     for set in &expected.sets {
         let Some(kelems) = kernel.sets.get(&set.name) else {
             out.push(format!("set {} is missing", set.name));

@@ -10,20 +10,24 @@
 
 mod common;
 
-use model::Direction;
+use model::{Direction, Ruleset};
 use netfilter::{apply_atomically, ApplyOptions};
+use testns::Netns;
+
+/// Applies `rs` with the nftables backend in `ns` (the receiver, the sender
+/// or the gateway, by the rules' direction).
+fn apply_in(ns: &Netns, rs: &Ruleset) -> Result<(), String> {
+    ns.run(|| apply_atomically(rs, None, ApplyOptions::default()))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
 
 #[test]
 fn kernel_verdicts_equal_evaluate() {
     common::kernel_verdicts_equal_evaluate(
         "differential test",
         common::RULESETS,
-        |server, rs| {
-            server
-                .run(|| apply_atomically(rs, None, ApplyOptions::default()))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
+        apply_in,
         |_, rs| rs,
     );
 }
@@ -34,12 +38,7 @@ fn kernel_verdicts_equal_evaluate_for_outbound_rules() {
         "outbound differential test",
         common::RULESETS / 2,
         Direction::Out,
-        |client, rs| {
-            client
-                .run(|| apply_atomically(rs, None, ApplyOptions::default()))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
+        apply_in,
         |_, rs| rs,
     );
 }
@@ -50,12 +49,7 @@ fn kernel_verdicts_equal_evaluate_for_routed_rules() {
         "routed differential test",
         common::RULESETS / 2,
         Direction::Routed,
-        |gateway, rs| {
-            gateway
-                .run(|| apply_atomically(rs, None, ApplyOptions::default()))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
+        apply_in,
         |_, rs| rs,
     );
 }

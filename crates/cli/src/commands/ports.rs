@@ -25,7 +25,7 @@ use crate::output::{right_align, table};
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
-use inspect::{netstat_addr, Family, Protocol, Socket, SocketQuery, State};
+use inspect::{netstat_addr, Family, OwnerSource, Protocol, Socket, SocketQuery, State};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -47,13 +47,17 @@ pub struct PortsArgs {
     /// Only sockets held by a process of this name (as in /proc/PID/comm).
     #[arg(long, value_name = "NAME")]
     pub process: Option<String>,
-    /// Where owners are read from: the kernel's task-file iterator (BPF;
-    /// needs root and a kernel with BTF), a walk of /proc/*/fd (as ss -p
-    /// does), the iterator when it can be used and /proc when not, or none
+    /// Where owners are read from: kernel (the task-file iterator, BPF; needs
+    /// root and a kernel with BTF), proc (a walk of /proc/*/fd, as ss -p
+    /// does), auto (kernel where it can be used, proc where not), or none
     /// (the sockets alone, like ss -tuln).
-    #[arg(long, value_name = "SOURCE", env = "PORTWALL_OWNERS", default_value = "auto",
-          value_parser = ["auto", "kernel", "proc", "none"])]
-    pub owners: String,
+    #[arg(
+        long,
+        value_name = "auto|kernel|proc|none",
+        env = "PORTWALL_OWNERS",
+        default_value = "auto"
+    )]
+    pub owners: OwnerSource,
 }
 
 impl PortsArgs {
@@ -65,8 +69,7 @@ impl PortsArgs {
             listening_only: !self.all,
             port: self.port,
             process: self.process.clone(),
-            // The parser admits only the three names.
-            owners: self.owners.parse().unwrap_or_default(),
+            owners: self.owners,
         }
     }
 }
@@ -724,7 +727,7 @@ mod tests {
             udp,
             port: Some(22),
             process: Some("sshd".into()),
-            owners: "proc".into(),
+            owners: inspect::OwnerSource::Proc,
         };
         let q = args(false, false, false).query();
         assert!(q.tcp && q.udp && q.listening_only);

@@ -79,13 +79,8 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
     let filter = crate::backend::Filter::of(global)?;
     let loaded = filter.is_loaded()?;
     let applied: Option<Ruleset> = if loaded {
-        let applied_path = global.config_dir.join("applied.toml");
-        match state::read_text(&applied_path)? {
-            // The usual case: what was applied is what is saved, byte for byte.
-            Some(text) if Some(&text) == saved_text.as_ref() => Some(saved.ruleset.clone()),
-            Some(text) => Some(state::parse_config(&applied_path, &text, &services)?.ruleset),
-            None => None,
-        }
+        state::read_applied(&global.config_dir, &services, saved_text.as_deref(), &saved)?
+            .map(std::borrow::Cow::into_owned)
     } else {
         None
     };

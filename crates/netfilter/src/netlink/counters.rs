@@ -13,7 +13,7 @@
 use super::encode::dims_key;
 use super::verify::{differences, read_table, LoadedTable};
 use super::Error;
-use crate::compile::{CompiledTable, Origin};
+use crate::compile::CompiledTable;
 use crate::{Count, Counters};
 use std::collections::HashMap;
 
@@ -42,10 +42,7 @@ pub fn differences_and_counters(
 /// built from: rule counters by position in their chain, element counters by
 /// their key bytes.
 fn count(compiled: &CompiledTable, rules: usize, loaded: &LoadedTable) -> Counters {
-    let mut c = Counters {
-        rules: vec![Count::default(); rules],
-        ..Default::default()
-    };
+    let mut c = Counters::for_rules(rules);
     for chain in &compiled.chains {
         let Some((_, kernel_rules)) = loaded.chains.iter().find(|(n, _)| *n == chain.name) else {
             continue;
@@ -54,14 +51,7 @@ fn count(compiled: &CompiledTable, rules: usize, loaded: &LoadedTable) -> Counte
             let n = counter
                 .map(|(packets, bytes)| Count { packets, bytes })
                 .unwrap_or_default();
-            match &spec.origin {
-                Origin::Rule(i) if *i < c.rules.len() => c.rules[*i] += n,
-                Origin::Policy(d) => *c.policies.entry(*d).or_default() += n,
-                Origin::Builtin(b) if !b.starts_with("reject") && *b != "limit" => {
-                    *c.builtins.entry(b.to_string()).or_default() += n
-                }
-                _ => {}
-            }
+            c.add_rule(&spec.origin, n);
         }
     }
     for set in compiled.sets.iter().filter(|s| s.counts_rules) {

@@ -909,9 +909,10 @@ const SET_READ_ATTEMPTS: u32 = 6;
 /// the table was resized in between, the new order puts some elements already
 /// sent after that point (sent again) and some not yet sent before it (never
 /// sent), as many of one as of the other. So a repeated element is the sign of
-/// an inconsistent read, and its absence the sign of a complete one. Right after applying 100k elements the first dump repeated
-/// 0.4-6 % of them about every other time on this kernel (6.18), and read-back
-/// verification then failed a correct apply. So a dump with a repeated
+/// an inconsistent read, and its absence the sign of a complete one. Right
+/// after applying 100k elements the first dump repeated 0.4-6 % of them about
+/// every other time on this kernel (6.18), and read-back verification then
+/// failed a correct apply. So a dump with a repeated
 /// element is read again after a short, growing pause (the resize takes a few
 /// milliseconds to a few hundred), a bounded number of times.
 pub(crate) fn set_elements(

@@ -135,30 +135,15 @@ pub fn verify_compiled(compiled: &CompiledTable) -> Result<Option<Vec<String>>, 
 /// comments, in order), and every element of every set, compared on its
 /// exact key bytes.
 pub(crate) fn differences(compiled: &CompiledTable, loaded: &LoadedTable) -> Vec<String> {
-    let mut out = Vec::new();
-    for chain in &compiled.chains {
-        let Some((_, rules)) = loaded.chains.iter().find(|(n, _)| *n == chain.name) else {
-            out.push(format!("chain {} is missing", chain.name));
-            continue;
-        };
-        let have: Vec<&String> = rules.iter().map(|(comment, _)| comment).collect();
-        let want: Vec<String> = chain.rules.iter().map(|r| r.origin.comment()).collect();
-        if want.iter().ne(have.iter().copied()) {
-            out.push(format!(
-                "chain {} has {} rule(s) {:?}, expected {} {:?}",
-                chain.name,
-                have.len(),
-                have,
-                want.len(),
-                want
-            ));
-        }
-    }
-    for (name, _) in &loaded.chains {
-        if !compiled.chains.iter().any(|c| &c.name == name) {
-            out.push(format!("chain {name} was added outside portwall"));
-        }
-    }
+    let chains: Vec<(&str, Vec<&str>)> = loaded
+        .chains
+        .iter()
+        .map(|(name, rules)| {
+            let comments = rules.iter().map(|(comment, _)| comment.as_str());
+            (name.as_str(), comments.collect())
+        })
+        .collect();
+    let mut out = crate::readback::chain_differences(compiled, &chains);
     for set in &compiled.sets {
         let Some((info, ranges)) = loaded.elements.get(&set.name) else {
             out.push(format!("set {} is missing", set.name));
