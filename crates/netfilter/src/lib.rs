@@ -89,7 +89,7 @@ pub fn apply_atomically(
     // The two compiles are independent: at 100k rules each takes a good
     // part of a one-rule change, so the previous ruleset is compiled on a
     // second thread.
-    let (mut compiled, mut prev_compiled) = std::thread::scope(|scope| {
+    let (compiled, prev_compiled) = std::thread::scope(|scope| {
         let prev = previous.map(|p| scope.spawn(move || compile(p, TABLE)));
         let compiled = compile(desired, TABLE);
         let prev = prev.map(|thread| {
@@ -132,11 +132,11 @@ pub fn apply_atomically(
             }
         }
     }
-    replace(&mut compiled)?;
+    replace(&compiled)?;
     if opts.verify {
         let diffs = verify(&compiled)?;
         if !diffs.is_empty() {
-            match prev_compiled.as_mut() {
+            match prev_compiled.as_ref() {
                 Some(prev) => replace(prev)?,
                 None => {
                     nft::delete_table("inet", TABLE)?;
@@ -151,19 +151,10 @@ pub fn apply_atomically(
 /// Replaces the table whole with `compiled` in one transaction.
 ///
 /// Over netlink the sets' elements are written straight from the compiled
-/// elements (no text in between); `compiled` is borrowed mutably only to build
-/// the batch's skeleton without them, and is unchanged afterwards.
-fn replace(compiled: &mut CompiledTable) -> Result<(), NftError> {
+/// elements (no nft expression in between).
+fn replace(compiled: &CompiledTable) -> Result<(), NftError> {
     if nft::backend() == nft::Backend::Netlink {
-        let elements: Vec<Vec<compile::Element>> = compiled
-            .sets
-            .iter_mut()
-            .map(|s| std::mem::take(&mut s.elements))
-            .collect();
-        let skeleton = compiled.full_batch_typed();
-        for (s, e) in compiled.sets.iter_mut().zip(elements) {
-            s.elements = e;
-        }
+        let skeleton = compiled.replace_batch_typed(false);
         let by_set: HashMap<&str, &[compile::Element]> = compiled
             .sets
             .iter()
@@ -371,6 +362,6 @@ pub fn counters_from_json(ruleset: &Ruleset, v: &serde_json::Value) -> Counters 
 /// Sets every counter to zero by replacing the table with itself in one
 /// transaction (nft 1.0.6 cannot reset anonymous rule counters in place).
 pub fn zero_counters(ruleset: &Ruleset) -> Result<(), NetfilterError> {
-    replace(&mut compile(ruleset, TABLE))?;
+    replace(&compile(ruleset, TABLE))?;
     Ok(())
 }

@@ -66,6 +66,65 @@ fn element_change_is_a_delta_and_keeps_the_table() {
     assert_eq!(r.mode, ApplyMode::Unchanged);
 }
 
+/// Hash sets are sized (their capacity is a limit in the kernel) by their
+/// element count, rounded to a power of two: growing across such a step
+/// replaces the table with a set sized anew; growing within one is an
+/// element delta; every rule is in force afterwards.
+#[test]
+fn a_hash_set_that_outgrows_its_capacity_is_replaced_bigger() {
+    let ns = Netns::new();
+    let rules = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| format!("deny from 10.1.{}.{}", i / 250, i % 250 + 1))
+            .collect()
+    };
+    let set = |lines: &[String]| {
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        ruleset(&refs)
+    };
+    let size_in_kernel = || {
+        let listing = ns.exec_ok(&["nft", "list", "table", "inet", "portwall"]);
+        listing
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("size ")
+                    .map(|n| n.parse::<u32>().unwrap())
+            })
+            .expect("a sized set")
+    };
+    // 512 rules: capacity 1024, which 1025 would not fit in.
+    let small = set(&rules(512));
+    ns.run(|| apply_atomically(&small, None, ApplyOptions::default()))
+        .unwrap();
+    assert_eq!(size_in_kernel(), 1024);
+    let full = set(&rules(1025));
+    assert_eq!(
+        netfilter::compile::compile(&full, "portwall").sets[0].capacity(),
+        Some(4096)
+    );
+    let r = ns
+        .run(|| apply_atomically(&full, Some(&small), ApplyOptions::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.mode,
+        ApplyMode::Replace,
+        "1025 elements need a bigger set"
+    );
+    assert!(r.verified);
+    assert_eq!(size_in_kernel(), 4096);
+    let one_more = set(&rules(1026));
+    let r = ns
+        .run(|| apply_atomically(&one_more, Some(&full), ApplyOptions::default()))
+        .unwrap();
+    assert_eq!(r.mode, ApplyMode::Elements);
+    assert!(ns
+        .run(|| netfilter::drift(&one_more))
+        .unwrap()
+        .unwrap()
+        .is_empty());
+}
+
 #[test]
 fn a_refused_transaction_leaves_the_previous_ruleset() {
     let ns = Netns::new();
