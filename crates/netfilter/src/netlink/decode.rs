@@ -904,7 +904,7 @@ const SET_READ_ATTEMPTS: u32 = 6;
 ///
 /// A set never holds the same element twice, yet a dump can repeat some (and
 /// leave others out): a hash set made without a size (the edge's; portwall's
-/// own are sized, see [`crate::compile`]) is an `rhashtable`, which grows in a
+/// own are sized, see [`mod@crate::compile`]) is an `rhashtable`, which grows in a
 /// deferred worker after a large insert. Each message of a dump walks the
 /// table from its start and skips as many elements as were already sent; when
 /// the table was resized in between, the new order puts some elements already
