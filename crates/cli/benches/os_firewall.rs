@@ -52,6 +52,16 @@ fn time<F: FnMut()>(mut f: F) -> Duration {
     t.elapsed()
 }
 
+/// Runs of each apply-time measurement.
+const APPLY_RUNS: usize = 3;
+
+/// The median of [`APPLY_RUNS`] runs of `f` (given the run's number).
+fn median_of(mut f: impl FnMut(usize) -> Duration) -> Duration {
+    let mut runs: Vec<Duration> = (0..APPLY_RUNS).map(&mut f).collect();
+    runs.sort();
+    runs[APPLY_RUNS / 2]
+}
+
 fn run_ok(c: &mut Command) {
     let out = c.stdin(Stdio::null()).output().expect("run");
     assert!(
@@ -68,7 +78,7 @@ fn ms(d: Duration) -> String {
 
 fn apply_times() {
     println!(
-        "\n## Apply time (inside a fresh namespace each; backend: {:?})\n",
+        "\n## Apply time (inside a fresh namespace each; median of {APPLY_RUNS}; backend: {:?})\n",
         netfilter::nft::backend()
     );
     println!("| rules | portwall apply (end to end) | iptables-restore | ufw (per rule x n) | iptables/portwall | ufw/portwall | nft -f, one set, no counters | nft -f, one set, counters |");
@@ -81,18 +91,25 @@ fn apply_times() {
         ufw_cost_per_rule(200)
     };
     for n in [1_000usize, 10_000, 100_000] {
-        let ns = Netns::new();
-        let cfg = dir.path().join(format!("cfg{n}"));
         let file = dir.path().join(format!("rules{n}.toml"));
         write_rules(&file, n, None);
-        let pw = time(|| {
-            run_ok(ns.command(PORTWALL).env("PORTWALL_CONFIG_DIR", &cfg).args([
-                "apply",
-                "--file",
-                file.to_str().unwrap(),
-            ]));
+        // Each tool loads into a fresh namespace, APPLY_RUNS times; the
+        // median is printed (one run moved by ±25 % on this VM).
+        let mut last = None;
+        let pw = median_of(|run| {
+            let ns = Netns::new();
+            let cfg = dir.path().join(format!("cfg{n}-{run}"));
+            let t = time(|| {
+                run_ok(ns.command(PORTWALL).env("PORTWALL_CONFIG_DIR", &cfg).args([
+                    "apply",
+                    "--file",
+                    file.to_str().unwrap(),
+                ]));
+            });
+            last = Some((ns, cfg));
+            t
         });
-        let ns2 = Netns::new();
+        let (ns, cfg) = last.expect("ran");
         let mut text = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
         for i in 0..n {
             writeln!(
@@ -106,16 +123,21 @@ fn apply_times() {
         text.push_str("COMMIT\n");
         let ipt_file = dir.path().join(format!("ipt{n}"));
         std::fs::write(&ipt_file, text).unwrap();
-        let ipt = time(|| run_ok(ns2.command("iptables-restore").arg(&ipt_file)));
+        let ipt = median_of(|_| {
+            let ns = Netns::new();
+            time(|| run_ok(ns.command("iptables-restore").arg(&ipt_file)))
+        });
         let ufw = ufw_per_rule.map(|d| d * n as u32);
         // The floor the kernel sets: the same rules as one hand-written set,
         // loaded by nft, without and with a counter per element (portwall
         // keeps one per rule, for `status --verbose`).
         let nft_set = |counters: bool| {
-            let ns = Netns::new();
             let path = dir.path().join(format!("set{n}{counters}.nft"));
             std::fs::write(&path, nft_set_file(n, counters)).unwrap();
-            time(|| run_ok(ns.command("nft").arg("-f").arg(&path)))
+            median_of(|_| {
+                let ns = Netns::new();
+                time(|| run_ok(ns.command("nft").arg("-f").arg(&path)))
+            })
         };
         let (nft_plain, nft_counted) = (nft_set(false), nft_set(true));
         println!(
