@@ -143,6 +143,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// With `PORTWALL_LOG` set (a `tracing` filter such as `debug`), each phase
+/// of a command prints its time to stderr when it ends (parse, compile, the
+/// kernel batch, the read-back, the saves): where a slow apply spends it.
+fn trace_phases() {
+    let Ok(filter) = std::env::var("PORTWALL_LOG") else {
+        return;
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() -> ExitCode {
     // `portwall ports | head` ends quietly when the reader goes away, as
     // coreutils do, instead of panicking on a broken pipe.
@@ -164,6 +178,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    trace_phases();
     let json = cli.global.json;
     match run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -174,6 +174,7 @@ pub fn read_text(path: &Path) -> Result<Option<String>> {
 }
 
 /// A config file's text as a config; an invalid one is bad input (exit 2).
+#[tracing::instrument(level = "debug", skip_all, fields(path = %path.display()))]
 pub fn parse_config(path: &Path, text: &str, services: &Services) -> Result<HostConfig> {
     HostConfig::from_toml(text, services)
         .map_err(|e| crate::exit::usage(format!("{}: {e}", path.display())))
@@ -181,6 +182,7 @@ pub fn parse_config(path: &Path, text: &str, services: &Services) -> Result<Host
 
 /// Writes `bytes` to `path` so that readers see the old or the new file, never a
 /// part: temp file in the same directory, fsync, rename, fsync the directory.
+#[tracing::instrument(level = "debug", skip_all, fields(path = %path.display()))]
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(

@@ -3,25 +3,29 @@
 //! Rules are compared as whole values. The common prefix and suffix are trimmed,
 //! and the middle is compared as multisets, which is linear and exact for the
 //! edits people make (add, insert, delete, replace a few rules among 100k).
+//! When one side of the middle is empty (a ruleset applied over none, or all
+//! rules deleted) there is nothing to match, and nothing is hashed. Changes
+//! borrow their rules: at 100k rules, hashing and cloning each one was most
+//! of a 160 ms diff.
 
 use crate::rule::{Direction, Rule};
 use crate::ruleset::{Logging, Policy, Ruleset};
 use serde::Serialize;
 use std::collections::HashMap;
 
-/// One difference.
+/// One difference, borrowing the rules of the two rulesets compared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
-pub enum Change {
+pub enum Change<'a> {
     /// A rule the new ruleset has at 1-based `number` that the old one lacks.
     Add {
         number: usize,
-        rule: Rule,
+        rule: &'a Rule,
     },
     /// A rule the old ruleset had at 1-based `number` that the new one lacks.
     Remove {
         number: usize,
-        rule: Rule,
+        rule: &'a Rule,
     },
     Default {
         direction: Direction,
@@ -37,7 +41,7 @@ pub enum Change {
 }
 
 /// The changes that turn `old` into `new`; empty when they are equal.
-pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Change> {
+pub fn diff<'a>(old: &'a Ruleset, new: &'a Ruleset) -> Vec<Change<'a>> {
     let mut changes = Vec::new();
     for d in Direction::ALL {
         let (a, b) = (old.defaults.get(d), new.defaults.get(d));
@@ -65,6 +69,18 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Change> {
         .count();
     let om = &o[prefix..o.len() - suffix];
     let nm = &n[prefix..n.len() - suffix];
+    if om.is_empty() || nm.is_empty() {
+        let removed = om.iter().enumerate().map(|(i, rule)| Change::Remove {
+            number: prefix + i + 1,
+            rule,
+        });
+        let added = nm.iter().enumerate().map(|(i, rule)| Change::Add {
+            number: prefix + i + 1,
+            rule,
+        });
+        changes.extend(removed.chain(added));
+        return changes;
+    }
     let mut counts: HashMap<&Rule, isize> = HashMap::new();
     for r in om {
         *counts.entry(r).or_default() += 1;
@@ -81,7 +97,7 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Change> {
             *c -= 1;
             changes.push(Change::Remove {
                 number: prefix + i + 1,
-                rule: r.clone(),
+                rule: r,
             });
         } else {
             kept_old.push(r);
@@ -95,7 +111,7 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Change> {
             *c += 1;
             changes.push(Change::Add {
                 number: prefix + i + 1,
-                rule: r.clone(),
+                rule: r,
             });
         } else {
             kept_new.push(r);
@@ -105,4 +121,77 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Change> {
         changes.push(Change::Reorder);
     }
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{parse_rule, Services};
+
+    fn rs(lines: &[&str]) -> Ruleset {
+        let services = Services::builtin();
+        let mut r = Ruleset::default();
+        for l in lines {
+            r.rules.extend(parse_rule(l, &services).unwrap());
+        }
+        r
+    }
+
+    fn numbers(changes: &[Change<'_>]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Change::Add { number, rule } => format!("+{number} {rule}"),
+                Change::Remove { number, rule } => format!("-{number} {rule}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn from_nothing_every_rule_is_added_in_order() {
+        let new = rs(&["allow 22/tcp", "deny 80/tcp", "allow 53/udp"]);
+        let nothing = Ruleset::default();
+        let d = diff(&nothing, &new);
+        assert_eq!(
+            numbers(&d),
+            ["+1 allow 22/tcp", "+2 deny 80/tcp", "+3 allow 53/udp"]
+        );
+        assert!(std::ptr::eq(
+            match d[1] {
+                Change::Add { rule, .. } => rule,
+                _ => unreachable!(),
+            },
+            &new.rules[1]
+        ));
+    }
+
+    #[test]
+    fn to_nothing_every_rule_is_removed() {
+        let old = rs(&["allow 22/tcp", "deny 80/tcp"]);
+        let nothing = Ruleset::default();
+        let d = diff(&old, &nothing);
+        assert_eq!(numbers(&d), ["-1 allow 22/tcp", "-2 deny 80/tcp"]);
+    }
+
+    #[test]
+    fn an_insert_in_the_middle_is_one_add() {
+        let old = rs(&["allow 22/tcp", "allow 53/udp"]);
+        let new = rs(&["allow 22/tcp", "deny 80/tcp", "allow 53/udp"]);
+        assert_eq!(numbers(&diff(&old, &new)), ["+2 deny 80/tcp"]);
+        assert_eq!(numbers(&diff(&new, &old)), ["-2 deny 80/tcp"]);
+    }
+
+    #[test]
+    fn a_replacement_and_a_reorder() {
+        let old = rs(&["allow 22/tcp", "deny 80/tcp", "allow 53/udp"]);
+        let new = rs(&["allow 22/tcp", "reject 80/tcp", "allow 53/udp"]);
+        assert_eq!(
+            numbers(&diff(&old, &new)),
+            ["-2 deny 80/tcp", "+2 reject 80/tcp"]
+        );
+        let swapped = rs(&["deny 80/tcp", "allow 22/tcp", "allow 53/udp"]);
+        assert_eq!(diff(&old, &swapped), vec![Change::Reorder]);
+        assert!(diff(&old, &old).is_empty());
+    }
 }

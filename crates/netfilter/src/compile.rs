@@ -18,11 +18,9 @@
 //! [`SetSpec::capacity`]), and the kernel then builds it as a fixed-size hash
 //! table instead of a resizable `rhashtable`. Measured on 100k elements: no
 //! resizing while inserting (`rhashtable_insert_slow` was 9 % of an apply),
-//! and a dump that walks plain bucket lists, several times cheaper than an
-//! `rhashtable` walk and never inconsistent from a resize in progress, so the
-//! full read-back after an apply stays affordable. The size is also a limit:
-//! the capacity leaves room to double before an element change no longer
-//! fits, and a capacity change is a structural change (a full replace, whose
+//! and a dump that walks plain bucket lists, cheaper than an `rhashtable`
+//! walk and never inconsistent from a resize in progress. The size is also a
+//! limit, so a capacity change is a structural change (a full replace, whose
 //! new set is sized anew). Interval sets (`rbtree`, `pipapo`) have no such
 //! choice and are left unsized.
 //!
@@ -51,6 +49,7 @@ use nftables::expr::{self, Expression, NamedExpression};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, SetFlag, SetType, SetTypeValue};
 use nftables::stmt::{self, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use rustc_hash::FxHashSet;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -179,13 +178,19 @@ pub struct SetSpec {
 
 impl SetSpec {
     /// The most elements a hash set may hold, given to the kernel as the
-    /// set's size (twice its elements, rounded up to a power of two, at least
-    /// 1024); `None` for interval sets. See "Sized hash sets" in the module
+    /// set's size: its element count rounded up to a power of two, at least
+    /// 256; `None` for interval sets. See "Sized hash sets" in the module
     /// docs.
+    ///
+    /// Headroom beyond that would buy nothing: the capacity is a function of
+    /// the count, so an element change that stays within the power of two
+    /// keeps the set (and fits), and one that crosses it replaces the set
+    /// anyway. Spare capacity only costs: the kernel makes 4/3 of the size
+    /// in buckets, and a dump walks every bucket.
     pub fn capacity(&self) -> Option<u32> {
         (!self.interval).then(|| {
-            let n = u32::try_from(self.elements.len()).unwrap_or(u32::MAX / 4);
-            (n * 2).next_power_of_two().max(1024)
+            let n = u32::try_from(self.elements.len()).unwrap_or(u32::MAX / 2);
+            n.next_power_of_two().max(256)
         })
     }
 }
@@ -713,9 +718,9 @@ struct Run {
 }
 
 impl Run {
-    fn conflicts(&self, shape: &Shape, key: &[Dim]) -> bool {
+    fn conflicts(&mut self, shape: &Shape, key: &[Dim]) -> bool {
         self.sets
-            .iter()
+            .iter_mut()
             .find(|b| &b.shape == shape)
             .is_some_and(|b| b.overlaps(key))
     }
@@ -727,12 +732,16 @@ impl Run {
 struct SetBuilder {
     shape: Shape,
     elements: Vec<Element>,
-    exact: HashSet<Vec<Dim>>,
+    /// The keys so far (a fast non-keyed hash: keys are our own rules).
+    exact: FxHashSet<Vec<Dim>>,
     /// Whether any element has a CIDR or port range.
     has_interval: bool,
     /// Elements by the network address of their first dimension, when that
-    /// dimension is an address: (is IPv6, address) -> element indexes.
+    /// dimension is an address: (is IPv6, address) -> element indexes. Built
+    /// only once an interval makes it needed (exact values overlap only when
+    /// equal, which `exact` answers), up to `indexed` elements.
     by_first_addr: std::collections::BTreeMap<(bool, u128), Vec<usize>>,
+    indexed: usize,
 }
 
 fn first_addr(key: &[Dim]) -> Option<IpNet> {
@@ -754,9 +763,10 @@ impl SetBuilder {
         SetBuilder {
             shape,
             elements: Vec::new(),
-            exact: HashSet::new(),
+            exact: FxHashSet::default(),
             has_interval: false,
             by_first_addr: Default::default(),
+            indexed: 0,
         }
     }
 
@@ -765,17 +775,21 @@ impl SetBuilder {
             return;
         }
         self.has_interval |= key.iter().any(Dim::is_interval);
-        if let Some(n) = first_addr(&key) {
-            self.by_first_addr
-                .entry(addr_key(&n))
-                .or_default()
-                .push(self.elements.len());
-        }
         self.elements.push(Element { key, rule });
     }
 
+    /// Brings `by_first_addr` up to date with every element.
+    fn index(&mut self) {
+        for (i, e) in self.elements.iter().enumerate().skip(self.indexed) {
+            if let Some(n) = first_addr(&e.key) {
+                self.by_first_addr.entry(addr_key(&n)).or_default().push(i);
+            }
+        }
+        self.indexed = self.elements.len();
+    }
+
     /// Whether an element shares a packet with `key`.
-    fn overlaps(&self, key: &[Dim]) -> bool {
+    fn overlaps(&mut self, key: &[Dim]) -> bool {
         if self.exact.contains(key) {
             return true;
         }
@@ -784,10 +798,11 @@ impl SetBuilder {
             // Exact values overlap only when equal.
             return false;
         }
-        let all = |e: &Element| e.key.iter().zip(key).all(|(a, b)| a.overlaps(b));
         let Some(net) = first_addr(key) else {
-            return self.elements.iter().any(all);
+            return self.elements.iter().any(|e| overlap(&e.key, key));
         };
+        self.index();
+        let all = |e: &Element| overlap(&e.key, key);
         // Elements whose first address lies inside `net` ...
         let (v6, start) = addr_key(&net);
         let end = match net {
@@ -807,6 +822,11 @@ impl SetBuilder {
             .chain(containing.flatten())
             .any(|&i| all(&self.elements[i]))
     }
+}
+
+/// Whether two keys of one shape share a packet: every dimension overlaps.
+fn overlap(a: &[Dim], b: &[Dim]) -> bool {
+    a.iter().zip(b).all(|(a, b)| a.overlaps(b))
 }
 
 /// Compiles `ruleset` into the table named `table` (family inet).
@@ -952,7 +972,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
             .filter(|(_, r)| r.direction == direction)
         {
             let elements = rule_elements(rule);
-            let same_run = run.as_ref().is_some_and(|r| {
+            let same_run = run.as_mut().is_some_and(|r| {
                 r.action == rule.action
                     && r.log == rule.log
                     && rule.action != Action::Limit

@@ -89,15 +89,18 @@ pub fn apply_atomically(
     // The two compiles are independent: at 100k rules each takes a good
     // part of a one-rule change, so the previous ruleset is compiled on a
     // second thread.
-    let (compiled, prev_compiled) = std::thread::scope(|scope| {
-        let prev = previous.map(|p| scope.spawn(move || compile(p, TABLE)));
-        let compiled = compile(desired, TABLE);
-        let prev = prev.map(|thread| {
-            thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        });
-        (compiled, prev)
+    let _span = tracing::debug_span!("apply_atomically", rules = desired.rules.len()).entered();
+    let (compiled, prev_compiled) = tracing::debug_span!("compile").in_scope(|| {
+        std::thread::scope(|scope| {
+            let prev = previous.map(|p| scope.spawn(move || compile(p, TABLE)));
+            let compiled = compile(desired, TABLE);
+            let prev = prev.map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            (compiled, prev)
+        })
     });
     let table_exists = nft::list_table_names("inet")?.iter().any(|t| t == TABLE);
     let (chains, nft_rules, sets, elements) = (
@@ -115,7 +118,8 @@ pub fn apply_atomically(
         verified,
     };
     if let (true, Some(prev)) = (table_exists, &prev_compiled) {
-        if let Some(delta) = compiled.delta_batch(prev) {
+        let delta = tracing::debug_span!("delta").in_scope(|| compiled.delta_batch(prev));
+        if let Some(delta) = delta {
             if delta.objects.is_empty() {
                 return Ok(report(ApplyMode::Unchanged, false));
             }
@@ -152,6 +156,7 @@ pub fn apply_atomically(
 ///
 /// Over netlink the sets' elements are written straight from the compiled
 /// elements (no nft expression in between).
+#[tracing::instrument(level = "debug", skip_all)]
 fn replace(compiled: &CompiledTable) -> Result<(), NftError> {
     if nft::backend() == nft::Backend::Netlink {
         let skeleton = compiled.replace_batch_typed(false);
@@ -179,6 +184,7 @@ fn verify_delta(delta: &nftables::schema::Nftables<'_>) -> Option<bool> {
 }
 
 /// Compares the kernel's table with `compiled`; empty when they agree.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn verify(compiled: &CompiledTable) -> Result<Vec<String>, NetfilterError> {
     if nft::backend() == nft::Backend::Netlink {
         match netlink::try_verify_compiled(compiled) {

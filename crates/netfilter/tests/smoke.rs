@@ -93,15 +93,15 @@ fn a_hash_set_that_outgrows_its_capacity_is_replaced_bigger() {
             })
             .expect("a sized set")
     };
-    // 512 rules: capacity 1024, which 1025 would not fit in.
+    // 512 rules: capacity 512, which 1025 would not fit in.
     let small = set(&rules(512));
     ns.run(|| apply_atomically(&small, None, ApplyOptions::default()))
         .unwrap();
-    assert_eq!(size_in_kernel(), 1024);
+    assert_eq!(size_in_kernel(), 512);
     let full = set(&rules(1025));
     assert_eq!(
         netfilter::compile::compile(&full, "portwall").sets[0].capacity(),
-        Some(4096)
+        Some(2048)
     );
     let r = ns
         .run(|| apply_atomically(&full, Some(&small), ApplyOptions::default()))
@@ -112,7 +112,7 @@ fn a_hash_set_that_outgrows_its_capacity_is_replaced_bigger() {
         "1025 elements need a bigger set"
     );
     assert!(r.verified);
-    assert_eq!(size_in_kernel(), 4096);
+    assert_eq!(size_in_kernel(), 2048);
     let one_more = set(&rules(1026));
     let r = ns
         .run(|| apply_atomically(&one_more, Some(&full), ApplyOptions::default()))

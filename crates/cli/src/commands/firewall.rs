@@ -120,7 +120,8 @@ fn commit(
     old: &HostConfig,
     new: &HostConfig,
 ) -> Result<Option<ApplyReport>> {
-    safety::check_lockout(global, old, new)?;
+    tracing::debug_span!("ssh lockout check")
+        .in_scope(|| safety::check_lockout(global, old, new))?;
     if let (Some(seconds), true) = (global.confirm, new != old) {
         let p = safety::arm(st, global, old, seconds)?;
         if !global.json {
@@ -129,7 +130,7 @@ fn commit(
     }
     // One rendering serves both files: when enabled, the applied ruleset's file is
     // the desired config's (which is enabled) byte for byte.
-    let toml = new.to_toml();
+    let toml = tracing::debug_span!("render toml").in_scope(|| new.to_toml());
     let applied = if new.enabled {
         let filter = Filter::of(global)?;
         let previous = if filter.is_loaded()? {
@@ -526,7 +527,7 @@ fn install_outcome(global: &Global, ruleset: Option<Ruleset>) -> Result<(Outcome
         enabled: true,
         ruleset: ruleset.unwrap_or_else(|| old.ruleset.clone()),
     };
-    let diff = model::diff(&old.ruleset, &new.ruleset);
+    let diff = tracing::debug_span!("diff").in_scope(|| model::diff(&old.ruleset, &new.ruleset));
     let n = diff.len();
     // Only --json prints the changes; a person gets their number. (Turning 10k
     // changes into JSON values was a sixth of `apply`'s time.)
@@ -552,10 +553,10 @@ fn install_outcome(global: &Global, ruleset: Option<Ruleset>) -> Result<(Outcome
 }
 
 #[derive(Debug, Serialize)]
-struct Plan {
+struct Plan<'a> {
     enabled: bool,
     loaded: bool,
-    changes: Vec<model::Change>,
+    changes: Vec<model::Change<'a>>,
     /// How the kernel's table differs from what portwall applied last.
     kernel_drift: Vec<String>,
 }
@@ -579,18 +580,13 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<u8> {
     } else {
         vec![]
     };
-    let changes = if loaded {
-        model::diff(&current, &desired.ruleset)
-    } else {
-        model::diff(
-            &Ruleset {
-                defaults: desired.ruleset.defaults,
-                logging: desired.ruleset.logging,
-                rules: vec![],
-            },
-            &desired.ruleset,
-        )
+    // Without a table, applying starts from nothing (but the same defaults).
+    let nothing = Ruleset {
+        defaults: desired.ruleset.defaults,
+        logging: desired.ruleset.logging,
+        rules: vec![],
     };
+    let changes = model::diff(if loaded { &current } else { &nothing }, &desired.ruleset);
     let plan = Plan {
         enabled: desired.enabled,
         loaded,

@@ -138,6 +138,7 @@ fn open() -> Result<NfSocket, Error> {
 /// Writes a batch with `fill`, sends it, and maps a refusal to the object.
 fn apply_with(fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>) -> Result<(), Error> {
     let mut sock = open()?;
+    let encode = tracing::debug_span!("encode batch").entered();
     let (buf, msgs, first) = {
         let mut cache: HashMap<(u8, String), Vec<SetInfo>> = HashMap::new();
         let sock_ref = &mut sock;
@@ -157,6 +158,7 @@ fn apply_with(fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>) -> Result<
         SEQ.fetch_add(msgs.len() as u32 + 2, Ordering::Relaxed);
         (buf, msgs, first)
     };
+    drop(encode);
     if msgs.is_empty() {
         return Ok(());
     }
@@ -164,8 +166,8 @@ fn apply_with(fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>) -> Result<
     if let Some(path) = std::env::var_os("PORTWALL_NETLINK_DUMP") {
         let _ = std::fs::write(path, &buf);
     }
-    let nacks = sock
-        .send_batch(&buf, msgs.len() as u32, first)
+    let nacks = tracing::debug_span!("kernel batch", messages = msgs.len(), bytes = buf.len())
+        .in_scope(|| sock.send_batch(&buf, msgs.len() as u32, first))
         .map_err(Error::Io)?;
     let Some(n) = nacks.iter().min_by_key(|n| n.seq) else {
         return Ok(());
