@@ -28,10 +28,24 @@ pub fn right_align(t: &mut Table, columns: &[usize]) {
 }
 
 /// Prints a table without the one-space padding comfy-table puts at line starts.
+///
+/// The lines go out in one write: stdout is line-buffered, and a `println!`
+/// per row of a 100k-rule `status` was 100k system calls.
 pub fn print_table(t: &Table) {
-    for line in t.to_string().lines() {
-        println!("{}", line.strip_prefix(' ').unwrap_or(line).trim_end());
+    use std::io::Write;
+    let text = t.to_string();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        out.push_str(line.strip_prefix(' ').unwrap_or(line).trim_end());
+        out.push('\n');
     }
+    let mut stdout = std::io::stdout().lock();
+    // A reader that went away ends the process quietly (SIGPIPE keeps its
+    // default action, see `main`); any other failure is `println!`'s.
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .expect("failed printing to stdout");
 }
 
 /// Prints `value` as pretty JSON on stdout.

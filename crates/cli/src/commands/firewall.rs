@@ -570,10 +570,11 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<u8> {
     };
     let filter = Filter::of(global)?;
     let loaded = filter.is_loaded()?;
-    let current: Ruleset = if loaded {
-        st.applied()?.unwrap_or_default()
-    } else {
-        Ruleset::default()
+    // The saved rules' own parse serves when applied.toml is the same file.
+    let current: std::borrow::Cow<'_, Ruleset> = match (loaded, &args.file) {
+        (false, _) => Default::default(),
+        (true, None) => st.applied_or_loaded(&desired)?.unwrap_or_default(),
+        (true, Some(_)) => std::borrow::Cow::Owned(st.applied()?.unwrap_or_default()),
     };
     let kernel_drift = if loaded {
         filter.drift(&current)?.unwrap_or_default()
