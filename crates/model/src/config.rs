@@ -142,6 +142,32 @@ fn push_toml_string(out: &mut String, s: &str) {
 mod tests {
     use super::*;
 
+    /// The rules of a long file keep their order, and the error names the
+    /// first bad line by position.
+    #[test]
+    fn a_long_file_parses_in_order_and_names_its_first_bad_line() {
+        let services = Services::builtin();
+        let lines: Vec<String> = (0..20_000)
+            .map(|i| format!("allow {}/tcp", 1 + i % 60_000))
+            .collect();
+        let file = |lines: &[String]| {
+            let quoted: Vec<String> = lines.iter().map(|l| format!("\"{l}\"")).collect();
+            format!("rules = [{}]\n", quoted.join(", "))
+        };
+        let config = HostConfig::from_toml(&file(&lines), &services).unwrap();
+        let texts: Vec<String> = config.ruleset.rules.iter().map(|r| r.to_string()).collect();
+        assert_eq!(texts, lines);
+        let mut bad = lines.clone();
+        bad[9_000] = "allow 70000/tcp".into();
+        bad[10_500] = "allow 80/tcpp".into();
+        match HostConfig::from_toml(&file(&bad), &services) {
+            Err(ConfigError::Rule { index, text, .. }) => {
+                assert_eq!((index, text.as_str()), (9_001, "allow 70000/tcp"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// The fast path writes what `toml` writes, and TOML reads it back.
     #[test]
     fn strings_are_written_as_toml_writes_them() {
