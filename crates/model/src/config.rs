@@ -87,18 +87,12 @@ impl HostConfig {
     /// through `toml`'s value encoder took ~100 ms, so plain strings are
     /// written here ([`push_toml_string`]).
     pub fn to_toml(&self) -> String {
-        let file = File {
-            enabled: self.enabled,
-            logging: self.ruleset.logging,
-            defaults: self.ruleset.defaults,
-            rules: Vec::new(),
-        };
         let mut out = String::from("# portwall: the desired state of this host's firewall. Edit with care, then run 'portwall reload'.\n");
         // The top-level keys must come before the [defaults] table.
         out.push_str(&format!(
             "enabled = {}\nlogging = \"{}\"\n",
-            file.enabled,
-            file.logging.as_str()
+            self.enabled,
+            self.ruleset.logging.as_str()
         ));
         out.push_str("rules = [\n");
         let mut text = String::new();
@@ -112,9 +106,9 @@ impl HostConfig {
         }
         out.push_str("]\n\n[defaults]\n");
         for (k, v) in [
-            ("incoming", file.defaults.incoming),
-            ("outgoing", file.defaults.outgoing),
-            ("routed", file.defaults.routed),
+            ("incoming", self.ruleset.defaults.incoming),
+            ("outgoing", self.ruleset.defaults.outgoing),
+            ("routed", self.ruleset.defaults.routed),
         ] {
             out.push_str(&format!("{k} = \"{}\"\n", v.as_str()));
         }

@@ -7,6 +7,15 @@ use common::ruleset;
 use netfilter::{apply_atomically, ApplyMode, ApplyOptions};
 use testns::Netns;
 
+/// The kernel's table in `ns` is loaded and holds exactly `rs`.
+fn assert_no_drift(ns: &Netns, rs: &model::Ruleset) {
+    let drift = ns
+        .run(|| netfilter::drift(rs))
+        .unwrap()
+        .expect("table loaded");
+    assert!(drift.is_empty(), "{drift:?}");
+}
+
 #[test]
 fn every_shape_applies_and_reads_back_equal() {
     let ns = Netns::new();
@@ -31,11 +40,7 @@ fn every_shape_applies_and_reads_back_equal() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.mode, ApplyMode::Replace);
     assert!(report.verified);
-    let drift = ns
-        .run(|| netfilter::drift(&rs))
-        .unwrap()
-        .expect("table loaded");
-    assert!(drift.is_empty(), "{drift:?}");
+    assert_no_drift(&ns, &rs);
 }
 
 #[test]
@@ -55,11 +60,7 @@ fn element_change_is_a_delta_and_keeps_the_table() {
         .run(|| apply_atomically(&after, Some(&before), ApplyOptions::default()))
         .unwrap();
     assert_eq!(r.mode, ApplyMode::Elements);
-    assert!(ns
-        .run(|| netfilter::drift(&after))
-        .unwrap()
-        .unwrap()
-        .is_empty());
+    assert_no_drift(&ns, &after);
     let r = ns
         .run(|| apply_atomically(&after, Some(&after), ApplyOptions::default()))
         .unwrap();
@@ -118,11 +119,7 @@ fn a_hash_set_that_outgrows_its_capacity_is_replaced_bigger() {
         .run(|| apply_atomically(&one_more, Some(&full), ApplyOptions::default()))
         .unwrap();
     assert_eq!(r.mode, ApplyMode::Elements);
-    assert!(ns
-        .run(|| netfilter::drift(&one_more))
-        .unwrap()
-        .unwrap()
-        .is_empty());
+    assert_no_drift(&ns, &one_more);
 }
 
 #[test]
