@@ -455,6 +455,7 @@ impl Iptables {
             sets: sets.len(),
             elements: sets.iter().map(|s| s.members.len()).sum(),
             verified: true,
+            every_element: true,
         })
     }
 

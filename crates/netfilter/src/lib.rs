@@ -11,8 +11,13 @@
 //!   and removed (a single-rule change on a 100k-rule ruleset). A refused
 //!   transaction leaves the previous ruleset in force.
 //! - After a full replace the table is read back and compared with what was sent;
-//!   a mismatch is an error and the previous ruleset is restored. After an
-//!   element change only the changed elements are read back.
+//!   a mismatch is an error and the previous ruleset is restored. The
+//!   structure is read back whole and every element of a set of up to 16k;
+//!   a larger set is checked on a random sample of its elements, since
+//!   dumping a set costs the kernel the square of its size (see
+//!   [`netlink::verify`]; [`ApplyOptions::full_readback`] reads every
+//!   element). After an element change only the changed elements are read
+//!   back.
 //! - The kernel is reached over nf_tables netlink ([`netlink`]): one batch in,
 //!   dumps out, no process spawned; the `nft` binary is the fallback ([`nft`]).
 
@@ -61,6 +66,10 @@ pub struct ApplyReport {
     pub elements: usize,
     /// Whether the kernel was read back and matched.
     pub verified: bool,
+    /// Whether that read-back compared every element; `false` when a set
+    /// larger than [`netlink::verify::FULL_READBACK_ELEMENTS`] was checked
+    /// on a sample of its elements.
+    pub every_element: bool,
 }
 
 /// Options of [`apply_atomically`].
@@ -68,11 +77,17 @@ pub struct ApplyReport {
 pub struct ApplyOptions {
     /// Read the table back after a full replace and compare.
     pub verify: bool,
+    /// Compare every element of every set, however large, instead of a
+    /// sample of the large ones.
+    pub full_readback: bool,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { verify: true }
+        ApplyOptions {
+            verify: true,
+            full_readback: false,
+        }
     }
 }
 
@@ -102,20 +117,30 @@ pub fn apply_atomically(
             (compiled, prev)
         })
     });
-    let table_exists = nft::list_table_names("inet")?.iter().any(|t| t == TABLE);
+    let table_exists = tracing::debug_span!("table exists")
+        .in_scope(|| nft::list_table_names("inet"))?
+        .iter()
+        .any(|t| t == TABLE);
     let (chains, nft_rules, sets, elements) = (
         compiled.chains.len(),
         compiled.chains.iter().map(|c| c.rules.len()).sum(),
         compiled.sets.len(),
         compiled.element_count(),
     );
-    let report = |mode, verified| ApplyReport {
+    let sampled = !opts.full_readback
+        && compiled
+            .sets
+            .iter()
+            .any(|s| s.elements.len() > netlink::verify::FULL_READBACK_ELEMENTS);
+    let report = |mode, verified: bool| ApplyReport {
         mode,
         chains,
         nft_rules,
         sets,
         elements,
         verified,
+        // An element delta reads back every element it changed.
+        every_element: verified && (mode == ApplyMode::Elements || !sampled),
     };
     if let (true, Some(prev)) = (table_exists, &prev_compiled) {
         let delta = tracing::debug_span!("delta").in_scope(|| compiled.delta_batch(prev));
@@ -138,7 +163,11 @@ pub fn apply_atomically(
     }
     replace(&compiled)?;
     if opts.verify {
-        let diffs = verify(&compiled)?;
+        let diffs = if opts.full_readback {
+            verify(&compiled)?
+        } else {
+            verify_applied(&compiled)?
+        };
         if !diffs.is_empty() {
             match prev_compiled.as_ref() {
                 Some(prev) => replace(prev)?,
@@ -159,7 +188,8 @@ pub fn apply_atomically(
 #[tracing::instrument(level = "debug", skip_all)]
 fn replace(compiled: &CompiledTable) -> Result<(), NftError> {
     if nft::backend() == nft::Backend::Netlink {
-        let skeleton = compiled.replace_batch_typed(false);
+        let skeleton =
+            tracing::debug_span!("skeleton").in_scope(|| compiled.replace_batch_typed(false));
         let by_set: HashMap<&str, &[compile::Element]> = compiled
             .sets
             .iter()
@@ -183,7 +213,29 @@ fn verify_delta(delta: &nftables::schema::Nftables<'_>) -> Option<bool> {
     netlink::try_verify_delta(delta).ok().map(|d| d.is_empty())
 }
 
-/// Compares the kernel's table with `compiled`; empty when they agree.
+/// [`verify`] as an apply reads back: the structure whole, every element of
+/// the sets of up to 16k elements, a sample of larger ones
+/// ([`netlink::verify`]).
+#[tracing::instrument(level = "debug", skip_all)]
+pub fn verify_applied(compiled: &CompiledTable) -> Result<Vec<String>, NetfilterError> {
+    if nft::backend() == nft::Backend::Netlink {
+        match netlink::try_verify_applied(compiled) {
+            Ok(Some(d)) => return Ok(d),
+            Ok(None) => {
+                return Ok(vec![format!(
+                    "table inet {} does not exist",
+                    compiled.table
+                )])
+            }
+            Err(e) if !e.use_nft_instead() => return Err(NftError::from(e).into()),
+            Err(_) => {}
+        }
+    }
+    verify(compiled)
+}
+
+/// Compares the kernel's table with `compiled`, every element; empty when
+/// they agree.
 #[tracing::instrument(level = "debug", skip_all)]
 pub fn verify(compiled: &CompiledTable) -> Result<Vec<String>, NetfilterError> {
     if nft::backend() == nft::Backend::Netlink {

@@ -420,7 +420,10 @@ fn a_large_set_reads_back_whole_right_after_it_is_applied() {
     for sized in [false, false, true] {
         let ns = Netns::new();
         if sized {
-            let opts = netfilter::ApplyOptions { verify: true };
+            let opts = netfilter::ApplyOptions {
+                verify: true,
+                full_readback: true,
+            };
             ns.run(|| netfilter::apply_atomically(&rs, None, opts))
                 .unwrap_or_else(|e| panic!("{e}"));
         } else {

@@ -11,7 +11,7 @@
 //! element's key bytes.
 
 use super::encode::dims_key;
-use super::verify::{differences, read_table, LoadedTable};
+use super::verify::{differences, read_table, LoadedTable, Readback, SetElements};
 use super::Error;
 use crate::compile::CompiledTable;
 use crate::{Count, Counters};
@@ -21,7 +21,7 @@ use std::collections::HashMap;
 /// model rules `compiled` was built from; `None` when the table does not
 /// exist.
 pub fn read_counters(compiled: &CompiledTable, rules: usize) -> Result<Option<Counters>, Error> {
-    Ok(read_table(compiled)?.map(|loaded| count(compiled, rules, &loaded)))
+    Ok(read_table(compiled, Readback::Full)?.map(|loaded| count(compiled, rules, &loaded)))
 }
 
 /// How the kernel's table differs from `compiled` and its counters, from one
@@ -30,7 +30,7 @@ pub fn differences_and_counters(
     compiled: &CompiledTable,
     rules: usize,
 ) -> Result<Option<(Vec<String>, Counters)>, Error> {
-    Ok(read_table(compiled)?.map(|loaded| {
+    Ok(read_table(compiled, Readback::Full)?.map(|loaded| {
         (
             differences(compiled, &loaded),
             count(compiled, rules, &loaded),
@@ -55,7 +55,7 @@ fn count(compiled: &CompiledTable, rules: usize, loaded: &LoadedTable) -> Counte
         }
     }
     for set in compiled.sets.iter().filter(|s| s.counts_rules) {
-        let Some((info, ranges)) = loaded.elements.get(&set.name) else {
+        let Some((info, SetElements::All(ranges))) = loaded.elements.get(&set.name) else {
             continue;
         };
         let kl = info.key_len();

@@ -157,16 +157,30 @@ pub(crate) struct KElem {
     pub(crate) counter: Option<(u64, u64)>,
 }
 
+/// The (packets, bytes) of a `counter` expression; `None` for any other.
+/// Read without allocating: a dump of 100k elements calls it 100k times.
 pub(crate) fn counter_of(expr: &[u8]) -> Option<(u64, u64)> {
-    let a: Vec<(u16, &[u8])> = attrs(expr).collect();
-    if cstr(get(&a, NFTA_EXPR_NAME)?) != "counter" {
+    let mut is_counter = false;
+    let mut data = None;
+    for (t, v) in attrs(expr) {
+        match t {
+            NFTA_EXPR_NAME => is_counter = v.split(|b| *b == 0).next() == Some(b"counter"),
+            NFTA_EXPR_DATA => data = Some(v),
+            _ => {}
+        }
+    }
+    if !is_counter {
         return None;
     }
-    let d: Vec<(u16, &[u8])> = attrs(get(&a, NFTA_EXPR_DATA)?).collect();
-    Some((
-        get(&d, 2).map(be64).unwrap_or(0),
-        get(&d, 1).map(be64).unwrap_or(0),
-    ))
+    let (mut packets, mut bytes) = (0, 0);
+    for (t, v) in attrs(data?) {
+        match t {
+            2 => packets = be64(v),
+            1 => bytes = be64(v),
+            _ => {}
+        }
+    }
+    Some((packets, bytes))
 }
 
 pub(crate) fn parse_elems(replies: &[Reply], out: &mut Vec<KElem>) {
@@ -924,18 +938,20 @@ pub(crate) fn set_elements(
 ) -> Result<Vec<KElem>, Error> {
     let mut pause = std::time::Duration::from_millis(10);
     for _ in 0..SET_READ_ATTEMPTS {
-        let replies = dump(
-            sock,
-            NFT_MSG_GETSETELEM,
-            family,
-            &[
-                (NFTA_SET_ELEM_LIST_TABLE, table_z),
-                (NFTA_SET_ELEM_LIST_SET, set_z),
-            ],
-        )?;
+        let replies = tracing::debug_span!("dump").in_scope(|| {
+            dump(
+                sock,
+                NFT_MSG_GETSETELEM,
+                family,
+                &[
+                    (NFTA_SET_ELEM_LIST_TABLE, table_z),
+                    (NFTA_SET_ELEM_LIST_SET, set_z),
+                ],
+            )
+        })?;
         let mut elems = Vec::new();
-        parse_elems(&replies, &mut elems);
-        if !repeats_an_element(&elems) {
+        tracing::debug_span!("parse").in_scope(|| parse_elems(&replies, &mut elems));
+        if !tracing::debug_span!("repeats").in_scope(|| repeats_an_element(&elems)) {
             return Ok(elems);
         }
         std::thread::sleep(pause);
@@ -950,7 +966,8 @@ pub(crate) fn set_elements(
 /// Whether a dump listed an element twice: the same key, end and interval flag
 /// (an interval set's end element may share its key with the next start).
 fn repeats_an_element(elems: &[KElem]) -> bool {
-    let mut seen = std::collections::HashSet::with_capacity(elems.len());
+    let mut seen = rustc_hash::FxHashSet::default();
+    seen.reserve(elems.len());
     elems
         .iter()
         .any(|e| !seen.insert((e.key.as_slice(), e.key_end.as_deref(), e.end_flag)))

@@ -137,7 +137,7 @@ fn open() -> Result<NfSocket, Error> {
 
 /// Writes a batch with `fill`, sends it, and maps a refusal to the object.
 fn apply_with(fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>) -> Result<(), Error> {
-    let mut sock = open()?;
+    let mut sock = tracing::debug_span!("open socket").in_scope(open)?;
     let encode = tracing::debug_span!("encode batch").entered();
     let (buf, msgs, first) = {
         let mut cache: HashMap<(u8, String), Vec<SetInfo>> = HashMap::new();
@@ -357,6 +357,15 @@ pub fn try_verify_compiled(
     compiled: &crate::compile::CompiledTable,
 ) -> Result<Option<Vec<String>>, Error> {
     verify::verify_compiled(compiled)
+}
+
+/// How the kernel's table differs from `compiled` as an apply reads it back:
+/// large sets by sample ([`verify::verify_applied`]); `None` when the table
+/// does not exist.
+pub fn try_verify_applied(
+    compiled: &crate::compile::CompiledTable,
+) -> Result<Option<Vec<String>>, Error> {
+    verify::verify_applied(compiled)
 }
 
 /// Whether the elements an element-only change added are in the kernel and

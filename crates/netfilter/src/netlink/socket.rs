@@ -41,8 +41,49 @@ pub struct Nack {
 }
 
 pub struct NfSocket {
-    sock: Socket,
+    /// `None` only while being dropped (see [`park`]).
+    sock: Option<Socket>,
     buf: Vec<u8>,
+}
+
+impl std::ops::Deref for NfSocket {
+    type Target = Socket;
+    fn deref(&self) -> &Socket {
+        self.sock.as_ref().expect("an open socket")
+    }
+}
+
+impl Drop for NfSocket {
+    fn drop(&mut self) {
+        if let Some(sock) = self.sock.take() {
+            park(sock);
+        }
+    }
+}
+
+/// Sockets dropped but not yet closed, oldest first.
+static PARKED: std::sync::Mutex<Vec<Socket>> = std::sync::Mutex::new(Vec::new());
+
+/// The most sockets [`park`] keeps open.
+const PARKED_MAX: usize = 8;
+
+/// Keeps a dropped socket open instead of closing it.
+///
+/// Closing an nf_tables socket right after a transaction commits blocks: the
+/// kernel's release notifier (`nft_rcv_nl_event`) waits for the
+/// transaction's deferred cleanup, which starts with an RCU grace period
+/// (11-14 ms on this VM, a sixth of a 10k-rule apply), whenever that cleanup
+/// has not started yet. So sockets are closed late: when the process exits
+/// (the cleanup has long started by then), or, in a long-running process,
+/// once more than [`PARKED_MAX`] are parked, oldest first.
+fn park(sock: Socket) {
+    let mut parked = PARKED.lock().unwrap_or_else(|p| p.into_inner());
+    parked.push(sock);
+    if parked.len() > PARKED_MAX {
+        let oldest = parked.remove(0);
+        drop(parked);
+        drop(oldest);
+    }
 }
 
 fn split(data: &[u8], out: &mut Vec<Reply>) {
@@ -120,14 +161,23 @@ impl NfSocket {
             Some(Duration::from_secs(10)),
         )?;
         Ok(NfSocket {
-            sock,
+            sock: Some(sock),
             buf: Vec::with_capacity(1 << 17),
         })
     }
 
+    /// Makes the receive buffer hold at least `bytes` (as root, beyond
+    /// `net.core.rmem_max`): the kernel drops what does not fit.
+    pub fn reserve_receive_buffer(&self, bytes: usize) -> io::Result<()> {
+        if bytes > 212_992 {
+            rustix::net::sockopt::set_socket_recv_buffer_size_force(&**self, bytes)?;
+        }
+        Ok(())
+    }
+
     /// Sends prepared messages.
     pub fn send_raw(&self, buf: &[u8]) -> io::Result<()> {
-        self.sock.send(buf, 0)?;
+        self.send(buf, 0)?;
         Ok(())
     }
 
@@ -138,7 +188,8 @@ impl NfSocket {
 
     fn recv(&mut self, out: &mut Vec<Reply>) -> io::Result<()> {
         self.buf.clear();
-        self.sock.recv(&mut self.buf, 0)?;
+        let sock = self.sock.as_ref().expect("an open socket");
+        sock.recv(&mut self.buf, 0)?;
         split(&self.buf, out);
         Ok(())
     }
@@ -157,21 +208,18 @@ impl NfSocket {
     ) -> io::Result<Vec<Nack>> {
         let want_snd = batch.len() + 4096;
         if want_snd > 212_992 {
-            rustix::net::sockopt::set_socket_send_buffer_size_force(&self.sock, want_snd)?;
+            rustix::net::sockopt::set_socket_send_buffer_size_force(&**self, want_snd)?;
         }
         // Room for one ack per message (an skb each), and for the errors.
-        let want_rcv = (inner as usize + 64) * 2048;
-        if want_rcv > 212_992 {
-            rustix::net::sockopt::set_socket_recv_buffer_size_force(&self.sock, want_rcv)?;
-        }
-        let sent = self.sock.send(batch, 0)?;
+        self.reserve_receive_buffer((inner as usize + 64) * 2048)?;
+        let sent = self.send(batch, 0)?;
         if sent != batch.len() {
             return Err(io::Error::other(format!(
                 "sent {sent} of {} bytes of the batch",
                 batch.len()
             )));
         }
-        self.sock.set_non_blocking(true)?;
+        self.set_non_blocking(true)?;
         let mut replies = Vec::new();
         let mut acked = 0u32;
         let mut nacks = Vec::new();
@@ -196,7 +244,7 @@ impl NfSocket {
                 }
             }
         };
-        self.sock.set_non_blocking(false)?;
+        self.set_non_blocking(false)?;
         result?;
         if acked < inner && nacks.is_empty() {
             return Err(io::Error::other(format!(
@@ -227,7 +275,7 @@ impl NfSocket {
             w.put(*t, v);
         }
         w.end_msg(start);
-        self.sock.send(&w.buf, 0)?;
+        self.send(&w.buf, 0)?;
         let mut out = Vec::new();
         let mut replies = Vec::new();
         // Bounded: a dump ends with NLMSG_DONE or an error; the receive timeout
