@@ -16,6 +16,7 @@ use crate::rule::{
 };
 use crate::services::{Services, Transports};
 use ipnet::IpNet;
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::ops::Range;
@@ -41,10 +42,19 @@ impl fmt::Display for ParseError {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Token {
-    text: String,
-    span: Range<usize>,
+/// A word of the rule, borrowed from the input (or from the argument it was
+/// given as): parsing 100k rules from a file allocates only what the rules
+/// keep.
+#[derive(Debug, Clone, Copy)]
+struct Token<'a> {
+    text: &'a str,
+    span: (usize, usize),
+}
+
+impl Token<'_> {
+    fn span(&self) -> Range<usize> {
+        self.span.0..self.span.1
+    }
 }
 
 /// Parses one rule written as a single string (quotes group words:
@@ -52,7 +62,7 @@ struct Token {
 pub fn parse_rule(input: &str, services: &Services) -> Result<Vec<Rule>, ParseError> {
     let tokens = tokenize(input)?;
     Parser {
-        input: input.to_string(),
+        input: Cow::Borrowed(input),
         tokens,
         pos: 0,
         services,
@@ -84,12 +94,12 @@ pub fn parse_rule_args<S: AsRef<str>>(
         let start = input.len();
         input.push_str(&shown);
         tokens.push(Token {
-            text: a.to_string(),
-            span: start..input.len(),
+            text: a,
+            span: (start, input.len()),
         });
     }
     Parser {
-        input,
+        input: Cow::Owned(input),
         tokens,
         pos: 0,
         services,
@@ -97,8 +107,8 @@ pub fn parse_rule_args<S: AsRef<str>>(
     .rule()
 }
 
-fn tokenize(input: &str) -> Result<Vec<Token>, ParseError> {
-    let mut tokens = Vec::new();
+fn tokenize(input: &str) -> Result<Vec<Token<'_>>, ParseError> {
+    let mut tokens = Vec::with_capacity(8);
     let mut chars = input.char_indices().peekable();
     while let Some(&(start, c)) = chars.peek() {
         if c.is_whitespace() {
@@ -107,41 +117,38 @@ fn tokenize(input: &str) -> Result<Vec<Token>, ParseError> {
         }
         if c == '\'' || c == '"' {
             chars.next();
-            let mut text = String::new();
             let mut closed = None;
             for (i, ch) in chars.by_ref() {
                 if ch == c {
-                    closed = Some(i + ch.len_utf8());
+                    closed = Some(i);
                     break;
                 }
-                text.push(ch);
             }
-            let Some(end) = closed else {
+            let Some(close) = closed else {
                 return Err(ParseError {
                     input: input.to_string(),
                     span: start..input.len(),
                     message: format!("unterminated quote {c}: close it with {c}"),
                 });
             };
+            // The quote characters are one byte each.
             tokens.push(Token {
-                text,
-                span: start..end,
+                text: &input[start + 1..close],
+                span: (start, close + 1),
             });
             continue;
         }
         let mut end = start;
-        let mut text = String::new();
         while let Some(&(i, ch)) = chars.peek() {
             if ch.is_whitespace() {
                 break;
             }
-            text.push(ch);
             end = i + ch.len_utf8();
             chars.next();
         }
         tokens.push(Token {
-            text,
-            span: start..end,
+            text: &input[start..end],
+            span: (start, end),
         });
     }
     Ok(tokens)
@@ -161,16 +168,16 @@ struct PortElem {
 }
 
 struct Parser<'a> {
-    input: String,
-    tokens: Vec<Token>,
+    input: Cow<'a, str>,
+    tokens: Vec<Token<'a>>,
     pos: usize,
     services: &'a Services,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn err_at(&self, span: Range<usize>, message: impl Into<String>) -> ParseError {
         ParseError {
-            input: self.input.clone(),
+            input: self.input.to_string(),
             span,
             message: message.into(),
         }
@@ -178,25 +185,32 @@ impl Parser<'_> {
 
     fn err_here(&self, message: impl Into<String>) -> ParseError {
         let span = match self.tokens.get(self.pos) {
-            Some(t) => t.span.clone(),
+            Some(t) => t.span(),
             None => self.input.len()..self.input.len(),
         };
         self.err_at(span, message)
     }
 
-    fn peek(&self) -> Option<&str> {
-        self.tokens.get(self.pos).map(|t| t.text.as_str())
+    fn peek(&self) -> Option<&'a str> {
+        self.tokens.get(self.pos).map(|t| t.text)
     }
 
-    fn peek_lower(&self) -> Option<String> {
-        self.peek().map(str::to_ascii_lowercase)
+    /// The next word in lower case (borrowed unless it has capitals).
+    fn peek_lower(&self) -> Option<Cow<'a, str>> {
+        self.peek().map(|w| {
+            if w.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(w.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(w)
+            }
+        })
     }
 
-    fn next_value(&mut self, after: &str, what: &str) -> Result<Token, ParseError> {
+    fn next_value(&mut self, after: &str, what: &str) -> Result<Token<'a>, ParseError> {
         match self.tokens.get(self.pos) {
             Some(t) => {
                 self.pos += 1;
-                Ok(t.clone())
+                Ok(*t)
             }
             None => Err(self.err_here(format!("'{after}' needs {what} after it"))),
         }
@@ -259,8 +273,8 @@ impl Parser<'_> {
         let mut comment_given = false;
 
         while let Some(word) = self.peek_lower() {
-            let span = self.tokens[self.pos].span.clone();
-            match word.as_str() {
+            let span = self.tokens[self.pos].span();
+            match &*word {
                 "on" => {
                     self.pos += 1;
                     let iface = self.next_value("on", "an interface name (eth0)")?;
@@ -312,9 +326,9 @@ impl Parser<'_> {
                     self.pos += 1;
                     let tok = self.next_value("proto", PROTOCOLS)?;
                     if explicit_proto.is_some() {
-                        return Err(self.err_at(tok.span, "the protocol is given twice"));
+                        return Err(self.err_at(tok.span(), "the protocol is given twice"));
                     }
-                    explicit_proto = Some((self.protocol(&tok)?, tok.span));
+                    explicit_proto = Some((self.protocol(&tok)?, tok.span()));
                 }
                 "from" | "to" => {
                     self.pos += 1;
@@ -332,11 +346,11 @@ impl Parser<'_> {
                         rule.destination = addrs;
                     }
                     if self.peek_lower().as_deref() == Some("port") {
-                        let pspan = self.tokens[self.pos].span.clone();
+                        let pspan = self.tokens[self.pos].span();
                         self.pos += 1;
                         let tok =
                             self.next_value("port", "a port, port range (A:B) or service name")?;
-                        let elems = self.ports(&tok.text, &tok.span)?;
+                        let elems = self.ports(tok.text, &tok.span())?;
                         if is_from {
                             src_elems = Some(elems);
                         } else {
@@ -345,7 +359,7 @@ impl Parser<'_> {
                                     self.err_at(pspan, "the destination port is given twice")
                                 );
                             }
-                            dest_elems = Some((elems, tok.span));
+                            dest_elems = Some((elems, tok.span()));
                         }
                     }
                 }
@@ -356,8 +370,8 @@ impl Parser<'_> {
                     if dest_elems.is_some() {
                         return Err(self.err_at(span, "the destination port is given twice"));
                     }
-                    let elems = self.ports(&tok.text, &tok.span)?;
-                    dest_elems = Some((elems, tok.span));
+                    let elems = self.ports(tok.text, &tok.span())?;
+                    dest_elems = Some((elems, tok.span()));
                 }
                 "comment" => {
                     self.pos += 1;
@@ -369,22 +383,22 @@ impl Parser<'_> {
                         return Err(self.err_at(span, "'comment' is given twice"));
                     }
                     comment_given = true;
-                    rule.comment = Some(tok.text);
+                    rule.comment = Some(tok.text.to_string());
                 }
                 _ => {
                     // The short form: PORTS[/PROTO].
-                    let tok = self.tokens[self.pos].clone();
+                    let tok = self.tokens[self.pos];
                     if dest_elems.is_some() || from_given || to_given {
                         return Err(self.err_at(
-                            tok.span,
+                            tok.span(),
                             format!("unexpected '{}': expected {CLAUSES}", tok.text),
                         ));
                     }
                     let (ports_text, proto_text) = match tok.text.split_once('/') {
                         Some((p, pr)) => (p, Some(pr)),
-                        None => (tok.text.as_str(), None),
+                        None => (tok.text, None),
                     };
-                    let ports_span = tok.span.start..tok.span.start + ports_text.len();
+                    let ports_span = tok.span.0..tok.span.0 + ports_text.len();
                     let elems = self.ports(ports_text, &ports_span).map_err(|e| {
                         if ports_text.chars().all(|c| c.is_ascii_alphabetic()) && self.services.lookup(ports_text).is_none() {
                             self.err_at(
@@ -396,17 +410,17 @@ impl Parser<'_> {
                         }
                     })?;
                     if let Some(pt) = proto_text {
-                        let pspan = tok.span.start + ports_text.len() + 1..tok.span.end;
+                        let pspan = tok.span.0 + ports_text.len() + 1..tok.span.1;
                         let ptok = Token {
-                            text: pt.to_string(),
-                            span: pspan.clone(),
+                            text: pt,
+                            span: (pspan.start, pspan.end),
                         };
                         if explicit_proto.is_some() {
                             return Err(self.err_at(pspan, "the protocol is given twice"));
                         }
                         explicit_proto = Some((self.protocol(&ptok)?, pspan));
                     }
-                    dest_elems = Some((elems, tok.span));
+                    dest_elems = Some((elems, tok.span()));
                     self.pos += 1;
                 }
             }
@@ -478,26 +492,35 @@ impl Parser<'_> {
         Ok(rules)
     }
 
-    fn protocol(&self, tok: &Token) -> Result<Protocol, ParseError> {
-        match tok.text.to_ascii_lowercase().as_str() {
-            "tcp" => Ok(Protocol::Tcp),
-            "udp" => Ok(Protocol::Udp),
-            "icmp" => Ok(Protocol::Icmp),
-            "icmpv6" | "ipv6-icmp" => Ok(Protocol::Icmpv6),
-            "any" => Ok(Protocol::Any),
-            other => Err(self.err_at(
-                tok.span.clone(),
-                format!("'{other}' is not a protocol: {PROTOCOLS}"),
-            )),
+    fn protocol(&self, tok: &Token<'_>) -> Result<Protocol, ParseError> {
+        let is = |name: &str| tok.text.eq_ignore_ascii_case(name);
+        if is("tcp") {
+            Ok(Protocol::Tcp)
+        } else if is("udp") {
+            Ok(Protocol::Udp)
+        } else if is("icmp") {
+            Ok(Protocol::Icmp)
+        } else if is("icmpv6") || is("ipv6-icmp") {
+            Ok(Protocol::Icmpv6)
+        } else if is("any") {
+            Ok(Protocol::Any)
+        } else {
+            Err(self.err_at(
+                tok.span(),
+                format!(
+                    "'{}' is not a protocol: {PROTOCOLS}",
+                    tok.text.to_ascii_lowercase()
+                ),
+            ))
         }
     }
 
-    fn addresses(&self, tok: &Token) -> Result<Addresses, ParseError> {
+    fn addresses(&self, tok: &Token<'_>) -> Result<Addresses, ParseError> {
         if tok.text.eq_ignore_ascii_case("any") {
             return Ok(Addresses::any());
         }
-        let mut nets = Vec::new();
-        let mut offset = tok.span.start;
+        let mut nets = Vec::with_capacity(1);
+        let mut offset = tok.span.0;
         for part in tok.text.split(',') {
             let span = offset..offset + part.len();
             offset += part.len() + 1;
@@ -507,7 +530,7 @@ impl Parser<'_> {
     }
 
     fn ports(&self, text: &str, span: &Range<usize>) -> Result<Vec<PortElem>, ParseError> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(1);
         let mut offset = span.start;
         for part in text.split(',') {
             let pspan = offset..offset + part.len();
@@ -568,20 +591,20 @@ impl Parser<'_> {
     }
 }
 
-fn set_once(slot: &mut Option<String>, tok: Token, p: &Parser<'_>) -> Result<(), ParseError> {
+fn set_once(slot: &mut Option<String>, tok: Token<'_>, p: &Parser<'_>) -> Result<(), ParseError> {
     if slot.is_some() {
-        return Err(p.err_at(tok.span, "the interface is given twice"));
+        return Err(p.err_at(tok.span(), "the interface is given twice"));
     }
-    if !is_valid_interface(&tok.text) {
+    if !is_valid_interface(tok.text) {
         return Err(p.err_at(
-            tok.span,
+            tok.span(),
             format!(
                 "'{}' is not an interface name: 1-15 characters, no spaces, '/' or quotes",
                 tok.text
             ),
         ));
     }
-    *slot = Some(tok.text);
+    *slot = Some(tok.text.to_string());
     Ok(())
 }
 
