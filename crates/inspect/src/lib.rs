@@ -385,6 +385,24 @@ pub fn established_tcp(local_port: u16, owners: OwnerSource) -> Result<Vec<Socke
     collect(&dumps, Some(local_port), None, owners)
 }
 
+/// Every listening and every established TCP socket (both families), without
+/// owners, from one dump per family (the kernel walks its listening and its
+/// connection tables once each).
+pub fn tcp_listening_and_established() -> Result<Vec<Socket>, InspectError> {
+    let states = diag::states_mask(&[State::Listen, State::Established]);
+    let dumps = [
+        diag::Dump::new(Protocol::Tcp, Family::V4, states),
+        diag::Dump::new(Protocol::Tcp, Family::V6, states),
+    ];
+    dump_sorted(&dumps, None)
+}
+
+/// The inodes of the sockets that processes named `name` hold (their
+/// `/proc/PID/comm`), read from those processes' descriptors only.
+pub fn sockets_held_by(name: &str) -> Result<Vec<u64>, InspectError> {
+    procfs::sockets_of_named(name)
+}
+
 fn collect(
     dumps: &[diag::Dump],
     port: Option<u16>,

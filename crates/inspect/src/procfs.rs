@@ -165,6 +165,11 @@ impl Walk {
         self.proc_dir
     }
 
+    /// The `/proc` directory and the processes listed in it.
+    fn into_proc_dir_with_pids(self) -> (OwnedFd, Vec<u32>) {
+        (self.proc_dir, self.pids)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Shared> {
         // The shared state stays consistent whatever a thread panicked in.
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
@@ -423,6 +428,36 @@ fn proc_error(path: &str, e: Errno) -> InspectError {
         path: path.to_string(),
         error: e.into(),
     }
+}
+
+/// The socket inodes held by the processes whose program name is `name`:
+/// `/proc/*/comm` of every process, then the descriptors of those processes
+/// only. Cheap when few processes have that name (the SSH lockout check
+/// asks for `sshd`, whose listener has a handful of descriptors), where the
+/// full walk or the task-file iterator reads every process's descriptors.
+pub(crate) fn sockets_of_named(name: &str) -> Result<Vec<u64>, InspectError> {
+    let (proc_dir, pids) = Walk::start()?.into_proc_dir_with_pids();
+    let mut buf: Vec<u8> = Vec::with_capacity(DIR_BUFFER);
+    let mut seen: Vec<Seen> = Vec::new();
+    for pid in pids {
+        if read_comm(&proc_dir, pid).as_deref() != Some(name) {
+            continue;
+        }
+        let process = match list_descriptors(&proc_dir, pid, &mut buf) {
+            Ok(p) => p,
+            Err(e) if vanished_or_hidden(e) => continue,
+            Err(e) => return Err(proc_error("/proc/PID/fd", e)),
+        };
+        match read_links(&process, &process.fds, &mut seen) {
+            Ok(()) => {}
+            Err(e) if vanished_or_hidden(e) => {}
+            Err(e) => return Err(proc_error("/proc/PID/fd", e)),
+        }
+    }
+    let mut inodes: Vec<u64> = seen.into_iter().map(|(inode, _)| inode).collect();
+    inodes.sort_unstable();
+    inodes.dedup();
+    Ok(inodes)
 }
 
 /// Opens `/proc`, where program names (and, for a walk, descriptors) are read.
