@@ -77,19 +77,16 @@ impl State {
 
     /// [`State::save`] of a config already written as TOML ([`HostConfig::to_toml`]).
     pub fn save_toml(&self, toml: &str) -> Result<()> {
-        // Unknown until the write is known to have happened.
-        *self.rules_text.borrow_mut() = None;
-        write_atomically(&self.rules_path(), toml.as_bytes())?;
-        *self.rules_text.borrow_mut() = Some(toml.to_string());
-        Ok(())
+        self.commit_rules(stage(&self.rules_path(), toml.as_bytes())?, toml)
     }
 
-    /// Records what was applied, as the TOML of an enabled config with that ruleset
-    /// (what [`State::set_applied`] writes): a commit that just wrote the desired
-    /// config's TOML passes the same text instead of turning every rule into TOML
-    /// again.
-    pub fn set_applied_toml(&self, toml: &str) -> Result<()> {
-        write_atomically(&self.applied_path(), toml.as_bytes())
+    /// Puts a staged `rules.toml` ([`stage_config`]) in place; `toml` is its text.
+    pub fn commit_rules(&self, staged: StagedFile, toml: &str) -> Result<()> {
+        // Unknown until the rename is known to have happened.
+        *self.rules_text.borrow_mut() = None;
+        staged.commit()?;
+        *self.rules_text.borrow_mut() = Some(toml.to_string());
+        Ok(())
     }
 
     /// The ruleset last applied to the kernel by portwall, if any.
@@ -182,26 +179,85 @@ pub fn parse_config(path: &Path, text: &str, services: &Services) -> Result<Host
 
 /// Writes `bytes` to `path` so that readers see the old or the new file, never a
 /// part: temp file in the same directory, fsync, rename, fsync the directory.
-#[tracing::instrument(level = "debug", skip_all, fields(path = %path.display()))]
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    stage(path, bytes)?.commit()
+}
+
+/// A file written and flushed to disk under a temporary name next to its
+/// path: [`StagedFile::commit`] renames it into place (readers see the old
+/// or the new file, never a part); dropped uncommitted, it is removed.
+///
+/// Staging is the slow half of a save (writing and flushing a 100k-rule file
+/// takes milliseconds), so a change stages its files while the kernel applies
+/// the ruleset, and commits them once the kernel has it.
+#[must_use = "a staged file is removed unless committed"]
+pub struct StagedFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+/// Writes and flushes `bytes` as the staged new content of `path`.
+#[tracing::instrument(level = "debug", skip_all, fields(path = %path.display()))]
+pub fn stage(path: &Path, bytes: &[u8]) -> Result<StagedFile> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         path.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
     ));
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+    let staged = StagedFile {
+        tmp,
+        path: path.to_path_buf(),
+        committed: false,
     };
-    write()
-        .with_context(|| format!("cannot write {}", path.display()))
-        .inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&staged.tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(staged)
+}
+
+impl StagedFile {
+    /// Renames the file into place and flushes the directory.
+    pub fn commit(mut self) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let result = fs::rename(&self.tmp, &self.path).and_then(|()| File::open(dir)?.sync_all());
+        // Renamed (or not): nothing is left to remove either way but the
+        // temp file of a failed rename.
+        self.committed = result.is_ok();
+        result.with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The staged `applied.toml` and `rules.toml` of a config that is both the
+/// desired and the applied one, with its text: one rendering serves both.
+pub struct StagedConfig {
+    pub toml: String,
+    pub applied: StagedFile,
+    pub rules: StagedFile,
+}
+
+/// Renders `config` and stages it as both files of `dir`.
+pub fn stage_config(dir: &Path, config: &HostConfig) -> Result<StagedConfig> {
+    let toml = tracing::debug_span!("render toml").in_scope(|| config.to_toml());
+    let applied = stage(&dir.join("applied.toml"), toml.as_bytes())?;
+    let rules = stage(&dir.join("rules.toml"), toml.as_bytes())?;
+    Ok(StagedConfig {
+        toml,
+        applied,
+        rules,
+    })
 }
 
 #[cfg(test)]
@@ -225,7 +281,7 @@ mod tests {
         st.save(&a).unwrap();
         let loaded = st.load().unwrap();
         assert_eq!(loaded, a);
-        st.set_applied_toml(&a.to_toml()).unwrap();
+        write_atomically(&dir.path().join("applied.toml"), a.to_toml().as_bytes()).unwrap();
         let applied = st.applied_or_loaded(&loaded).unwrap().unwrap();
         assert!(matches!(applied, Cow::Borrowed(_)));
         assert_eq!(*applied, a.ruleset);
