@@ -269,6 +269,32 @@ mod tests {
         HostConfig::from_toml(&text, services).unwrap()
     }
 
+    /// A staged file is in place once committed and gone when dropped
+    /// uncommitted; until then readers see the old file.
+    #[test]
+    fn a_staged_file_is_committed_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        std::fs::write(&path, "old").unwrap();
+        let names = || {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let staged = stage(&path, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(names().len(), 2, "{:?}", names());
+        drop(staged);
+        assert_eq!(names(), ["rules.toml"]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        stage(&path, b"new").unwrap().commit().unwrap();
+        assert_eq!(names(), ["rules.toml"]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+    }
+
     /// `applied.toml` is taken from the loaded config only while it is the
     /// same text as the current `rules.toml`; after `rules.toml` is written
     /// anew it is parsed, never confused with the newer rules.

@@ -175,6 +175,11 @@ fn bad_input_exits_2_and_changes_nothing() {
         ruleset_before,
         ns.exec_ok(&["nft", "list", "table", "inet", "portwall"])
     );
+    // No file staged for a change is left behind.
+    for entry in std::fs::read_dir(d).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert!(!name.to_string_lossy().contains(".tmp-"), "{name:?}");
+    }
 }
 
 #[test]

@@ -149,3 +149,64 @@ fn a_confirmed_change_stays() {
     std::thread::sleep(Duration::from_secs(7));
     assert_eq!(rule_actions(&pair, d), ["allow 8080/tcp"]);
 }
+
+/// sshd on a port of its own is found by its process name: a session to
+/// port 2222 of a process named `sshd` is protected, and one to another
+/// process's port 2223 is not an SSH session.
+#[test]
+fn sshd_on_another_port_is_found_by_its_name() {
+    let pair = Pair::new();
+    // A process named sshd (its comm set with prctl) listening on 2222, and
+    // one named otherd on 2223; each accepts one connection and holds it.
+    let listener = |name: &str, port: u16| {
+        let script = format!(
+            "import ctypes, socket, sys, time\n\
+             ctypes.CDLL(None).prctl(15, b'{name}', 0, 0, 0)\n\
+             s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('::', {port})); s.listen(8)\n\
+             print('ready', flush=True)\n\
+             c, _ = s.accept()\n\
+             time.sleep(30)\n"
+        );
+        let mut child = pair
+            .server
+            .command("python3")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready");
+        child
+    };
+    let mut sshd = listener("sshd", 2222);
+    let mut other = listener("otherd", 2223);
+    let connect = |port: u16| {
+        let addr = format!("{}:{port}", pair.server_addr.v4);
+        pair.client.run(|| TcpStream::connect(addr).unwrap())
+    };
+    let (_a, _b) = (connect(2222), connect(2223));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for port in ["2222/tcp", "2223/tcp"] {
+        let o = portwall(&pair.server, d, &["allow", port]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = portwall(&pair.server, d, &["enable"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Closing 2223 cuts no SSH session; closing 2222 would.
+    let o = portwall(&pair.server, d, &["deny", "2223/tcp"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = portwall(&pair.server, d, &["deny", "2222/tcp"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains(":2222"), "{}", text(&o));
+    for child in [&mut sshd, &mut other] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -36,8 +36,10 @@ struct File {
     logging: Logging,
     #[serde(default)]
     defaults: Defaults,
+    /// `None` when the key is absent (so that the fast path can tell a
+    /// second `rules` from none).
     #[serde(default)]
-    rules: Vec<String>,
+    rules: Option<Vec<String>>,
 }
 
 /// The desired state of a host: whether portwall is enabled, and the ruleset.
@@ -73,17 +75,17 @@ impl HostConfig {
         let (file, lines): (File, Vec<&str>) = match split_plain_rules(text) {
             Some((rest, lines)) => {
                 let file: File = toml::from_str(&rest).map_err(toml_err)?;
-                if !file.rules.is_empty() {
+                if file.rules.is_some() {
                     // `rules` given twice: `toml` says so.
                     let file: File = toml::from_str(text).map_err(toml_err)?;
-                    let lines = file.rules.iter().map(String::as_str).collect();
+                    let lines = file.rules.iter().flatten().map(String::as_str).collect();
                     return Self::assemble(&file, lines, services);
                 }
                 (file, lines)
             }
             None => {
                 let file: File = toml::from_str(text).map_err(toml_err)?;
-                let lines: Vec<&str> = file.rules.iter().map(String::as_str).collect();
+                let lines: Vec<&str> = file.rules.iter().flatten().map(String::as_str).collect();
                 return Self::assemble(&file, lines, services);
             }
         };
@@ -284,6 +286,116 @@ mod tests {
         match HostConfig::from_toml(&file(&bad), &services) {
             Err(ConfigError::Rule { index, text, .. }) => {
                 assert_eq!((index, text.as_str()), (9_001, "allow 70000/tcp"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A file laid out as portwall writes it is read by the fast path, and
+    /// reads exactly as `toml` reads it.
+    #[test]
+    fn the_fast_path_reads_what_toml_reads() {
+        let services = Services::builtin();
+        let mut config = HostConfig::default();
+        config.enabled = true;
+        config.ruleset.logging = Logging::Full;
+        config.ruleset.defaults.outgoing = crate::Policy::Deny;
+        for line in [
+            "allow 22/tcp from 203.0.113.0/24 comment 'office VPN'",
+            "deny in on eth0 from 2001:db8::/32 to any port 443 proto tcp",
+            "limit ssh",
+            "reject out 25/tcp",
+            "allow routed 60000:61000/udp log",
+        ] {
+            config
+                .ruleset
+                .rules
+                .extend(parse_rule(line, &services).unwrap());
+        }
+        let text = config.to_toml();
+        let (rest, lines) = split_plain_rules(&text).expect("portwall's own layout");
+        assert_eq!(lines.len(), config.ruleset.rules.len());
+        assert!(!rest.contains("rules"), "{rest}");
+        let whole: File = toml::from_str(&text).unwrap();
+        assert_eq!(
+            lines,
+            whole
+                .rules
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(HostConfig::from_toml(&text, &services).unwrap(), config);
+        // Hand edits that keep the layout: blank lines, comments, no comma
+        // after the last string, other indentation.
+        let edited = "# mine\nenabled = true\nrules = [\n\n  # ssh\n\t\"allow 22/tcp\" ,\n\"allow 80/tcp\"\n]\n[defaults]\nincoming = \"reject\"\n";
+        let (_, lines) = split_plain_rules(edited).unwrap();
+        assert_eq!(lines, ["allow 22/tcp", "allow 80/tcp"]);
+        let read = HostConfig::from_toml(edited, &services).unwrap();
+        assert_eq!(read.ruleset.rules.len(), 2);
+        assert_eq!(read.ruleset.defaults.incoming, crate::Policy::Reject);
+    }
+
+    /// Anything outside that layout goes to `toml` whole, which reads it or
+    /// says what is wrong.
+    #[test]
+    fn other_layouts_go_to_toml() {
+        let services = Services::builtin();
+        for (text, rules) in [
+            // One line, escapes, a literal string, a comment after a value.
+            ("rules = [\"allow 22/tcp\", \"allow 80/tcp\"]\n", Some(2)),
+            (
+                "rules = [\n  \"allow 22/tcp comment 'a \\\"b\\\"'\",\n]\n",
+                Some(1),
+            ),
+            ("rules = [\n  'allow 22/tcp',\n]\n", Some(1)),
+            ("rules = [\n  \"allow 22/tcp\", # ssh\n]\n", Some(1)),
+            // Not TOML: a missing comma, `rules` twice, `rules` in a table.
+            (
+                "rules = [\n  \"allow 22/tcp\"\n  \"allow 80/tcp\"\n]\n",
+                None,
+            ),
+            ("rules = [\n  \"allow 22/tcp\",\n]\nrules = []\n", None),
+            ("[defaults]\nrules = [\n  \"allow 22/tcp\",\n]\n", None),
+        ] {
+            match (HostConfig::from_toml(text, &services), rules) {
+                (Ok(c), Some(n)) => assert_eq!(c.ruleset.rules.len(), n, "{text}"),
+                (Err(ConfigError::Toml(_)), None) => {}
+                (other, _) => panic!("{text}: {other:?}"),
+            }
+        }
+        // The ones the fast path takes are exactly those `toml` agrees on.
+        assert!(split_plain_rules("rules = [\"allow 22/tcp\"]\n").is_none());
+        assert!(split_plain_rules("rules = [\n  'allow 22/tcp',\n]\n").is_none());
+    }
+
+    /// In a file read by the fast path, the rules keep their order across
+    /// the threads that parse them, and the first bad line is named.
+    #[test]
+    fn a_long_plain_file_parses_in_order_and_names_its_first_bad_line() {
+        let services = Services::builtin();
+        let lines: Vec<String> = (0..20_000)
+            .map(|i| format!("allow {}/tcp", 1 + i % 60_000))
+            .collect();
+        let file = |lines: &[String]| {
+            let mut t = String::from("rules = [\n");
+            for l in lines {
+                t.push_str(&format!("    \"{l}\",\n"));
+            }
+            t.push_str("]\n");
+            t
+        };
+        assert!(split_plain_rules(&file(&lines)).is_some());
+        let config = HostConfig::from_toml(&file(&lines), &services).unwrap();
+        let texts: Vec<String> = config.ruleset.rules.iter().map(|r| r.to_string()).collect();
+        assert_eq!(texts, lines);
+        let mut bad = lines.clone();
+        bad[12_345] = "allow 80/tcpp".into();
+        bad[19_999] = "allow 70000/tcp".into();
+        match HostConfig::from_toml(&file(&bad), &services) {
+            Err(ConfigError::Rule { index, text, .. }) => {
+                assert_eq!((index, text.as_str()), (12_346, "allow 80/tcpp"));
             }
             other => panic!("{other:?}"),
         }

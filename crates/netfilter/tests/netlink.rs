@@ -506,3 +506,114 @@ fn counters_over_netlink_equal_the_json_readback() {
     assert_eq!(packets, vec![3, 2, 5, 1, 5], "{over_netlink:?}");
     assert!(over_netlink.builtins.values().any(|c| c.packets > 0));
 }
+
+/// After an apply, a set larger than the full read-back's limit is checked on
+/// a sample of its elements: a correct apply passes (and says it sampled);
+/// a set that lost elements, or whose elements have no counters, is found,
+/// while sets within the limit are still compared element by element.
+#[test]
+fn large_sets_are_verified_by_sample_and_their_faults_found() {
+    use netfilter::netlink::verify::FULL_READBACK_ELEMENTS;
+    let n = FULL_READBACK_ELEMENTS + 4_000;
+    let services = Services::builtin();
+    let mut rs = Ruleset::default();
+    for i in 0..n {
+        let line = format!(
+            "allow {}/tcp from 10.{}.{}.{}",
+            1024 + i % 60_000,
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255
+        );
+        rs.rules.extend(parse_rule(&line, &services).unwrap());
+    }
+    // A small set of its own (an outbound run) alongside the large one.
+    rs.rules
+        .extend(parse_rule("allow out 53/udp to 9.9.9.9", &services).unwrap());
+    let compiled = compile(&rs, TABLE);
+    let large = compiled
+        .sets
+        .iter()
+        .find(|s| s.elements.len() == n)
+        .expect("one set of all the inbound rules")
+        .name
+        .clone();
+    let ns = Netns::new();
+    let report = ns
+        .run(|| netfilter::apply_atomically(&rs, None, netfilter::ApplyOptions::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.verified && !report.every_element, "{report:?}");
+    let check = || {
+        ns.run(|| netfilter::netlink::try_verify_applied(&compiled))
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(check(), Vec::<String>::new());
+
+    // Every other element gone: the sample finds it (a random sample of
+    // 1024 missing none of half the set is not going to happen).
+    let mut delete = format!("delete element inet {TABLE} {large} {{ ");
+    for e in compiled
+        .sets
+        .iter()
+        .find(|s| s.name == large)
+        .unwrap()
+        .elements
+        .iter()
+        .step_by(2)
+    {
+        let [model_ip, proto, port] = &e.key[..] else {
+            panic!("{:?}", e.key)
+        };
+        let netfilter::compile::Dim::Source(ip) = model_ip else {
+            panic!("{model_ip:?}")
+        };
+        let (netfilter::compile::Dim::Proto(6), netfilter::compile::Dim::DestinationPort(p)) =
+            (proto, port)
+        else {
+            panic!("{proto:?} {port:?}")
+        };
+        delete.push_str(&format!("{} . tcp . {}, ", ip.addr(), p.start));
+    }
+    delete.push_str("}\n");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), delete).unwrap();
+    ns.exec_ok(&["nft", "-f", file.path().to_str().unwrap()]);
+    let diffs = check();
+    assert!(
+        diffs
+            .iter()
+            .any(|d| d.contains(&large) && d.contains("sampled element(s) missing")),
+        "{diffs:?}"
+    );
+    // The full comparison counts them exactly.
+    let full = ns
+        .run(|| netfilter::netlink::try_verify_compiled(&compiled))
+        .unwrap()
+        .unwrap();
+    assert!(
+        full.iter()
+            .any(|d| d.contains(&format!("{} element(s) missing", n.div_ceil(2)))),
+        "{full:?}"
+    );
+
+    // The same elements in a set without counters: the definition says so.
+    let listing = ns.exec_ok(&["nft", "list", "table", "inet", TABLE]);
+    let without: String = listing
+        .lines()
+        .filter(|l| l.trim() != "counter")
+        .map(|l| l.replace(" counter packets 0 bytes 0", ""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(
+        file.path(),
+        format!("delete table inet {TABLE}\n{without}\n"),
+    )
+    .unwrap();
+    ns.exec_ok(&["nft", "-f", file.path().to_str().unwrap()]);
+    let diffs = check();
+    assert!(
+        diffs.iter().any(|d| d.contains("have no counter")),
+        "{diffs:?}"
+    );
+}
