@@ -296,8 +296,10 @@ mod tests {
     #[test]
     fn the_fast_path_reads_what_toml_reads() {
         let services = Services::builtin();
-        let mut config = HostConfig::default();
-        config.enabled = true;
+        let mut config = HostConfig {
+            enabled: true,
+            ..Default::default()
+        };
         config.ruleset.logging = Logging::Full;
         config.ruleset.defaults.outgoing = crate::Policy::Deny;
         for line in [

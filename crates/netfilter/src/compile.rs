@@ -49,7 +49,6 @@ use nftables::expr::{self, Expression, NamedExpression};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, SetFlag, SetType, SetTypeValue};
 use nftables::stmt::{self, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
-use rustc_hash::FxHashSet;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -63,6 +62,11 @@ pub const ORIGINAL_PORTS_SUFFIX: &str = "_dport";
 /// Log rate: enough to see what happens, too little to fill a disk in a flood.
 pub const LOG_RATE_PER_SECOND: u32 = 5;
 const REJECT_CHAIN: &str = "reject_packet";
+
+/// A set element's key: at most five dimensions (source, destination,
+/// protocol, source port, destination port), kept inline: compiling 100k
+/// rules made a heap allocation (and a copy in a hash set) per key.
+pub type Key = arrayvec::ArrayVec<Dim, 5>;
 
 /// One dimension of a set element. Interfaces are not dimensions: nft 1.0.6
 /// cannot read back `ifname` inside concatenated interval sets, so an interface
@@ -128,7 +132,7 @@ pub enum Family {
 /// lookup rule requires.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Shape {
-    kinds: Vec<DimKind>,
+    kinds: arrayvec::ArrayVec<DimKind, 5>,
     family: Family,
     in_interface: Option<String>,
     out_interface: Option<String>,
@@ -160,7 +164,7 @@ impl Shape {
 /// A set element: its key, and the 0-based index of the model rule it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Element {
-    pub key: Vec<Dim>,
+    pub key: Key,
     pub rule: usize,
 }
 
@@ -355,8 +359,8 @@ impl CompiledTable {
                 .take_while(|(a, b)| a.key == b.key)
                 .count();
             let (o, n) = (&o[..o.len() - suffix], &n[..n.len() - suffix]);
-            let old_keys: HashSet<&Vec<Dim>> = o.iter().map(|e| &e.key).collect();
-            let new_keys: HashSet<&Vec<Dim>> = n.iter().map(|e| &e.key).collect();
+            let old_keys: HashSet<&Key> = o.iter().map(|e| &e.key).collect();
+            let new_keys: HashSet<&Key> = n.iter().map(|e| &e.key).collect();
             let removed: Vec<Expression<'static>> = o
                 .iter()
                 .filter(|e| !new_keys.contains(&e.key))
@@ -617,34 +621,26 @@ fn verdict(action: Action) -> Statement<'static> {
 }
 
 /// The elements of one model rule, grouped by shape.
-fn rule_elements(rule: &Rule) -> Vec<(Shape, Vec<Dim>)> {
-    let mut out = Vec::new();
-    let protos: Vec<Option<u8>> = match rule.protocol {
-        Protocol::Tcp => vec![Some(6)],
-        Protocol::Udp => vec![Some(17)],
-        Protocol::Icmp => vec![Some(1)],
-        Protocol::Icmpv6 => vec![Some(58)],
+fn rule_elements(rule: &Rule) -> Vec<(Shape, Key)> {
+    let mut out = Vec::with_capacity(1);
+    let protos: &[Option<u8>] = match rule.protocol {
+        Protocol::Tcp => &[Some(6)],
+        Protocol::Udp => &[Some(17)],
+        Protocol::Icmp => &[Some(1)],
+        Protocol::Icmpv6 => &[Some(58)],
         Protocol::Any if !rule.source_ports.is_any() || !rule.destination_ports.is_any() => {
-            vec![Some(6), Some(17)]
+            &[Some(6), Some(17)]
         }
-        Protocol::Any => vec![None],
+        Protocol::Any => &[None],
     };
-    let nets = |a: &model::Addresses| -> Vec<Option<IpNet>> {
-        if a.is_any() {
-            vec![None]
-        } else {
-            a.0.iter().copied().map(Some).collect()
-        }
-    };
-    let ports = |p: &model::Ports| -> Vec<Option<PortRange>> {
-        if p.is_any() {
-            vec![None]
-        } else {
-            p.0.iter().copied().map(Some).collect()
-        }
-    };
-    for s in nets(&rule.source) {
-        for d in nets(&rule.destination) {
+    // Each value of a list, or one `None` for an empty list (any).
+    fn each<T: Copy>(list: &[T]) -> impl Iterator<Item = Option<T>> + Clone + '_ {
+        std::iter::once(None)
+            .take(usize::from(list.is_empty()))
+            .chain(list.iter().copied().map(Some))
+    }
+    for s in each(&rule.source.0) {
+        for d in each(&rule.destination.0) {
             let family = match (s, d) {
                 (Some(IpNet::V4(_)), Some(IpNet::V6(_)))
                 | (Some(IpNet::V6(_)), Some(IpNet::V4(_))) => continue,
@@ -652,7 +648,7 @@ fn rule_elements(rule: &Rule) -> Vec<(Shape, Vec<Dim>)> {
                 (Some(IpNet::V6(_)), _) | (_, Some(IpNet::V6(_))) => Family::V6,
                 (None, None) => Family::Any,
             };
-            for &p in &protos {
+            for &p in protos {
                 // icmp only exists in IPv4, icmpv6 only in IPv6.
                 if (p == Some(1) && family == Family::V6) || (p == Some(58) && family == Family::V4)
                 {
@@ -668,14 +664,15 @@ fn rule_elements(rule: &Rule) -> Vec<(Shape, Vec<Dim>)> {
                     }
                     _ => None,
                 };
-                let key_ports = if routed {
-                    vec![None]
+                let no_ports: &[PortRange] = &[];
+                let key_ports = each(if routed {
+                    no_ports
                 } else {
-                    ports(&rule.destination_ports)
-                };
-                for sp in ports(&rule.source_ports) {
-                    for dp in key_ports.iter().copied() {
-                        let mut key = Vec::new();
+                    &rule.destination_ports.0
+                });
+                for sp in each(&rule.source_ports.0) {
+                    for dp in key_ports.clone() {
+                        let mut key = Key::new();
                         if let Some(n) = s {
                             key.push(Dim::Source(n));
                         }
@@ -732,8 +729,9 @@ impl Run {
 struct SetBuilder {
     shape: Shape,
     elements: Vec<Element>,
-    /// The keys so far (a fast non-keyed hash: keys are our own rules).
-    exact: FxHashSet<Vec<Dim>>,
+    /// The elements so far, by the hash of their key (a fast non-keyed hash:
+    /// keys are our own rules): indexes into `elements`.
+    exact: hashbrown::HashTable<u32>,
     /// Whether any element has a CIDR or port range.
     has_interval: bool,
     /// Elements by the network address of their first dimension, when that
@@ -763,19 +761,32 @@ impl SetBuilder {
         SetBuilder {
             shape,
             elements: Vec::new(),
-            exact: FxHashSet::default(),
+            exact: hashbrown::HashTable::new(),
             has_interval: false,
             by_first_addr: Default::default(),
             indexed: 0,
         }
     }
 
-    fn insert(&mut self, key: Vec<Dim>, rule: usize) {
-        if !self.exact.insert(key.clone()) {
+    /// The index of the element whose key is `key`, if any.
+    fn find(&self, hash: u64, key: &[Dim]) -> Option<u32> {
+        let elements = &self.elements;
+        self.exact
+            .find(hash, |&i| elements[i as usize].key.as_slice() == key)
+            .copied()
+    }
+
+    fn insert(&mut self, key: Key, rule: usize) {
+        let hash = key_hash(&key);
+        if self.find(hash, &key).is_some() {
             return;
         }
         self.has_interval |= key.iter().any(Dim::is_interval);
+        let index = u32::try_from(self.elements.len()).expect("fewer than 2^32 elements");
         self.elements.push(Element { key, rule });
+        let elements = &self.elements;
+        self.exact
+            .insert_unique(hash, index, |&i| key_hash(&elements[i as usize].key));
     }
 
     /// Brings `by_first_addr` up to date with every element.
@@ -790,7 +801,7 @@ impl SetBuilder {
 
     /// Whether an element shares a packet with `key`.
     fn overlaps(&mut self, key: &[Dim]) -> bool {
-        if self.exact.contains(key) {
+        if self.find(key_hash(key), key).is_some() {
             return true;
         }
         let new_interval = key.iter().any(Dim::is_interval);
@@ -822,6 +833,12 @@ impl SetBuilder {
             .chain(containing.flatten())
             .any(|&i| all(&self.elements[i]))
     }
+}
+
+/// The hash of a key in [`SetBuilder::exact`].
+fn key_hash(key: &[Dim]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(key)
 }
 
 /// Whether two keys of one shape share a packet: every dimension overlaps.
@@ -886,7 +903,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                     sets.push(SetSpec {
                         name: ports_name,
                         shape: Shape {
-                            kinds: vec![DimKind::DestinationPort],
+                            kinds: [DimKind::DestinationPort].into_iter().collect(),
                             family: Family::Any,
                             in_interface: None,
                             out_interface: None,
@@ -896,7 +913,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                         elements: ports
                             .iter()
                             .map(|r| Element {
-                                key: vec![Dim::DestinationPort(*r)],
+                                key: [Dim::DestinationPort(*r)].into_iter().collect(),
                                 rule,
                             })
                             .collect(),
@@ -1166,7 +1183,7 @@ pub fn rule_sources(compiled: &CompiledTable) -> HashMap<usize, Vec<(String, Vec
         for e in &s.elements {
             map.entry(e.rule)
                 .or_default()
-                .push((s.name.clone(), e.key.clone()));
+                .push((s.name.clone(), e.key.to_vec()));
         }
     }
     map

@@ -391,10 +391,13 @@ pub fn counters_from_json(ruleset: &Ruleset, v: &serde_json::Value) -> Counters 
         let Some(kelems) = kernel.sets.get(&set.name) else {
             continue;
         };
-        let owner: HashMap<&Vec<compile::Dim>, usize> =
-            set.elements.iter().map(|e| (&e.key, e.rule)).collect();
+        let owner: HashMap<&[compile::Dim], usize> = set
+            .elements
+            .iter()
+            .map(|e| (e.key.as_slice(), e.rule))
+            .collect();
         for (key, packets, bytes) in readback::decoded_elements(set, kelems) {
-            if let Some(&rule) = key.as_ref().and_then(|k| owner.get(k)) {
+            if let Some(&rule) = key.as_deref().and_then(|k| owner.get(k)) {
                 c.rules[rule] += Count { packets, bytes };
             }
         }

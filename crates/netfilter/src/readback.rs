@@ -231,12 +231,15 @@ pub fn differences(expected: &CompiledTable, kernel: &KernelTable) -> Vec<String
             out.push(format!("set {} is missing", set.name));
             continue;
         };
-        let want: HashSet<&Vec<Dim>> = set.elements.iter().map(|e| &e.key).collect();
+        let want: HashSet<&[Dim]> = set.elements.iter().map(|e| e.key.as_slice()).collect();
         let decoded = decoded_elements(set, kelems);
-        let have: HashSet<Vec<Dim>> = decoded.iter().filter_map(|(k, _, _)| k.clone()).collect();
+        let have: HashSet<&[Dim]> = decoded
+            .iter()
+            .filter_map(|(k, _, _)| k.as_deref())
+            .collect();
         let undecodable = decoded.iter().filter(|(k, _, _)| k.is_none()).count();
         let missing = want.iter().filter(|k| !have.contains(**k)).count();
-        let extra = have.iter().filter(|k| !want.contains(k)).count() + undecodable;
+        let extra = have.iter().filter(|k| !want.contains(**k)).count() + undecodable;
         if missing > 0 || extra > 0 {
             out.push(format!(
                 "set {}: {missing} element(s) missing, {extra} unexpected",
