@@ -153,6 +153,7 @@ fn apply_times() {
             ms(nft_counted),
         );
         if n == 100_000 {
+            println!("\ntargets: 10,000 rules <= 60 ms, 100,000 rules <= 500 ms end to end, >= 100x faster than ufw");
             single_change(&ns, &cfg, n);
         }
     }
@@ -295,6 +296,7 @@ fn single_change(ns: &Netns, cfg: &Path, n: usize) {
         ms(verify),
         ms(apply + verify)
     );
+    println!("target: the kernel's change (the delta and its read-back) <= 10 ms; the CLI also reads, parses and rewrites the {n}-rule file");
 }
 
 /// One bounded UDP flood from the client to the server's port 9999 through the

@@ -239,9 +239,10 @@ where
 {
     let st = State::lock(&global.config_dir)?;
     let old = st.load()?;
-    let mut new = old.clone();
-    let (changes, human) = f(&st, &mut new)?;
-    let applied = if new != old || (new.enabled && !Filter::of(global)?.is_loaded()?) {
+    let mut new = tracing::debug_span!("copy").in_scope(|| old.clone());
+    let (changes, human) = tracing::debug_span!("edit").in_scope(|| f(&st, &mut new))?;
+    let changed = tracing::debug_span!("compare").in_scope(|| new != old);
+    let applied = if changed || (new.enabled && !Filter::of(global)?.is_loaded()?) {
         commit(&st, global, &old, &new)?
     } else {
         None
