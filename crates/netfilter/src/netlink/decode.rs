@@ -930,11 +930,16 @@ const SET_READ_ATTEMPTS: u32 = 6;
 /// failed a correct apply. So a dump with a repeated
 /// element is read again after a short, growing pause (the resize takes a few
 /// milliseconds to a few hundred), a bounded number of times.
+///
+/// A sized hash set (portwall's own) is a fixed table that never resizes, so
+/// its dump is taken as it comes; `resizable` says whether the set may be an
+/// `rhashtable` (no size given).
 pub(crate) fn set_elements(
     sock: &mut NfSocket,
     family: u8,
     table_z: &[u8],
     set_z: &[u8],
+    resizable: bool,
 ) -> Result<Vec<KElem>, Error> {
     let mut pause = std::time::Duration::from_millis(10);
     for _ in 0..SET_READ_ATTEMPTS {
@@ -951,7 +956,7 @@ pub(crate) fn set_elements(
         })?;
         let mut elems = Vec::new();
         tracing::debug_span!("parse").in_scope(|| parse_elems(&replies, &mut elems));
-        if !tracing::debug_span!("repeats").in_scope(|| repeats_an_element(&elems)) {
+        if !resizable || !tracing::debug_span!("repeats").in_scope(|| repeats_an_element(&elems)) {
             return Ok(elems);
         }
         std::thread::sleep(pause);
@@ -1035,7 +1040,7 @@ pub fn list_table(sock: &mut NfSocket, family: u8, name: &str) -> Result<Option<
         if set.flags & NFT_SET_ANONYMOUS != 0 {
             continue;
         }
-        let elems = set_elements(sock, family, &tz, &name_z(&set.name))?;
+        let elems = set_elements(sock, family, &tz, &name_z(&set.name), set.size.is_none())?;
         let mut m = Map::new();
         m.insert("family".into(), json!(fam));
         m.insert("name".into(), json!(set.name));

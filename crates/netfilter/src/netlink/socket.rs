@@ -6,19 +6,47 @@
 //! opens it, so every call opens its own socket on the calling thread.
 
 use super::types::*;
-use netlink_packet_core::{NetlinkBuffer, NlasIterator};
+use netlink_packet_core::NetlinkBuffer;
 use netlink_sys::{Socket, SocketAddr};
 use std::io;
 use std::time::Duration;
 
 /// The attributes of a netlink payload as (type without flags, value).
-pub fn attrs(b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    NlasIterator::new(b).filter_map(Result::ok).map(|n| {
-        let kind = n.kind();
-        let len = (n.length() as usize).max(4);
-        let inner = n.into_inner();
-        (kind, &inner[4..len.min(inner.len())])
-    })
+///
+/// A plain walk of the 4-byte type-length headers, as `netlink-packet-core`'s
+/// `NlasIterator` does but without a checked buffer and a `Result` per
+/// attribute: reading back 100k set elements walks 1.5 million attributes.
+/// It stops at the first malformed header, as that iterator does.
+pub fn attrs(b: &[u8]) -> Attrs<'_> {
+    Attrs { rest: b }
+}
+
+/// The iterator of [`attrs`].
+#[derive(Clone)]
+pub struct Attrs<'a> {
+    rest: &'a [u8],
+}
+
+/// `NLA_F_NESTED | NLA_F_NET_BYTEORDER`: flags, not part of the type.
+const NLA_FLAGS: u16 = 0xc000;
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = (u16, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u16, &'a [u8])> {
+        let b = self.rest;
+        if b.len() < 4 {
+            return None;
+        }
+        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
+        let kind = u16::from_ne_bytes([b[2], b[3]]) & !NLA_FLAGS;
+        if len < 4 || len > b.len() {
+            self.rest = &[];
+            return None;
+        }
+        self.rest = &b[len.next_multiple_of(4).min(b.len())..];
+        Some((kind, &b[4..len]))
+    }
 }
 
 /// One message the kernel sent: type, flags, sequence number, payload (after

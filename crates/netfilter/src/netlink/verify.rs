@@ -165,8 +165,10 @@ pub(crate) fn read_table(
             tracing::debug_span!("set sample", set = %set.name)
                 .in_scope(|| sample_set(&mut sock, family, table, &info, set))?
         } else {
-            let elems = tracing::debug_span!("set dump", set = %set.name)
-                .in_scope(|| decode::set_elements(&mut sock, family, &tz, &name_z(&set.name)))?;
+            let elems = tracing::debug_span!("set dump", set = %set.name).in_scope(|| {
+                let resizable = k.size.is_none();
+                decode::set_elements(&mut sock, family, &tz, &name_z(&set.name), resizable)
+            })?;
             SetElements::All(kernel_ranges(&info, elems))
         };
         elements.insert(set.name.clone(), (info, read));
