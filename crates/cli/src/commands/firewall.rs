@@ -154,8 +154,9 @@ fn commit(
     });
     // A refused ruleset: the staged files are dropped, so removed.
     let report = report?;
+    // Both renames, then one flush of their directory.
     let saved = staged.and_then(|s| {
-        s.applied.commit()?;
+        s.applied.rename()?;
         st.commit_rules(s.rules, &s.toml)
     });
     if let Err(e) = saved {
@@ -237,6 +238,7 @@ fn edit<F>(global: &Global, f: F) -> Result<u8>
 where
     F: FnOnce(&State, &mut HostConfig) -> Result<(Vec<serde_json::Value>, Vec<String>)>,
 {
+    safety::read_sessions_ahead(global);
     let st = State::lock(&global.config_dir)?;
     let old = st.load()?;
     let mut new = tracing::debug_span!("copy").in_scope(|| old.clone());
@@ -526,6 +528,7 @@ pub fn apply_ruleset_quietly(global: &Global, ruleset: Ruleset) -> Result<Outcom
 
 /// `portwall apply [--file F]`: make the kernel match a file (declarative).
 pub fn apply(global: &Global, args: &ApplyArgs) -> Result<u8> {
+    safety::read_sessions_ahead(global);
     match &args.file {
         Some(f) => install(global, Some(read_file(f)?.ruleset)),
         None => install(global, None),

@@ -96,12 +96,48 @@ fn unmap(a: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The live sessions being read ahead ([`read_sessions_ahead`]).
+static SESSIONS_AHEAD: std::sync::Mutex<Option<std::thread::JoinHandle<Result<Vec<Session>>>>> =
+    std::sync::Mutex::new(None);
+
+/// Starts reading the live SSH sessions on a thread of their own, for the
+/// lockout check of the change about to be made: reading them (two walks of
+/// the kernel's TCP tables) does not depend on the rules, so it overlaps
+/// reading and parsing the rules file. A new thread starts in its creator's
+/// network namespace. Nothing is started when the check will not run.
+pub fn read_sessions_ahead(global: &Global) {
+    if global.force || global.confirm.is_some() {
+        return;
+    }
+    let mut ahead = SESSIONS_AHEAD.lock().unwrap_or_else(|p| p.into_inner());
+    if ahead.is_none() {
+        *ahead = std::thread::Builder::new()
+            .name("ssh-sessions".into())
+            .spawn(live_sessions)
+            .ok();
+    }
+}
+
+/// The sessions read ahead, or read now.
+fn sessions() -> Result<Vec<Session>> {
+    let ahead = SESSIONS_AHEAD
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match ahead {
+        Some(thread) => thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        None => live_sessions(),
+    }
+}
+
 /// Refuses `new` when it would cut a live session that `old` did not already cut.
 pub fn check_lockout(global: &Global, old: &HostConfig, new: &HostConfig) -> Result<()> {
     if global.force || global.confirm.is_some() || !new.enabled {
         return Ok(());
     }
-    let sessions = live_sessions()?;
+    let sessions = sessions()?;
     let already: Vec<Cut> = if old.enabled {
         sessions_cut(&old.ruleset, &sessions)
     } else {
