@@ -53,13 +53,28 @@ fn time<F: FnMut()>(mut f: F) -> Duration {
 }
 
 /// Runs of each apply-time measurement.
-const APPLY_RUNS: usize = 3;
+const APPLY_RUNS: usize = 5;
 
-/// The median of [`APPLY_RUNS`] runs of `f` (given the run's number).
-fn median_of(mut f: impl FnMut(usize) -> Duration) -> Duration {
-    let mut runs: Vec<Duration> = (0..APPLY_RUNS).map(&mut f).collect();
+/// The median of [`APPLY_RUNS`] runs of `f` (given the run's number), and
+/// what each run kept (its namespace).
+///
+/// The kernel tears a deleted namespace down in the background, which takes
+/// a core for milliseconds (more with a large table in it); a run timed
+/// meanwhile is slowed by it. So every run's namespace is kept until all runs
+/// of the measurement are done, and each run starts after a pause that lets
+/// any earlier teardown finish, whichever tool is measured.
+fn median_of<K>(mut f: impl FnMut(usize) -> (Duration, K)) -> (Duration, Vec<K>) {
+    let mut kept = Vec::with_capacity(APPLY_RUNS);
+    let mut runs: Vec<Duration> = (0..APPLY_RUNS)
+        .map(|run| {
+            std::thread::sleep(Duration::from_millis(300));
+            let (t, k) = f(run);
+            kept.push(k);
+            t
+        })
+        .collect();
     runs.sort();
-    runs[APPLY_RUNS / 2]
+    (runs[APPLY_RUNS / 2], kept)
 }
 
 fn run_ok(c: &mut Command) {
@@ -78,7 +93,7 @@ fn ms(d: Duration) -> String {
 
 fn apply_times() {
     println!(
-        "\n## Apply time (inside a fresh namespace each; median of {APPLY_RUNS}; backend: {:?})\n",
+        "\n## Apply time (inside a fresh namespace each, after a pause; median of {APPLY_RUNS}; backend: {:?})\n",
         netfilter::nft::backend()
     );
     println!("| rules | portwall apply (end to end) | iptables-restore | ufw (per rule x n) | iptables/portwall | ufw/portwall | nft -f, one set, no counters | nft -f, one set, counters |");
@@ -95,8 +110,7 @@ fn apply_times() {
         write_rules(&file, n, None);
         // Each tool loads into a fresh namespace, APPLY_RUNS times; the
         // median is printed (one run moved by ±25 % on this VM).
-        let mut last = None;
-        let pw = median_of(|run| {
+        let (pw, mut kept) = median_of(|run| {
             let ns = Netns::new();
             let cfg = dir.path().join(format!("cfg{n}-{run}"));
             let t = time(|| {
@@ -106,10 +120,10 @@ fn apply_times() {
                     file.to_str().unwrap(),
                 ]));
             });
-            last = Some((ns, cfg));
-            t
+            (t, (ns, cfg))
         });
-        let (ns, cfg) = last.expect("ran");
+        let (ns, cfg) = kept.pop().expect("ran");
+        drop(kept);
         let mut text = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
         for i in 0..n {
             writeln!(
@@ -123,10 +137,14 @@ fn apply_times() {
         text.push_str("COMMIT\n");
         let ipt_file = dir.path().join(format!("ipt{n}"));
         std::fs::write(&ipt_file, text).unwrap();
-        let ipt = median_of(|_| {
+        let (ipt, kept) = median_of(|_| {
             let ns = Netns::new();
-            time(|| run_ok(ns.command("iptables-restore").arg(&ipt_file)))
+            (
+                time(|| run_ok(ns.command("iptables-restore").arg(&ipt_file))),
+                ns,
+            )
         });
+        drop(kept);
         let ufw = ufw_per_rule.map(|d| d * n as u32);
         // The floor the kernel sets: the same rules as one hand-written set,
         // loaded by nft, without and with a counter per element (portwall
@@ -134,10 +152,12 @@ fn apply_times() {
         let nft_set = |counters: bool| {
             let path = dir.path().join(format!("set{n}{counters}.nft"));
             std::fs::write(&path, nft_set_file(n, counters)).unwrap();
-            median_of(|_| {
+            let (t, kept) = median_of(|_| {
                 let ns = Netns::new();
-                time(|| run_ok(ns.command("nft").arg("-f").arg(&path)))
-            })
+                (time(|| run_ok(ns.command("nft").arg("-f").arg(&path))), ns)
+            });
+            drop(kept);
+            t
         };
         let (nft_plain, nft_counted) = (nft_set(false), nft_set(true));
         println!(
