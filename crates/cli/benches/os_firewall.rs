@@ -55,26 +55,24 @@ fn time<F: FnMut()>(mut f: F) -> Duration {
 /// Runs of each apply-time measurement.
 const APPLY_RUNS: usize = 5;
 
-/// The median of [`APPLY_RUNS`] runs of `f` (given the run's number), and
-/// what each run kept (its namespace).
+/// The median of a list of times.
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+/// One timed load into a namespace made for it.
 ///
 /// The kernel tears a deleted namespace down in the background, which takes
-/// a core for milliseconds (more with a large table in it); a run timed
-/// meanwhile is slowed by it. So every run's namespace is kept until all runs
-/// of the measurement are done, and each run starts after a pause that lets
-/// any earlier teardown finish, whichever tool is measured.
-fn median_of<K>(mut f: impl FnMut(usize) -> (Duration, K)) -> (Duration, Vec<K>) {
-    let mut kept = Vec::with_capacity(APPLY_RUNS);
-    let mut runs: Vec<Duration> = (0..APPLY_RUNS)
-        .map(|run| {
-            std::thread::sleep(Duration::from_millis(300));
-            let (t, k) = f(run);
-            kept.push(k);
-            t
-        })
-        .collect();
-    runs.sort();
-    (runs[APPLY_RUNS / 2], kept)
+/// a core for milliseconds (more with a large table in it); a load timed
+/// meanwhile is slowed by it. So each load starts after a pause that lets
+/// any earlier teardown finish, and its namespace is kept (by the caller)
+/// until the round of loads is done.
+fn timed_load(c: impl FnOnce(&Netns) -> Command) -> (Duration, Netns) {
+    std::thread::sleep(Duration::from_millis(300));
+    let ns = Netns::new();
+    let mut cmd = c(&ns);
+    (time(|| run_ok(&mut cmd)), ns)
 }
 
 fn run_ok(c: &mut Command) {
@@ -93,7 +91,7 @@ fn ms(d: Duration) -> String {
 
 fn apply_times() {
     println!(
-        "\n## Apply time (inside a fresh namespace each, after a pause; median of {APPLY_RUNS}; backend: {:?})\n",
+        "\n## Apply time (a fresh namespace each, after a pause; the tools take turns; median of {APPLY_RUNS}; backend: {:?})\n",
         netfilter::nft::backend()
     );
     println!("| rules | portwall apply (end to end) | iptables-restore | ufw (per rule x n) | iptables/portwall | ufw/portwall | nft -f, one set, no counters | nft -f, one set, counters |");
@@ -108,22 +106,6 @@ fn apply_times() {
     for n in [1_000usize, 10_000, 100_000] {
         let file = dir.path().join(format!("rules{n}.toml"));
         write_rules(&file, n, None);
-        // Each tool loads into a fresh namespace, APPLY_RUNS times; the
-        // median is printed (one run moved by ±25 % on this VM).
-        let (pw, mut kept) = median_of(|run| {
-            let ns = Netns::new();
-            let cfg = dir.path().join(format!("cfg{n}-{run}"));
-            let t = time(|| {
-                run_ok(ns.command(PORTWALL).env("PORTWALL_CONFIG_DIR", &cfg).args([
-                    "apply",
-                    "--file",
-                    file.to_str().unwrap(),
-                ]));
-            });
-            (t, (ns, cfg))
-        });
-        let (ns, cfg) = kept.pop().expect("ran");
-        drop(kept);
         let mut text = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
         for i in 0..n {
             writeln!(
@@ -137,29 +119,60 @@ fn apply_times() {
         text.push_str("COMMIT\n");
         let ipt_file = dir.path().join(format!("ipt{n}"));
         std::fs::write(&ipt_file, text).unwrap();
-        let (ipt, kept) = median_of(|_| {
-            let ns = Netns::new();
-            (
-                time(|| run_ok(ns.command("iptables-restore").arg(&ipt_file))),
-                ns,
-            )
-        });
-        drop(kept);
-        let ufw = ufw_per_rule.map(|d| d * n as u32);
         // The floor the kernel sets: the same rules as one hand-written set,
         // loaded by nft, without and with a counter per element (portwall
         // keeps one per rule, for `status --verbose`).
-        let nft_set = |counters: bool| {
+        let set_file = |counters: bool| {
             let path = dir.path().join(format!("set{n}{counters}.nft"));
             std::fs::write(&path, nft_set_file(n, counters)).unwrap();
-            let (t, kept) = median_of(|_| {
-                let ns = Netns::new();
-                (time(|| run_ok(ns.command("nft").arg("-f").arg(&path))), ns)
-            });
-            drop(kept);
-            t
+            path
         };
-        let (nft_plain, nft_counted) = (nft_set(false), nft_set(true));
+        let (plain_file, counted_file) = (set_file(false), set_file(true));
+        // Each tool loads into a fresh namespace, APPLY_RUNS times, the
+        // tools taking turns round by round: this VM's speed drifts by tens
+        // of percent over minutes, and turns give every tool the same drift.
+        // The median of each is printed.
+        let (mut pw, mut ipt, mut plain, mut counted) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut last = None;
+        for run in 0..APPLY_RUNS {
+            let cfg = dir.path().join(format!("cfg{n}-{run}"));
+            let (t, ns) = timed_load(|ns| {
+                let mut c = ns.command(PORTWALL);
+                c.env("PORTWALL_CONFIG_DIR", &cfg).args([
+                    "apply",
+                    "--file",
+                    file.to_str().unwrap(),
+                ]);
+                c
+            });
+            pw.push(t);
+            let kept_pw = (ns, cfg);
+            let (t, kept_ipt) = timed_load(|ns| {
+                let mut c = ns.command("iptables-restore");
+                c.arg(&ipt_file);
+                c
+            });
+            ipt.push(t);
+            let (t, kept_plain) = timed_load(|ns| {
+                let mut c = ns.command("nft");
+                c.arg("-f").arg(&plain_file);
+                c
+            });
+            plain.push(t);
+            let (t, kept_counted) = timed_load(|ns| {
+                let mut c = ns.command("nft");
+                c.arg("-f").arg(&counted_file);
+                c
+            });
+            counted.push(t);
+            drop((kept_ipt, kept_plain, kept_counted));
+            last = Some(kept_pw);
+        }
+        let (ns, cfg) = last.expect("ran");
+        let (pw, ipt, nft_plain, nft_counted) =
+            (median(pw), median(ipt), median(plain), median(counted));
+        let ufw = ufw_per_rule.map(|d| d * n as u32);
         println!(
             "| {n} | {} | {} | {} | {:.1}x | {} | {} | {} |",
             ms(pw),
@@ -362,50 +375,66 @@ fn flood_rate(net: &Routed) -> (u64, u64, f64) {
 /// against no table at all is the whole cost of a stateful firewall (connection
 /// tracking included), which no rule layout avoids.
 fn forwarding() {
-    const RUNS: usize = 3;
-    println!("\n## Forwarding rate through a gateway (UDP, 18-byte datagrams, bounded flood, median of {RUNS})\n");
+    const RUNS: usize = 5;
+    println!("\n## Forwarding rate through a gateway (UDP, 18-byte datagrams, bounded flood; the gateways take turns; median of {RUNS})\n");
     println!("| gateway | packets sent | received | rate (kpps) | vs no table | vs no rules |");
     println!("|---|---:|---:|---:|---:|---:|");
-    let mut no_table = None;
-    let mut no_rules = None;
-    for (what, table, n) in [
+    let gateways = [
         ("no portwall table", false, 0usize),
         ("portwall, 1 rule (allow routed 9999/udp)", true, 0),
         ("portwall, 10,000 rules + that one", true, 10_000),
-    ] {
-        let net = Routed::new();
-        let dir = tempfile::tempdir().unwrap();
-        if table {
-            let file = dir.path().join("rules.toml");
-            let mut s = String::from("rules = [\n");
-            for i in 0..n {
-                writeln!(s, "  \"deny routed from {}\",", addr(i)).unwrap();
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let nets: Vec<Routed> = gateways
+        .iter()
+        .enumerate()
+        .map(|(g, &(_, table, n))| {
+            let net = Routed::new();
+            if table {
+                let cfg = dir.path().join(format!("gateway{g}"));
+                std::fs::create_dir_all(&cfg).unwrap();
+                let file = cfg.join("rules.toml");
+                let mut s = String::from("rules = [\n");
+                for i in 0..n {
+                    writeln!(s, "  \"deny routed from {}\",", addr(i)).unwrap();
+                }
+                s.push_str("  \"allow routed 9999/udp\",\n]\n[defaults]\nrouted = \"deny\"\n");
+                std::fs::write(&file, s).unwrap();
+                run_ok(
+                    net.gateway
+                        .command(PORTWALL)
+                        .env("PORTWALL_CONFIG_DIR", &cfg)
+                        .args(["apply", "--file", file.to_str().unwrap()]),
+                );
             }
-            s.push_str("  \"allow routed 9999/udp\",\n]\n[defaults]\nrouted = \"deny\"\n");
-            std::fs::write(&file, s).unwrap();
-            run_ok(
-                net.gateway
-                    .command(PORTWALL)
-                    .env("PORTWALL_CONFIG_DIR", dir.path())
-                    .args(["apply", "--file", file.to_str().unwrap()]),
-            );
+            net
+        })
+        .collect();
+    // Round by round, each gateway gets one flood: the VM's speed drifts
+    // over minutes, and turns give every gateway the same drift.
+    let mut runs: Vec<Vec<(u64, u64, f64)>> = vec![Vec::new(); gateways.len()];
+    for _ in 0..RUNS {
+        for (g, net) in nets.iter().enumerate() {
+            runs[g].push(flood_rate(net));
         }
-        let mut runs: Vec<(u64, u64, f64)> = (0..RUNS).map(|_| flood_rate(&net)).collect();
-        runs.sort_by(|a, b| a.2.total_cmp(&b.2));
-        let (sent, received, rate) = runs[RUNS / 2];
-        let base = *no_table.get_or_insert(rate);
-        let vs_rules = match (table, no_rules) {
-            (false, _) => "-".to_string(),
-            (true, None) => {
-                no_rules = Some(rate);
-                "1.00".to_string()
-            }
-            (true, Some(b)) => format!("{:.2}", rate / b),
+    }
+    let mut rates = Vec::new();
+    for ((what, _, _), mut r) in gateways.iter().zip(runs) {
+        r.sort_by(|a, b| a.2.total_cmp(&b.2));
+        rates.push((what, r[RUNS / 2]));
+    }
+    let no_table = rates[0].1 .2;
+    let no_rules = rates[1].1 .2;
+    for (i, (what, (sent, received, rate))) in rates.iter().enumerate() {
+        let vs_rules = if i == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.2}", rate / no_rules)
         };
         println!(
             "| {what} | {sent} | {received} | {:.0} | {:.2} | {vs_rules} |",
             rate / 1000.0,
-            rate / base
+            rate / no_table
         );
     }
     println!("target: 10,000 rules vs none (the last column) >= 0.95");
