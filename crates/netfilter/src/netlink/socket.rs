@@ -335,3 +335,41 @@ impl NfSocket {
 fn libc_eio() -> i32 {
     5
 }
+
+#[cfg(test)]
+mod tests {
+    use super::attrs;
+
+    /// Attributes come out with their flags cleared and their padding
+    /// skipped; a header that claims more than is there ends the walk.
+    #[test]
+    fn attributes_are_walked_as_the_kernel_lays_them_out() {
+        let mut b = Vec::new();
+        // type 1, 5 bytes of value, 3 of padding
+        b.extend_from_slice(&9u16.to_ne_bytes());
+        b.extend_from_slice(&1u16.to_ne_bytes());
+        b.extend_from_slice(b"abcde\0\0\0");
+        // type 2 | NLA_F_NESTED, holding type 3 with 4 bytes
+        b.extend_from_slice(&12u16.to_ne_bytes());
+        b.extend_from_slice(&(2u16 | 0x8000).to_ne_bytes());
+        b.extend_from_slice(&8u16.to_ne_bytes());
+        b.extend_from_slice(&3u16.to_ne_bytes());
+        b.extend_from_slice(&[7, 7, 7, 7]);
+        let got: Vec<(u16, Vec<u8>)> = attrs(&b).map(|(t, v)| (t, v.to_vec())).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], (1, b"abcde".to_vec()));
+        assert_eq!(got[1].0, 2);
+        let inner: Vec<(u16, &[u8])> = attrs(&got[1].1).collect();
+        assert_eq!(inner, [(3u16, &[7u8, 7, 7, 7][..])]);
+        // A truncated attribute: the walk stops before it.
+        let mut bad = b.clone();
+        bad.extend_from_slice(&100u16.to_ne_bytes());
+        bad.extend_from_slice(&4u16.to_ne_bytes());
+        assert_eq!(attrs(&bad).count(), 2);
+        // A length below the header's own: stops too.
+        let mut bad = b[..12].to_vec();
+        bad.extend_from_slice(&2u16.to_ne_bytes());
+        bad.extend_from_slice(&4u16.to_ne_bytes());
+        assert_eq!(attrs(&bad).count(), 1);
+    }
+}
