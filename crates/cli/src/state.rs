@@ -222,18 +222,21 @@ pub fn stage(path: &Path, bytes: &[u8]) -> Result<StagedFile> {
 
 impl StagedFile {
     /// Renames the file into place and flushes the directory.
-    pub fn commit(self) -> Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let path = self.path.clone();
-        self.rename()?;
-        File::open(&dir)
+    pub fn commit(mut self) -> Result<()> {
+        self.put_in_place()?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        File::open(dir)
             .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot write {}", path.display()))
+            .with_context(|| format!("cannot write {}", self.path.display()))
     }
 
     /// Renames the file into place without flushing the directory: a later
     /// [`StagedFile::commit`] in the same directory flushes both renames.
     pub fn rename(mut self) -> Result<()> {
+        self.put_in_place()
+    }
+
+    fn put_in_place(&mut self) -> Result<()> {
         let result = fs::rename(&self.tmp, &self.path);
         // Renamed (or not): nothing is left to remove either way but the
         // temp file of a failed rename.

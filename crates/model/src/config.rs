@@ -72,23 +72,15 @@ impl HostConfig {
     /// took 30 ms of a 500 ms budget and the rules 60 ms on one core.
     pub fn from_toml(text: &str, services: &Services) -> Result<HostConfig, ConfigError> {
         let toml_err = |e: toml::de::Error| ConfigError::Toml(e.to_string());
-        let (file, lines): (File, Vec<&str>) = match split_plain_rules(text) {
-            Some((rest, lines)) => {
-                let file: File = toml::from_str(&rest).map_err(toml_err)?;
-                if file.rules.is_some() {
-                    // `rules` given twice: `toml` says so.
-                    let file: File = toml::from_str(text).map_err(toml_err)?;
-                    let lines = file.rules.iter().flatten().map(String::as_str).collect();
-                    return Self::assemble(&file, lines, services);
-                }
-                (file, lines)
-            }
-            None => {
-                let file: File = toml::from_str(text).map_err(toml_err)?;
-                let lines: Vec<&str> = file.rules.iter().flatten().map(String::as_str).collect();
+        if let Some((rest, lines)) = split_plain_rules(text) {
+            let file: File = toml::from_str(&rest).map_err(toml_err)?;
+            // With `rules` given twice, `toml` reading the whole text says so.
+            if file.rules.is_none() {
                 return Self::assemble(&file, lines, services);
             }
-        };
+        }
+        let file: File = toml::from_str(text).map_err(toml_err)?;
+        let lines = file.rules.iter().flatten().map(String::as_str).collect();
         Self::assemble(&file, lines, services)
     }
 
@@ -233,10 +225,7 @@ fn split_plain_rules(text: &str) -> Option<(String, Vec<&str>)> {
             None => (t, false),
         };
         let inner = body.strip_prefix('"')?.strip_suffix('"')?;
-        if !inner
-            .bytes()
-            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-        {
+        if !is_plain(inner) {
             return None;
         }
         lines.push(inner);
@@ -245,14 +234,19 @@ fn split_plain_rules(text: &str) -> Option<(String, Vec<&str>)> {
     None
 }
 
+/// Whether `s` is written as a TOML basic string as it is: printable ASCII
+/// without quote or backslash (what nearly every rule is).
+fn is_plain(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+}
+
 /// Appends `s` as a TOML string, exactly as `toml::Value::String(s)` is
 /// written: a plain string (printable ASCII without quote or backslash, what
 /// nearly every rule is) as a basic string `"..."` directly, any other
 /// through `toml`, which picks the quoting and escapes.
 fn push_toml_string(out: &mut String, s: &str) {
-    if s.bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-    {
+    if is_plain(s) {
         out.push('"');
         out.push_str(s);
         out.push('"');
@@ -265,30 +259,41 @@ fn push_toml_string(out: &mut String, s: &str) {
 mod tests {
     use super::*;
 
-    /// The rules of a long file keep their order, and the error names the
-    /// first bad line by position.
-    #[test]
-    fn a_long_file_parses_in_order_and_names_its_first_bad_line() {
+    /// 20,000 rules laid out by `file` read back in order; with two bad lines
+    /// put in (`bad`, 0-based), the error names the first by its number.
+    fn check_long_file(file: impl Fn(&[String]) -> String, bad: [(usize, &str); 2]) {
         let services = Services::builtin();
         let lines: Vec<String> = (0..20_000)
             .map(|i| format!("allow {}/tcp", 1 + i % 60_000))
             .collect();
+        let config = HostConfig::from_toml(&file(&lines), &services).unwrap();
+        let texts: Vec<String> = config.ruleset.rules.iter().map(|r| r.to_string()).collect();
+        assert_eq!(texts, lines);
+        let mut bad_lines = lines.clone();
+        for (at, line) in bad {
+            bad_lines[at] = line.into();
+        }
+        let (first, text) = bad[0];
+        match HostConfig::from_toml(&file(&bad_lines), &services) {
+            Err(ConfigError::Rule { index, text: t, .. }) => {
+                assert_eq!((index, t.as_str()), (first + 1, text));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The rules of a long file keep their order, and the error names the
+    /// first bad line by position.
+    #[test]
+    fn a_long_file_parses_in_order_and_names_its_first_bad_line() {
         let file = |lines: &[String]| {
             let quoted: Vec<String> = lines.iter().map(|l| format!("\"{l}\"")).collect();
             format!("rules = [{}]\n", quoted.join(", "))
         };
-        let config = HostConfig::from_toml(&file(&lines), &services).unwrap();
-        let texts: Vec<String> = config.ruleset.rules.iter().map(|r| r.to_string()).collect();
-        assert_eq!(texts, lines);
-        let mut bad = lines.clone();
-        bad[9_000] = "allow 70000/tcp".into();
-        bad[10_500] = "allow 80/tcpp".into();
-        match HostConfig::from_toml(&file(&bad), &services) {
-            Err(ConfigError::Rule { index, text, .. }) => {
-                assert_eq!((index, text.as_str()), (9_001, "allow 70000/tcp"));
-            }
-            other => panic!("{other:?}"),
-        }
+        check_long_file(
+            file,
+            [(9_000, "allow 70000/tcp"), (10_500, "allow 80/tcpp")],
+        );
     }
 
     /// A file laid out as portwall writes it is read by the fast path, and
@@ -376,31 +381,19 @@ mod tests {
     /// the threads that parse them, and the first bad line is named.
     #[test]
     fn a_long_plain_file_parses_in_order_and_names_its_first_bad_line() {
-        let services = Services::builtin();
-        let lines: Vec<String> = (0..20_000)
-            .map(|i| format!("allow {}/tcp", 1 + i % 60_000))
-            .collect();
         let file = |lines: &[String]| {
             let mut t = String::from("rules = [\n");
             for l in lines {
                 t.push_str(&format!("    \"{l}\",\n"));
             }
             t.push_str("]\n");
+            assert!(split_plain_rules(&t).is_some());
             t
         };
-        assert!(split_plain_rules(&file(&lines)).is_some());
-        let config = HostConfig::from_toml(&file(&lines), &services).unwrap();
-        let texts: Vec<String> = config.ruleset.rules.iter().map(|r| r.to_string()).collect();
-        assert_eq!(texts, lines);
-        let mut bad = lines.clone();
-        bad[12_345] = "allow 80/tcpp".into();
-        bad[19_999] = "allow 70000/tcp".into();
-        match HostConfig::from_toml(&file(&bad), &services) {
-            Err(ConfigError::Rule { index, text, .. }) => {
-                assert_eq!((index, text.as_str()), (12_346, "allow 80/tcpp"));
-            }
-            other => panic!("{other:?}"),
-        }
+        check_long_file(
+            file,
+            [(12_345, "allow 80/tcpp"), (19_999, "allow 70000/tcp")],
+        );
     }
 
     /// The fast path writes what `toml` writes, and TOML reads it back.

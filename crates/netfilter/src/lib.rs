@@ -127,11 +127,7 @@ pub fn apply_atomically(
         compiled.sets.len(),
         compiled.element_count(),
     );
-    let sampled = !opts.full_readback
-        && compiled
-            .sets
-            .iter()
-            .any(|s| s.elements.len() > netlink::verify::FULL_READBACK_ELEMENTS);
+    let sampled = !opts.full_readback && compiled.sets.iter().any(netlink::verify::is_sampled);
     let report = |mode, verified: bool| ApplyReport {
         mode,
         chains,
@@ -218,46 +214,44 @@ fn verify_delta(delta: &nftables::schema::Nftables<'_>) -> Option<bool> {
 /// ([`netlink::verify`]).
 #[tracing::instrument(level = "debug", skip_all)]
 pub fn verify_applied(compiled: &CompiledTable) -> Result<Vec<String>, NetfilterError> {
-    if nft::backend() == nft::Backend::Netlink {
-        match netlink::try_verify_applied(compiled) {
-            Ok(Some(d)) => return Ok(d),
-            Ok(None) => {
-                return Ok(vec![format!(
-                    "table inet {} does not exist",
-                    compiled.table
-                )])
-            }
-            Err(e) if !e.use_nft_instead() => return Err(NftError::from(e).into()),
-            Err(_) => {}
-        }
+    match verify_over_netlink(compiled, netlink::try_verify_applied)? {
+        Some(d) => Ok(d),
+        None => verify(compiled),
     }
-    verify(compiled)
 }
 
 /// Compares the kernel's table with `compiled`, every element; empty when
 /// they agree.
 #[tracing::instrument(level = "debug", skip_all)]
 pub fn verify(compiled: &CompiledTable) -> Result<Vec<String>, NetfilterError> {
-    if nft::backend() == nft::Backend::Netlink {
-        match netlink::try_verify_compiled(compiled) {
-            Ok(Some(d)) => return Ok(d),
-            Ok(None) => {
-                return Ok(vec![format!(
-                    "table inet {} does not exist",
-                    compiled.table
-                )])
-            }
-            Err(e) if !e.use_nft_instead() => return Err(NftError::from(e).into()),
-            Err(_) => {}
-        }
+    if let Some(d) = verify_over_netlink(compiled, netlink::try_verify_compiled)? {
+        return Ok(d);
     }
     match nft::list_table("inet", &compiled.table)? {
-        None => Ok(vec![format!(
-            "table inet {} does not exist",
-            compiled.table
-        )]),
+        None => Ok(vec![missing_table(compiled)]),
         Some(v) => Ok(readback::differences(compiled, &KernelTable::from_json(&v))),
     }
+}
+
+/// The differences `read` finds over netlink; `None` when the `nft` binary
+/// is to be used instead.
+fn verify_over_netlink(
+    compiled: &CompiledTable,
+    read: fn(&CompiledTable) -> Result<Option<Vec<String>>, netlink::Error>,
+) -> Result<Option<Vec<String>>, NetfilterError> {
+    if nft::backend() != nft::Backend::Netlink {
+        return Ok(None);
+    }
+    match read(compiled) {
+        Ok(Some(d)) => Ok(Some(d)),
+        Ok(None) => Ok(Some(vec![missing_table(compiled)])),
+        Err(e) if !e.use_nft_instead() => Err(NftError::from(e).into()),
+        Err(_) => Ok(None),
+    }
+}
+
+fn missing_table(compiled: &CompiledTable) -> String {
+    format!("table inet {} does not exist", compiled.table)
 }
 
 /// How the kernel's table differs from `ruleset` (someone ran `nft` by hand);

@@ -49,6 +49,12 @@ pub const FULL_READBACK_ELEMENTS: usize = 16_384;
 /// Elements of a large set looked up one by one after an apply.
 pub const SAMPLED_ELEMENTS: usize = 1_024;
 
+/// Whether an apply's read-back checks `set` on a sample of its elements
+/// ([`Readback::Bounded`]) rather than all of them.
+pub fn is_sampled(set: &crate::compile::SetSpec) -> bool {
+    set.elements.len() > FULL_READBACK_ELEMENTS
+}
+
 /// How much of the sets' elements [`read_table`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readback {
@@ -161,7 +167,7 @@ pub(crate) fn read_table(
             continue;
         };
         let info = k.info();
-        let read = if scope == Readback::Bounded && set.elements.len() > FULL_READBACK_ELEMENTS {
+        let read = if scope == Readback::Bounded && is_sampled(set) {
             tracing::debug_span!("set sample", set = %set.name)
                 .in_scope(|| sample_set(&mut sock, family, table, &info, set))?
         } else {
@@ -256,12 +262,8 @@ fn sample_set(
 /// that element: a plain interval set answers with the interval's first
 /// value only.
 fn exact(set: &SetInfo, e: &KElem, start: &[u8], end: &[u8]) -> bool {
-    let e_end = e.key_end.as_deref().unwrap_or(&e.key);
-    if set.interval() && !set.concat() {
-        e.key == start
-    } else {
-        e.key == start && e_end == end
-    }
+    e.key == start
+        && (set.interval() && !set.concat() || e.key_end.as_deref().unwrap_or(&e.key) == end)
 }
 
 /// Looks up each of `keys` ((first, last) key bytes) in the set `set` of
