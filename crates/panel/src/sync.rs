@@ -17,7 +17,7 @@
 //! re-read the database, and waiters also re-read every
 //! [`RECHECK_INTERVAL`] as a last resort.
 
-use crate::store::{Store, ZoneChanges, NOTIFY_CHANNEL};
+use crate::store::{Store, ZoneChanges, NOTIFY_CHANNEL, STATUS_CHANNEL};
 use model::network::sync::SyncResponse;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -68,47 +68,56 @@ pub async fn long_poll(
     }
 }
 
-/// On PostgreSQL: listens for other replicas' commits and wakes this
-/// replica's long-polls. Reconnects by itself; runs until aborted.
+/// On PostgreSQL: listens for other replicas' commits and edge reports,
+/// wakes this replica's long-polls and keeps its read caches exact.
+/// Reconnects by itself; runs until aborted.
+///
+/// The caches serve only while the listener is connected and caught up
+/// ([`Store::caches_exact`]): after `LISTEN` succeeded it re-reads the
+/// revision (anything committed while it was not listening), and when the
+/// connection is lost it turns them off until it is back.
 pub fn spawn_pg_listener(store: Store) -> Option<JoinHandle<()>> {
     let url = store.postgres_url()?.to_string();
     Some(tokio::spawn(async move {
         loop {
-            match sqlx::postgres::PgListener::connect(&url).await {
-                Ok(mut listener) => {
-                    if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
-                        tracing::warn!(error = %e, "LISTEN {NOTIFY_CHANNEL} failed; retrying");
-                    } else {
-                        tracing::debug!("listening on {NOTIFY_CHANNEL}");
-                        // Anything committed while we were not listening.
-                        store.wake_all();
-                        loop {
-                            match listener.try_recv().await {
-                                Ok(Some(n)) => match n.payload().parse::<u64>() {
-                                    Ok(rev) => store.notify_revision(rev),
-                                    Err(_) => store.wake_all(),
-                                },
-                                // The connection was lost; the listener
-                                // reconnects on the next call. Wake everyone
-                                // in case notifications were missed.
-                                Ok(None) => {
-                                    tracing::warn!("LISTEN connection lost; reconnecting");
-                                    store.wake_all();
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "LISTEN failed; reconnecting");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot connect the LISTEN connection; retrying")
-                }
+            if let Err(e) = listen(&store, &url).await {
+                tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
             }
+            store.set_listening(false);
             store.wake_all();
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }))
+}
+
+/// One LISTEN connection, until it fails.
+async fn listen(store: &Store, url: &str) -> Result<(), sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener
+        .listen_all([NOTIFY_CHANNEL, STATUS_CHANNEL])
+        .await?;
+    tracing::debug!("listening on {NOTIFY_CHANNEL} and {STATUS_CHANNEL}");
+    // Anything committed while we were not listening.
+    match store.revision().await {
+        Ok(rev) => store.notify_revision(rev),
+        Err(e) => return Err(sqlx::Error::Protocol(e.to_string())),
+    }
+    store.set_listening(true);
+    store.wake_all();
+    loop {
+        // `try_recv` answers None when the connection was lost (and would
+        // reconnect on the next call): start over instead, so that the
+        // revision is re-read before the caches serve again.
+        let Some(n) = listener.try_recv().await? else {
+            return Err(sqlx::Error::Protocol("connection lost".into()));
+        };
+        if n.channel() == STATUS_CHANNEL {
+            store.status_changed();
+        } else {
+            match n.payload().parse::<u64>() {
+                Ok(rev) => store.notify_revision(rev),
+                Err(_) => store.wake_all(),
+            }
+        }
+    }
 }

@@ -7,8 +7,8 @@
 use super::customers::get_customer;
 use super::labels::{check_name, check_zone};
 use super::{
-    audit, now_ms, rfc3339, Actor, Backend, CreatedToken, Page, PageRequest, Result, Scope,
-    SessionInfo, Store, StoreError, TokenAuth, TokenInfo, TokenKind, UserInfo,
+    now_ms, rfc3339, Actor, Backend, CreatedToken, Page, PageRequest, Result, Scope, SessionInfo,
+    Store, StoreError, TokenAuth, TokenInfo, TokenKind, UserInfo, WriteScope,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -107,8 +107,7 @@ impl Store {
             ));
         }
         let secret = format!("{}{}", new.kind.secret_prefix(), random_hex(32));
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let mut tx = self.begin_write(WriteScope::Exclusive(None)).await?;
         if let Some(c) = new.customer_id {
             get_customer(tx.conn(), c).await.map_err(|_| {
                 StoreError::invalid("customer_id", format!("customer {c} does not exist"))
@@ -130,16 +129,13 @@ impl Store {
             .fetch_one(tx.conn())
             .await?;
         let info = token_from(&row)?;
-        audit::record(
-            tx.conn(),
+        tx.audit(
             actor,
             new.customer_id,
             "token.create",
             &format!("token/{}", info.id),
-            Some(rev),
             json!({"kind": new.kind, "scope": new.scope, "name": new.name, "zone": new.zone}),
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(CreatedToken {
             info,
@@ -186,8 +182,7 @@ impl Store {
         customer: Option<i64>,
         id: i64,
     ) -> Result<TokenInfo> {
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let mut tx = self.begin_write(WriteScope::Exclusive(None)).await?;
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
@@ -208,16 +203,13 @@ impl Store {
             .bind(id)
             .execute(tx.conn())
             .await?;
-        audit::record(
-            tx.conn(),
+        tx.audit(
             actor,
             info.customer_id,
             "token.revoke",
             &format!("token/{id}"),
-            Some(rev),
             json!({"name": info.name}),
-        )
-        .await?;
+        );
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1");
         let info = token_from(
             &sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -241,7 +233,7 @@ impl Store {
     /// operator's `sqlite3`). Unknown secrets are never remembered.
     pub async fn verify_token(&self, secret: &str) -> Result<Option<TokenAuth>> {
         let hash = secret_hash(secret);
-        let cache = self.inner.backend == Backend::Sqlite;
+        let cache = self.caches_exact();
         // Read before the database: an entry is tagged with a revision no
         // later than the state it saw.
         let revision = *self.inner.revision_tx.borrow();
@@ -406,8 +398,7 @@ impl Store {
         {
             return Err(StoreError::invalid("login", "1-100 characters, no spaces"));
         }
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let mut tx = self.begin_write(WriteScope::Exclusive(None)).await?;
         if let Some(c) = customer_id {
             get_customer(tx.conn(), c).await.map_err(|_| {
                 StoreError::invalid("customer_id", format!("customer {c} does not exist"))
@@ -432,16 +423,13 @@ impl Store {
             .fetch_one(tx.conn())
             .await?;
         let user = user_from(&row)?;
-        audit::record(
-            tx.conn(),
+        tx.audit(
             actor,
             customer_id,
             "user.create",
             &format!("user/{}", user.id),
-            Some(rev),
             json!({"login": login}),
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(user)
     }
@@ -459,8 +447,7 @@ impl Store {
 
     /// Deletes a login and its sessions.
     pub async fn delete_user(&self, actor: &Actor, id: i64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let mut tx = self.begin_write(WriteScope::Exclusive(None)).await?;
         let row = sqlx::query("SELECT id, login, customer_id, created_at FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(tx.conn())
@@ -471,16 +458,13 @@ impl Store {
             .bind(id)
             .execute(tx.conn())
             .await?;
-        audit::record(
-            tx.conn(),
+        tx.audit(
             actor,
             user.customer_id,
             "user.delete",
             &format!("user/{id}"),
-            Some(rev),
             json!({"login": user.login}),
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(())
     }

@@ -1,36 +1,9 @@
 //! The audit log: who changed what, when. Entries are written in the same
-//! transaction as the change they describe.
+//! transaction as the change they describe, by its commit, with its revision
+//! ([`super::WriteTx::audit`]).
 
-use super::{now_ms, rfc3339, Actor, AuditEntry, Page, PageRequest, Result, Store};
-use sqlx::{AnyConnection, Row};
-
-/// Appends an entry.
-pub(crate) async fn record(
-    conn: &mut AnyConnection,
-    actor: &Actor,
-    customer_id: Option<i64>,
-    action: &str,
-    target: &str,
-    revision: Option<i64>,
-    detail: serde_json::Value,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit (at, actor_kind, actor_id, actor, customer_id, action, target, revision, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(now_ms())
-    .bind(actor.kind.as_str())
-    .bind(actor.id)
-    .bind(actor.label.as_str())
-    .bind(customer_id)
-    .bind(action)
-    .bind(target)
-    .bind(revision)
-    .bind(detail.to_string())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
+use super::{rfc3339, AuditEntry, Page, PageRequest, Result, Store};
+use sqlx::Row;
 
 impl Store {
     /// The audit log, newest first. `customer` restricts it to one customer's

@@ -2,7 +2,7 @@
 
 use super::labels::check_name;
 use super::{
-    audit, now_ms, rfc3339, Actor, Customer, Page, PageRequest, Result, Store, StoreError,
+    now_ms, rfc3339, Actor, Customer, Page, PageRequest, Result, Store, StoreError, WriteScope,
 };
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -50,7 +50,7 @@ impl Store {
     ) -> Result<Customer> {
         check_name("name", name)?;
         check_email(email)?;
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write(WriteScope::Exclusive(None)).await?;
         let taken = sqlx::query("SELECT id FROM customers WHERE name = $1")
             .bind(name)
             .fetch_optional(tx.conn())
@@ -68,17 +68,13 @@ impl Store {
             .fetch_one(tx.conn())
             .await?;
         let customer = customer_from(&row)?;
-        let rev = tx.rev;
-        audit::record(
-            tx.conn(),
+        tx.audit(
             actor,
             Some(customer.id),
             "customer.create",
             &format!("customer/{}", customer.id),
-            Some(rev),
             json!({"name": name, "email": email}),
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(customer)
     }
@@ -115,7 +111,7 @@ impl Store {
         if let Some(e) = email {
             check_email(e)?;
         }
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write(WriteScope::Exclusive(Some(id))).await?;
         let current = get_customer(tx.conn(), id).await?;
         if let Some(n) = name {
             let taken = sqlx::query("SELECT id FROM customers WHERE name = $1 AND id <> $2")
@@ -138,17 +134,13 @@ impl Store {
             .bind(id)
             .execute(tx.conn())
             .await?;
-        let rev = tx.rev;
-        audit::record(
-            tx.conn(),
+        tx.audit(
             actor,
             Some(id),
             "customer.update",
             &format!("customer/{id}"),
-            Some(rev),
             json!({"name": new_name, "email": new_email}),
-        )
-        .await?;
+        );
         let out = get_customer(tx.conn(), id).await?;
         tx.commit().await?;
         Ok(out)
@@ -157,7 +149,7 @@ impl Store {
     /// Deletes a customer with its firewalls, users and tokens. Refused (409)
     /// while it still has servers.
     pub async fn delete_customer(&self, actor: &Actor, id: i64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write(WriteScope::Customer(id)).await?;
         get_customer(tx.conn(), id).await?;
         let servers: i64 = sqlx::query("SELECT COUNT(*) FROM servers WHERE customer_id = $1")
             .bind(id)
@@ -178,17 +170,13 @@ impl Store {
             .bind(id)
             .execute(tx.conn())
             .await?;
-        let rev = tx.rev;
-        audit::record(
-            tx.conn(),
+        tx.audit(
             actor,
             Some(id),
             "customer.delete",
             &format!("customer/{id}"),
-            Some(rev),
             json!({}),
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(())
     }

@@ -6,11 +6,13 @@
 //! [`StoreError::Precondition`] when the firewall moved on.
 
 use super::labels::check_name;
-use super::servers::{bump_servers, customer_servers, load_server, server_from, SERVER_COLUMNS};
+use super::servers::{customer_servers, load_server, server_from, SERVER_COLUMNS};
 use super::{
-    audit, json_column, now_ms, rfc3339, Actor, AssignOutcome, Backend, Firewall, FirewallRule,
-    FirewallStatus, FirewallSummary, Page, PageRequest, Result, Selector, SelectorRecord, Server,
-    SkippedServer, Store, StoreError, WriteTx, MAX_RULES_PER_FIREWALL, MAX_SOURCES_PER_FIREWALL,
+    corrupt, json_column, rfc3339, stored_selector, Actor, AssignOutcome, Backend, Firewall,
+    FirewallRule, FirewallStatus, FirewallSummary, Page, PageRequest, Result, Selector,
+    SelectorRecord, Server, SkippedServer, Store, StoreError, WriteScope, WriteTx,
+    MAX_RULES_PER_FIREWALL, MAX_SERVERS_PER_SELECTOR, MAX_SERVER_IDS_PER_REQUEST,
+    MAX_SOURCES_PER_FIREWALL,
 };
 use model::network::{NetworkProtocol, NetworkRule};
 use model::PortRange;
@@ -57,45 +59,72 @@ fn status_of(active: bool) -> FirewallStatus {
     }
 }
 
-pub(crate) fn protocol_from(s: &str) -> NetworkProtocol {
-    match s {
-        "tcp" => NetworkProtocol::Tcp,
-        "udp" => NetworkProtocol::Udp,
-        "icmp" => NetworkProtocol::Icmp,
-        _ => NetworkProtocol::Any,
-    }
+/// Decodes a stored protocol: exactly one of the spellings
+/// [`NetworkProtocol::as_str`] writes. Anything else is corrupt data and an
+/// error, never [`NetworkProtocol::Any`] (which would widen the rule).
+fn protocol_from(rule: i64, s: &str) -> Result<NetworkProtocol> {
+    [
+        NetworkProtocol::Tcp,
+        NetworkProtocol::Udp,
+        NetworkProtocol::Icmp,
+        NetworkProtocol::Any,
+    ]
+    .into_iter()
+    .find(|p| p.as_str() == s)
+    .ok_or_else(|| corrupt(format!("rule {rule}"), "protocol", s))
 }
 
 /// A stored rule's columns: `id, protocol, port_start, port_end, sources,
 /// description, enabled`.
 type RuleParts = (i64, String, Option<i64>, Option<i64>, String, String, i64);
 
+/// Decodes a stored rule. Fails closed: a protocol, port or source that does
+/// not decode is an error for the whole read (the edge keeps its last good
+/// policy), never a wider rule (`any`, every port, "from anywhere").
 fn rule_from_parts(
     (id, protocol, start, end, sources, description, enabled): RuleParts,
-) -> (i64, NetworkRule) {
-    (
+) -> Result<(i64, NetworkRule)> {
+    let port = |v: i64| {
+        u16::try_from(v).map_err(|_| corrupt(format!("rule {id}"), "port", &v.to_string()))
+    };
+    let ports = match (start, end) {
+        (None, None) => None,
+        (Some(s), Some(e)) if port(s)? <= port(e)? => Some(PortRange {
+            start: port(s)?,
+            end: port(e)?,
+        }),
+        (s, e) => {
+            return Err(corrupt(
+                format!("rule {id}"),
+                "port_start/port_end",
+                &format!("{s:?}/{e:?}"),
+            ))
+        }
+    };
+    let sources = sources
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| corrupt(format!("rule {id}"), "sources", s))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((
         id,
         NetworkRule {
-            protocol: protocol_from(&protocol),
-            ports: start.map(|s| PortRange {
-                start: s as u16,
-                end: end.unwrap_or(s) as u16,
-            }),
-            sources: sources
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .filter_map(|s| s.parse().ok())
-                .collect(),
+            protocol: protocol_from(id, &protocol)?,
+            ports,
+            sources,
             description,
             enabled: enabled != 0,
         },
-    )
+    ))
 }
 
 /// Decodes a stored rule row (`id, protocol, port_start, port_end, sources,
 /// description, enabled`).
 pub(crate) fn rule_from(r: &AnyRow) -> Result<(i64, NetworkRule)> {
-    Ok(rule_from_parts((
+    rule_from_parts((
         r.try_get("id")?,
         r.try_get("protocol")?,
         r.try_get("port_start")?,
@@ -103,7 +132,7 @@ pub(crate) fn rule_from(r: &AnyRow) -> Result<(i64, NetworkRule)> {
         r.try_get("sources")?,
         r.try_get("description")?,
         r.try_get("enabled")?,
-    )))
+    ))
 }
 
 pub(crate) const RULE_COLUMNS: &str =
@@ -206,10 +235,10 @@ pub(crate) async fn load_firewall(
         rules: rules
             .into_iter()
             .map(|p| {
-                let (id, r) = rule_from_parts(p);
-                FirewallRule::new(id, &r)
+                let (id, r) = rule_from_parts(p)?;
+                Ok(FirewallRule::new(id, &r))
             })
-            .collect(),
+            .collect::<Result<_>>()?,
         servers,
         selectors: selectors
             .into_iter()
@@ -239,8 +268,8 @@ pub(crate) async fn effective_servers(conn: &mut AnyConnection, fw: &FwRow) -> R
     let selectors: Vec<Selector> = fw_selectors(conn, fw.id)
         .await?
         .iter()
-        .filter_map(|s| Selector::parse(&s.selector).ok())
-        .collect();
+        .map(|s| stored_selector(format!("selector {}", s.id), &s.selector))
+        .collect::<Result<_>>()?;
     if !selectors.is_empty() {
         for s in customer_servers(conn, fw.customer_id).await? {
             if s.kind.supports_firewall() && selectors.iter().any(|sel| sel.matches(&s.labels)) {
@@ -260,24 +289,15 @@ fn check_expect(row: &FwRow, expect: Option<u64>) -> Result<()> {
     }
 }
 
-async fn touch(conn: &mut AnyConnection, id: i64, rev: i64) -> Result<()> {
-    sqlx::query("UPDATE firewalls SET revision = $1, updated_at = $2 WHERE id = $3")
-        .bind(rev)
-        .bind(now_ms())
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Re-publishes the policy of every server the firewall applies to.
-async fn bump_effective(conn: &mut AnyConnection, fw: &FwRow, rev: i64) -> Result<()> {
-    let ids: Vec<i64> = effective_servers(conn, fw)
+async fn bump_effective(tx: &mut WriteTx, fw: &FwRow) -> Result<()> {
+    let ids: Vec<i64> = effective_servers(tx.conn(), fw)
         .await?
         .iter()
         .map(|s| s.id)
         .collect();
-    bump_servers(conn, &ids, rev).await
+    tx.publish_servers(&ids);
+    Ok(())
 }
 
 fn check_description(d: &str) -> Result<()> {
@@ -413,8 +433,7 @@ impl Store {
         check_name("name", name)?;
         check_description(description)?;
         check_rules(rules, |i| format!("rules[{i}]."))?;
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let taken = sqlx::query("SELECT id FROM firewalls WHERE customer_id = $1 AND name = $2")
             .bind(customer)
             .bind(name)
@@ -426,15 +445,14 @@ impl Store {
                 format!("you already have a firewall named '{name}'"),
             ));
         }
-        let now = now_ms();
+        // Revision 0 until the commit stamps the firewall with its revision.
         let id: i64 = sqlx::query(
-            "INSERT INTO firewalls (customer_id, name, description, active, revision, created_at, updated_at) VALUES ($1, $2, $3, 0, $4, $5, $5) RETURNING id",
+            "INSERT INTO firewalls (customer_id, name, description, active, revision, created_at, updated_at) VALUES ($1, $2, $3, 0, 0, $4, $4) RETURNING id",
         )
         .bind(customer)
         .bind(name)
         .bind(description)
-        .bind(rev)
-        .bind(now)
+        .bind(tx.now)
         .fetch_one(tx.conn())
         .await?
         .try_get(0)?;
@@ -444,19 +462,16 @@ impl Store {
             .map(|(i, r)| (None, i as i64, r))
             .collect();
         insert_rules(tx.conn(), id, &positioned).await?;
-        audit::record(
-            tx.conn(),
+        tx.touch_firewall(id);
+        tx.audit(
             actor,
             Some(customer),
             "firewall.create",
             &format!("firewall/{id}"),
-            Some(rev),
             json!({"name": name, "rules": rules.len()}),
-        )
-        .await?;
+        );
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
-        Ok(fw)
+        tx.commit_firewall(fw).await
     }
 
     /// The customer's firewalls, by id.
@@ -557,8 +572,7 @@ impl Store {
         if let Some(d) = description {
             check_description(d)?;
         }
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         if let Some(n) = name {
             let taken = sqlx::query(
@@ -582,20 +596,16 @@ impl Store {
             .bind(id)
             .execute(tx.conn())
             .await?;
-        touch(tx.conn(), id, rev).await?;
-        audit::record(
-            tx.conn(),
+        tx.touch_firewall(id);
+        tx.audit(
             actor,
             Some(customer),
             "firewall.update",
             &format!("firewall/{id}"),
-            Some(rev),
             json!({"name": name, "description": description}),
-        )
-        .await?;
+        );
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
-        Ok(fw)
+        tx.commit_firewall(fw).await
     }
 
     /// Deletes a firewall; the servers it applied to lose its rules.
@@ -606,26 +616,22 @@ impl Store {
         id: i64,
         expect: Option<u64>,
     ) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         if row.active {
-            bump_effective(tx.conn(), &row, rev).await?;
+            bump_effective(&mut tx, &row).await?;
         }
         sqlx::query("DELETE FROM firewalls WHERE id = $1")
             .bind(id)
             .execute(tx.conn())
             .await?;
-        audit::record(
-            tx.conn(),
+        tx.audit(
             actor,
             Some(customer),
             "firewall.delete",
             &format!("firewall/{id}"),
-            Some(rev),
             json!({"name": row.name}),
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(())
     }
@@ -640,8 +646,7 @@ impl Store {
         expect: Option<u64>,
         active: bool,
     ) -> Result<Firewall> {
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         if row.active == active {
             let fw = load_firewall(tx.conn(), customer, id).await?;
@@ -653,26 +658,22 @@ impl Store {
             .bind(id)
             .execute(tx.conn())
             .await?;
-        touch(tx.conn(), id, rev).await?;
-        bump_effective(tx.conn(), &row, rev).await?;
+        tx.touch_firewall(id);
+        bump_effective(&mut tx, &row).await?;
         let action = if active {
             "firewall.enable"
         } else {
             "firewall.disable"
         };
-        audit::record(
-            tx.conn(),
+        tx.audit(
             actor,
             Some(customer),
             action,
             &format!("firewall/{id}"),
-            Some(rev),
             json!({}),
-        )
-        .await?;
+        );
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
-        Ok(fw)
+        tx.commit_firewall(fw).await
     }
 
     async fn rule_totals(
@@ -699,21 +700,18 @@ impl Store {
         action: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        let rev = tx.rev;
-        touch(tx.conn(), row.id, rev).await?;
+        tx.touch_firewall(row.id);
         if row.active {
-            bump_effective(tx.conn(), row, rev).await?;
+            bump_effective(tx, row).await?;
         }
-        audit::record(
-            tx.conn(),
+        tx.audit(
             actor,
             Some(customer),
             action,
             &format!("firewall/{}", row.id),
-            Some(rev),
             detail,
-        )
-        .await
+        );
+        Ok(())
     }
 
     /// Appends a rule. Returns the firewall and the new rule's id.
@@ -726,7 +724,7 @@ impl Store {
         rule: &NetworkRule,
     ) -> Result<(Firewall, i64)> {
         check_rules(std::slice::from_ref(rule), |_| String::new())?;
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         let (count, sources) = Self::rule_totals(tx.conn(), id, None).await?;
         check_limits(count + 1, sources + rule.sources.len())?;
@@ -752,8 +750,7 @@ impl Store {
         )
         .await?;
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
-        Ok((fw, rule_id))
+        Ok((tx.commit_firewall(fw).await?, rule_id))
     }
 
     /// Edits one rule: `edit` gets the current rule and returns the new one,
@@ -767,7 +764,7 @@ impl Store {
         expect: Option<u64>,
         edit: impl FnOnce(NetworkRule) -> Result<NetworkRule>,
     ) -> Result<Firewall> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         let sql = format!("SELECT {RULE_COLUMNS} FROM rules WHERE id = $1 AND firewall_id = $2");
         let current = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -808,8 +805,7 @@ impl Store {
         )
         .await?;
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
-        Ok(fw)
+        tx.commit_firewall(fw).await
     }
 
     /// Deletes one rule.
@@ -821,7 +817,7 @@ impl Store {
         rule_id: i64,
         expect: Option<u64>,
     ) -> Result<Firewall> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         let done = sqlx::query("DELETE FROM rules WHERE id = $1 AND firewall_id = $2")
             .bind(rule_id)
@@ -843,8 +839,7 @@ impl Store {
         )
         .await?;
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
-        Ok(fw)
+        tx.commit_firewall(fw).await
     }
 
     /// Replaces the whole rule list. Idempotent: rules equal to existing ones
@@ -860,7 +855,7 @@ impl Store {
         rules: &[NetworkRule],
     ) -> Result<(Firewall, bool)> {
         check_rules(rules, |i| format!("rules[{i}]."))?;
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         let existing = fw_rules(tx.conn(), id).await?;
         if existing.len() == rules.len() && existing.iter().zip(rules).all(|((_, a), b)| a == b) {
@@ -891,8 +886,7 @@ impl Store {
         )
         .await?;
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
-        Ok((fw, true))
+        Ok((tx.commit_firewall(fw).await?, true))
     }
 
     /// Assigns servers by id. A Dedicated server refuses the whole request
@@ -911,8 +905,16 @@ impl Store {
                 "name at least one server",
             ));
         }
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        if server_ids.len() > MAX_SERVER_IDS_PER_REQUEST {
+            return Err(StoreError::Limit {
+                field: "server_ids".into(),
+                message: format!(
+                    "one request assigns at most {MAX_SERVER_IDS_PER_REQUEST} servers by id; this names {}",
+                    server_ids.len()
+                ),
+            });
+        }
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         let mut new = Vec::new();
         for (i, sid) in server_ids.iter().enumerate() {
@@ -961,28 +963,24 @@ impl Store {
             )
             .bind(id)
             .bind(sid)
-            .bind(now_ms())
+            .bind(tx.now)
             .execute(tx.conn())
             .await?;
         }
         if row.active {
-            bump_servers(tx.conn(), &new, rev).await?;
+            tx.publish_servers(&new);
         }
-        touch(tx.conn(), id, rev).await?;
-        audit::record(
-            tx.conn(),
+        tx.touch_firewall(id);
+        tx.audit(
             actor,
             Some(customer),
             "assignment.create",
             &format!("firewall/{id}"),
-            Some(rev),
             json!({"server_ids": new}),
-        )
-        .await?;
+        );
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
         Ok(AssignOutcome {
-            firewall: fw,
+            firewall: tx.commit_firewall(fw).await?,
             assigned: new,
             skipped: vec![],
         })
@@ -1001,8 +999,11 @@ impl Store {
     ) -> Result<AssignOutcome> {
         let sel = Selector::parse(selector)?;
         let canonical = sel.to_string();
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        // Bounded work before any lock: the selection as it stands now (the
+        // same check runs again, exactly, inside the transaction).
+        let now_selected = self.servers_matching(customer, &sel).await?.len();
+        check_selected(now_selected)?;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         let before: BTreeSet<i64> = effective_servers(tx.conn(), &row)
             .await?
@@ -1014,6 +1015,7 @@ impl Store {
             .into_iter()
             .filter(|s| sel.matches(&s.labels))
             .collect();
+        check_selected(matching.len())?;
         let skipped: Vec<SkippedServer> = matching
             .iter()
             .filter(|s| !s.kind.supports_firewall())
@@ -1043,7 +1045,7 @@ impl Store {
         )
         .bind(id)
         .bind(canonical.as_str())
-        .bind(now_ms())
+        .bind(tx.now)
         .execute(tx.conn())
         .await?;
         if row.active {
@@ -1052,23 +1054,19 @@ impl Store {
                 .copied()
                 .filter(|s| !before.contains(s))
                 .collect();
-            bump_servers(tx.conn(), &newly, rev).await?;
+            tx.publish_servers(&newly);
         }
-        touch(tx.conn(), id, rev).await?;
-        audit::record(
-            tx.conn(),
+        tx.touch_firewall(id);
+        tx.audit(
             actor,
             Some(customer),
             "assignment.create",
             &format!("firewall/{id}"),
-            Some(rev),
             json!({"selector": canonical, "matched": assigned}),
-        )
-        .await?;
+        );
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
         Ok(AssignOutcome {
-            firewall: fw,
+            firewall: tx.commit_firewall(fw).await?,
             assigned,
             skipped,
         })
@@ -1083,8 +1081,7 @@ impl Store {
         server_id: i64,
         expect: Option<u64>,
     ) -> Result<Firewall> {
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         load_server(tx.conn(), server_id, Some(customer)).await?;
         let done = sqlx::query("DELETE FROM assignments WHERE firewall_id = $1 AND server_id = $2")
@@ -1104,22 +1101,18 @@ impl Store {
             });
         }
         if row.active {
-            bump_servers(tx.conn(), &[server_id], rev).await?;
+            tx.publish_servers(&[server_id]);
         }
-        touch(tx.conn(), id, rev).await?;
-        audit::record(
-            tx.conn(),
+        tx.touch_firewall(id);
+        tx.audit(
             actor,
             Some(customer),
             "assignment.delete",
             &format!("firewall/{id}"),
-            Some(rev),
             json!({"server_id": server_id}),
-        )
-        .await?;
+        );
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
-        Ok(fw)
+        tx.commit_firewall(fw).await
     }
 
     /// Removes a stored selector.
@@ -1131,8 +1124,7 @@ impl Store {
         selector_id: i64,
         expect: Option<u64>,
     ) -> Result<Firewall> {
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;
         let before: BTreeSet<i64> = effective_servers(tx.conn(), &row)
             .await?
@@ -1159,23 +1151,32 @@ impl Store {
                 .map(|s| s.id)
                 .collect();
             let gone: Vec<i64> = before.difference(&after).copied().collect();
-            bump_servers(tx.conn(), &gone, rev).await?;
+            tx.publish_servers(&gone);
         }
-        touch(tx.conn(), id, rev).await?;
-        audit::record(
-            tx.conn(),
+        tx.touch_firewall(id);
+        tx.audit(
             actor,
             Some(customer),
             "assignment.delete",
             &format!("firewall/{id}"),
-            Some(rev),
             json!({"selector": text}),
-        )
-        .await?;
+        );
         let fw = load_firewall(tx.conn(), customer, id).await?;
-        tx.commit().await?;
-        Ok(fw)
+        tx.commit_firewall(fw).await
     }
+}
+
+/// A selector may select at most [`MAX_SERVERS_PER_SELECTOR`] servers.
+fn check_selected(n: usize) -> Result<()> {
+    if n > MAX_SERVERS_PER_SELECTOR {
+        return Err(StoreError::Limit {
+            field: "selector".into(),
+            message: format!(
+                "a selector selects at most {MAX_SERVERS_PER_SELECTOR} servers; this one selects {n}: narrow it with another label"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn check_limits(rules: usize, sources: usize) -> Result<()> {

@@ -6,18 +6,57 @@
 //! are stored as `0/1` and times as unix milliseconds. The schemas live in
 //! `migrations/sqlite` and `migrations/postgres` and are applied at open.
 //!
-//! ## Transactions and revisions
+//! ## Transactions and revisions: the contract
 //!
-//! Every change runs in one write transaction that starts by advancing the
-//! global revision (`UPDATE meta SET revision = revision + 1`). That row lock
-//! serializes writers (on SQLite, a process-wide mutex and `BEGIN IMMEDIATE`
-//! do the same), so revisions are committed in increasing order: a reader that
-//! has seen revision `R` committed has seen every change `<= R`. This is what
-//! makes the edge sync deltas exact. The firewall's own revision and the
-//! `policy_revision` of every server whose effective policy changes are set to
-//! the new global revision in the same transaction, together with the audit
-//! entry. A method returns only after `COMMIT` succeeded, so an API 2xx is
-//! never given for a write that could be lost.
+//! **A reader that has seen revision `R` has seen every change `<= R`, and
+//! no change `> R`.** Concretely: a read transaction that reads
+//! `meta.revision = R` sees every write that committed with a revision
+//! `<= R` and none with a revision above; and every write that changes a
+//! server's effective policy sets that server's `policy_revision` to the
+//! write's own revision. So an edge that applied a snapshot or delta at `R`
+//! and asks for servers with `policy_revision > R` learns every later change
+//! of its zone exactly once, in revision order. This is what makes the edge
+//! deltas exact.
+//!
+//! How it holds without one global lock held across every transaction:
+//!
+//! 1. **The revision is taken last.** A write transaction
+//!    ([`Store::begin_write`]) does all its work first and records what
+//!    carries the revision (the firewall's ETag, the `policy_revision` of
+//!    every server whose policy changes, tombstones, the audit entry).
+//!    [`WriteTx::commit`] then takes the next revision
+//!    (`UPDATE meta SET revision = revision + 1`), stamps it on those rows
+//!    and commits. On PostgreSQL that is one statement (data-modifying CTEs,
+//!    with `pg_notify`) followed by `COMMIT`, so the `meta` row lock is held
+//!    for that statement and the commit only, not for the transaction.
+//!    Because the next writer cannot take `meta` before this one committed,
+//!    commits happen in revision order: when `R` is visible, every revision
+//!    below it is committed (or never existed: a failed transaction rolls its
+//!    revision back with it, so revisions have no gaps).
+//! 2. **Writes that affect the same policies run one at a time.** A
+//!    server's effective policy depends only on its own row and its
+//!    customer's firewalls (rules, assignments, selectors). Every write that
+//!    can change it first locks its customer's row
+//!    ([`WriteScope::Customer`], `SELECT ... FOR NO KEY UPDATE`), so it
+//!    computes which servers it affects (e.g. who a selector matches) from
+//!    state no concurrent write of that customer can change under it. Writes
+//!    of different customers run in parallel and meet only at the commit.
+//!    (Without this, adding a rule could miss a server whose labels a
+//!    parallel write just changed, and that server would never be
+//!    re-published.)
+//! 3. The provider's rare writes whose checks span customers (customer
+//!    names, logins, tokens) take `meta` from their first statement
+//!    ([`WriteScope::Exclusive`]). Lock order is always the customer's row,
+//!    then `meta`, so writers never deadlock on them.
+//!
+//! On SQLite, one writer at a time holds the database (a process-wide mutex
+//! and `BEGIN IMMEDIATE`), which gives the same order trivially; the commit
+//! runs the same stamps statement by statement.
+//!
+//! A method returns only after `COMMIT` succeeded, so an API 2xx is never
+//! given for a write that could be lost. Edge reports and sessions
+//! ([`Store::begin_status_write`]) do not advance the revision and take no
+//! lock on PostgreSQL.
 //!
 //! After a commit the store wakes every long-poll of this process through a
 //! [`tokio::sync::watch`] channel ([`Store::subscribe`]); on PostgreSQL the
@@ -55,6 +94,7 @@ pub use types::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -64,11 +104,18 @@ use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 /// The NOTIFY channel a commit signals on PostgreSQL; its payload is the new
 /// global revision.
 pub const NOTIFY_CHANNEL: &str = "portwall_revision";
+/// The NOTIFY channel an edge report signals on PostgreSQL: what server
+/// statuses show changed without a new revision.
+pub const STATUS_CHANNEL: &str = "portwall_status";
 
 /// Most rules one firewall may hold.
 pub const MAX_RULES_PER_FIREWALL: usize = 10_000;
 /// Most source networks all rules of one firewall may name together.
 pub const MAX_SOURCES_PER_FIREWALL: usize = 100_000;
+/// Most servers one assignment request may name by id.
+pub const MAX_SERVER_IDS_PER_REQUEST: usize = 1_000;
+/// Most servers one label selector may select when it is assigned.
+pub const MAX_SERVERS_PER_SELECTOR: usize = 10_000;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -215,18 +262,23 @@ struct Inner {
     /// so that a busy token triggers one update per interval, not one per
     /// request.
     token_touches: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
-    /// SQLite only: verified tokens by secret hash, with the revision known
-    /// when they were read (see [`Store::verify_token`]).
+    /// PostgreSQL: whether this process hears every other replica's commits
+    /// and reports (the listener of [`crate::sync::spawn_pg_listener`] is
+    /// connected and caught up). The read caches serve only while it does.
+    listening: std::sync::atomic::AtomicBool,
+    /// Verified tokens by secret hash, with the revision known when they
+    /// were read (see [`Store::verify_token`]).
     token_cache: std::sync::Mutex<std::collections::HashMap<String, accounts::CachedToken>>,
     /// Advanced after every commit that changes what the server status shows
     /// without advancing the revision (edge reports); part of the caches'
     /// [`cache::Stamp`].
     status_epoch: std::sync::atomic::AtomicU64,
-    /// SQLite only: the hot customer reads (see [`cache`]).
+    /// The hot customer reads (see [`cache`]).
     caches: Caches,
 }
 
-/// The read caches (SQLite only; see [`cache`]).
+/// The read caches (see [`cache`]; on PostgreSQL only while
+/// [`Store::caches_exact`]).
 #[derive(Default)]
 struct Caches {
     /// By (customer, firewall id).
@@ -314,6 +366,7 @@ impl Store {
                 write_lock: Arc::new(Mutex::new(())),
                 revision_tx,
                 token_touches: Default::default(),
+                listening: Default::default(),
                 token_cache: Default::default(),
                 status_epoch: Default::default(),
                 caches: Caches::default(),
@@ -363,10 +416,37 @@ impl Store {
         self.inner.revision_tx.send_modify(|_| {});
     }
 
+    /// Whether a cached read is exact: always on SQLite (every writer is in
+    /// this process); on PostgreSQL while the listener hears every replica's
+    /// commits (`NOTIFY` on [`NOTIFY_CHANNEL`], with the revision) and edge
+    /// reports ([`STATUS_CHANNEL`]). A cache entry is tagged with the revision
+    /// and status epoch known before its read; a change committed on another
+    /// replica makes it stale as soon as the notification arrives (they are
+    /// delivered at commit, in commit order).
+    pub fn caches_exact(&self) -> bool {
+        match self.inner.backend {
+            Backend::Sqlite => true,
+            Backend::Postgres => self
+                .inner
+                .listening
+                .load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
+
+    /// PostgreSQL: the listener caught up (`true`, after it re-read the
+    /// revision) or lost its connection (`false`: caches off until it is
+    /// back). Either way every cached entry becomes stale.
+    pub(crate) fn set_listening(&self, on: bool) {
+        self.inner
+            .listening
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+        self.status_changed();
+    }
+
     /// The stamp a cached read must carry to be current, taken before the
-    /// database read; None on PostgreSQL, which is never cached.
+    /// database read; None while caching would not be exact.
     fn read_stamp(&self) -> Option<cache::Stamp> {
-        (self.inner.backend == Backend::Sqlite).then(|| cache::Stamp {
+        self.caches_exact().then(|| cache::Stamp {
             revision: *self.inner.revision_tx.borrow(),
             status_epoch: self
                 .inner
@@ -403,9 +483,9 @@ impl Store {
     }
 
     /// Called after a commit that changed what the server status shows
-    /// without advancing the revision (an edge report): cached statuses are
-    /// stale from now on.
-    fn status_changed(&self) {
+    /// without advancing the revision (an edge report, here or, through the
+    /// listener, on another replica): cached statuses are stale from now on.
+    pub(crate) fn status_changed(&self) {
         self.inner
             .status_epoch
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -419,8 +499,10 @@ impl Store {
         Ok(row.try_get::<i64, _>(0)? as u64)
     }
 
-    /// Begins a write transaction and advances the global revision in it.
-    pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
+    /// Begins a write transaction. On PostgreSQL it first takes the lock
+    /// `scope` names (see the module docs); the revision is taken only by
+    /// [`WriteTx::commit`].
+    pub(crate) async fn begin_write(&self, scope: WriteScope) -> Result<WriteTx> {
         let guard = match self.inner.backend {
             Backend::Sqlite => Some(self.inner.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
@@ -429,24 +511,40 @@ impl Store {
             Backend::Sqlite => self.inner.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.inner.pool.begin().await?,
         };
-        let rev: i64 =
-            sqlx::query("UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
+        if self.inner.backend == Backend::Postgres {
+            let (customer, exclusive) = match scope {
+                WriteScope::Customer(c) => (Some(c), false),
+                WriteScope::Exclusive(c) => (c, true),
+            };
+            // Always the customer first, then `meta`: one lock order for
+            // every writer, so writers never deadlock on these two.
+            if let Some(c) = customer {
+                sqlx::query("SELECT id FROM customers WHERE id = $1 FOR NO KEY UPDATE")
+                    .bind(c)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            }
+            if exclusive {
+                sqlx::query("SELECT revision FROM meta WHERE id = 1 FOR NO KEY UPDATE")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            }
+        }
         Ok(WriteTx {
             tx,
-            rev,
             _guard: guard,
             store: self.clone(),
+            now: now_ms(),
+            stamps: Stamps::default(),
         })
     }
 
     /// Begins a write transaction that does not advance the revision (edge
-    /// reports, sessions): it still takes the writers' lock so that it can
-    /// never deadlock with a policy change. A caller that changes what a
-    /// server's status shows must call [`Store::status_changed`] after its
-    /// commit (the read caches rely on it).
+    /// reports, sessions). On SQLite it takes the writers' lock (one writer
+    /// at a time); on PostgreSQL it takes no lock up front. A caller that
+    /// changes what a server's status shows must call
+    /// [`Store::status_changed`] after its commit (the read caches rely on
+    /// it).
     pub(crate) async fn begin_status_write(
         &self,
     ) -> Result<(Transaction<'static, Any>, Option<OwnedMutexGuard<()>>)> {
@@ -454,13 +552,10 @@ impl Store {
             Backend::Sqlite => Some(self.inner.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
         };
-        let mut tx = match self.inner.backend {
+        let tx = match self.inner.backend {
             Backend::Sqlite => self.inner.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.inner.pool.begin().await?,
         };
-        sqlx::query("UPDATE meta SET revision = revision WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
         Ok((tx, guard))
     }
 
@@ -478,14 +573,59 @@ impl Store {
     }
 }
 
-/// A write transaction whose global revision is already advanced to `rev`.
-/// Dropping it without [`WriteTx::commit`] rolls everything back, including the
-/// revision.
+/// What a write transaction locks on PostgreSQL before its first statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteScope {
+    /// The customer's row (`FOR NO KEY UPDATE`): writes of one customer run
+    /// one at a time, writes of different customers in parallel. Every write
+    /// that can change a server's effective policy takes the lock of the
+    /// server's customer (a server's policy depends only on its own row and
+    /// its customer's firewalls).
+    Customer(i64),
+    /// The `meta` row from the first statement on (after the customer's row,
+    /// if any): every other commit waits. For the provider's rare writes
+    /// whose checks span customers (unique customer names, logins).
+    Exclusive(Option<i64>),
+}
+
+/// What a commit stamps with the revision it takes.
+#[derive(Default)]
+struct Stamps {
+    /// Firewalls whose revision becomes the new one and `updated_at` the
+    /// transaction's time.
+    touched: BTreeSet<i64>,
+    /// Firewalls whose revision (their ETag) becomes the new one.
+    retagged: BTreeSet<i64>,
+    /// Servers whose `policy_revision` becomes the new one.
+    servers: BTreeSet<i64>,
+    /// Servers that left a zone: (server, zone).
+    tombstones: Vec<(i64, String)>,
+    /// Audit entries, written with the new revision.
+    audit: Vec<PendingAudit>,
+}
+
+struct PendingAudit {
+    actor_kind: &'static str,
+    actor_id: Option<i64>,
+    actor: String,
+    customer_id: Option<i64>,
+    action: String,
+    target: String,
+    detail: String,
+}
+
+/// A write transaction. Its statements write everything but the revision;
+/// what carries the revision (firewall ETags, servers' `policy_revision`,
+/// tombstones, the audit entry) is recorded here and stamped by
+/// [`WriteTx::commit`] in its last statement. Dropping it without `commit`
+/// rolls everything back.
 pub(crate) struct WriteTx {
     tx: Transaction<'static, Any>,
-    pub rev: i64,
     _guard: Option<OwnedMutexGuard<()>>,
     store: Store,
+    /// The time of the change (unix ms): `updated_at`, the audit entry.
+    pub now: i64,
+    stamps: Stamps,
 }
 
 impl WriteTx {
@@ -493,22 +633,235 @@ impl WriteTx {
         &mut self.tx
     }
 
-    /// Commits, then wakes the long-polls. Returns the committed revision.
-    pub async fn commit(mut self) -> Result<u64> {
-        if self.store.inner.backend == Backend::Postgres {
-            // Delivered to the listeners of every replica when (and only if) the
-            // transaction commits.
-            let sql = format!("NOTIFY {NOTIFY_CHANNEL}, '{}'", self.rev);
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        let rev = self.rev as u64;
-        let store = self.store.clone();
-        self.tx.commit().await?;
+    /// The firewall changed: its revision and `updated_at` move at commit.
+    pub fn touch_firewall(&mut self, id: i64) {
+        self.stamps.touched.insert(id);
+    }
+
+    /// The firewall's representation changed (its ETag moves at commit).
+    pub fn retag_firewalls(&mut self, ids: &[i64]) {
+        self.stamps.retagged.extend(ids);
+    }
+
+    /// The effective policy of these servers changed: their edges learn it
+    /// at the new revision.
+    pub fn publish_servers(&mut self, ids: &[i64]) {
+        self.stamps.servers.extend(ids);
+    }
+
+    /// The server left `zone` (deleted or moved): that zone's edges drop it.
+    pub fn tombstone(&mut self, server: i64, zone: &str) {
+        self.stamps.tombstones.push((server, zone.to_string()));
+    }
+
+    /// The audit entry of this change, written with its revision.
+    pub fn audit(
+        &mut self,
+        actor: &Actor,
+        customer_id: Option<i64>,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) {
+        self.stamps.audit.push(PendingAudit {
+            actor_kind: actor.kind.as_str(),
+            actor_id: actor.id,
+            actor: actor.label.clone(),
+            customer_id,
+            action: action.to_string(),
+            target: target.to_string(),
+            detail: detail.to_string(),
+        });
+    }
+
+    /// Takes the next revision, stamps it, commits, then wakes the
+    /// long-polls. Returns the committed revision.
+    ///
+    /// On PostgreSQL this is one statement (`UPDATE meta ... RETURNING` with
+    /// the stamps and `pg_notify` in data-modifying CTEs) and `COMMIT`: the
+    /// `meta` row lock, which orders the commits, is held for that statement
+    /// and the commit only. On SQLite the transaction holds the database's
+    /// one write lock from `BEGIN IMMEDIATE` anyway.
+    pub async fn commit(self) -> Result<u64> {
+        let (rev, _guard, store) = self.stamp_and_commit().await?;
         store.notify_revision(rev);
         Ok(rev)
     }
+
+    /// [`WriteTx::commit`] for a write that returns a firewall read inside
+    /// the transaction: the firewall as committed.
+    pub async fn commit_firewall(self, fw: Firewall) -> Result<Firewall> {
+        let touched = self.stamps.touched.contains(&fw.id);
+        let retagged = self.stamps.retagged.contains(&fw.id);
+        let now = self.now;
+        let rev = self.commit().await?;
+        let mut fw = fw;
+        if touched {
+            fw.revision = rev;
+            fw.updated_at = rfc3339(now);
+        } else if retagged {
+            fw.revision = rev;
+        }
+        Ok(fw)
+    }
+
+    async fn stamp_and_commit(mut self) -> Result<(u64, Option<OwnedMutexGuard<()>>, Store)> {
+        let backend = self.store.inner.backend;
+        let mut stamps = std::mem::take(&mut self.stamps);
+        stamps.retagged.retain(|id| !stamps.touched.contains(id));
+        let rev = match backend {
+            Backend::Postgres => stamp_postgres(&mut self.tx, &stamps, self.now).await?,
+            Backend::Sqlite => stamp_sqlite(&mut self.tx, &stamps, self.now).await?,
+        };
+        self.tx.commit().await?;
+        Ok((rev as u64, self._guard, self.store))
+    }
+}
+
+/// The audit columns a commit inserts, after `at` and before `revision`.
+const AUDIT_INSERT: &str =
+    "INSERT INTO audit (at, actor_kind, actor_id, actor, customer_id, action, target, detail, revision)";
+
+/// PostgreSQL: the revision and every stamp in one statement.
+async fn stamp_postgres(conn: &mut AnyConnection, stamps: &Stamps, now: i64) -> Result<i64> {
+    let mut sql = String::from(
+        "WITH r AS (UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision)",
+    );
+    let mut n = 1; // $1 is `now`
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    if !stamps.touched.is_empty() {
+        let ids: Vec<i64> = stamps.touched.iter().copied().collect();
+        sql.push_str(&format!(", ft AS (UPDATE firewalls SET revision = (SELECT revision FROM r), updated_at = $1 WHERE id IN ({}))", id_list(&ids)));
+    }
+    if !stamps.retagged.is_empty() {
+        let ids: Vec<i64> = stamps.retagged.iter().copied().collect();
+        sql.push_str(&format!(
+            ", fr AS (UPDATE firewalls SET revision = (SELECT revision FROM r) WHERE id IN ({}))",
+            id_list(&ids)
+        ));
+    }
+    if !stamps.servers.is_empty() {
+        let ids: Vec<i64> = stamps.servers.iter().copied().collect();
+        sql.push_str(&format!(", sp AS (UPDATE servers SET policy_revision = (SELECT revision FROM r) WHERE id IN ({}))", id_list(&ids)));
+    }
+    if !stamps.tombstones.is_empty() {
+        let values: Vec<String> = stamps
+            .tombstones
+            .iter()
+            .map(|_| format!("({}, {})", next(), next()))
+            .collect();
+        sql.push_str(&format!(", st AS (INSERT INTO server_tombstones (server_id, zone, revision, at) SELECT v.server_id, v.zone, r.revision, $1 FROM r, (VALUES {}) AS v(server_id, zone))", values.join(", ")));
+    }
+    if !stamps.audit.is_empty() {
+        let values: Vec<String> = stamps
+            .audit
+            .iter()
+            .map(|_| {
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {})",
+                    next(),
+                    next(),
+                    next(),
+                    next(),
+                    next(),
+                    next(),
+                    next(),
+                    next()
+                )
+            })
+            .collect();
+        sql.push_str(&format!(", au AS ({AUDIT_INSERT} SELECT $1, v.kind, v.actor_id, v.actor, v.customer_id, v.action, v.target, v.detail, r.revision FROM r, (VALUES {}) AS v(n, kind, actor_id, actor, customer_id, action, target, detail) ORDER BY v.n)", values.join(", ")));
+    }
+    // Delivered to the listeners of every replica when (and only if) the
+    // transaction commits.
+    sql.push_str(&format!(
+        " SELECT r.revision FROM r, LATERAL (SELECT pg_notify('{NOTIFY_CHANNEL}', r.revision::text)) AS n"
+    ));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+    for (server, zone) in &stamps.tombstones {
+        q = q.bind(*server).bind(zone.as_str());
+    }
+    for (i, a) in stamps.audit.iter().enumerate() {
+        q = q
+            .bind(i as i64)
+            .bind(a.actor_kind)
+            .bind(a.actor_id)
+            .bind(a.actor.as_str())
+            .bind(a.customer_id)
+            .bind(a.action.as_str())
+            .bind(a.target.as_str())
+            .bind(a.detail.as_str());
+    }
+    Ok(q.fetch_one(conn).await?.try_get(0)?)
+}
+
+/// SQLite: the revision and the stamps, statement by statement (the
+/// transaction holds the database's write lock anyway).
+async fn stamp_sqlite(conn: &mut AnyConnection, stamps: &Stamps, now: i64) -> Result<i64> {
+    let rev: i64 =
+        sqlx::query("UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+    let touched: Vec<i64> = stamps.touched.iter().copied().collect();
+    for chunk in touched.chunks(500) {
+        let sql = format!(
+            "UPDATE firewalls SET revision = $1, updated_at = $2 WHERE id IN ({})",
+            id_list(chunk)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(rev)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (table, column, ids) in [
+        ("firewalls", "revision", &stamps.retagged),
+        ("servers", "policy_revision", &stamps.servers),
+    ] {
+        let ids: Vec<i64> = ids.iter().copied().collect();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "UPDATE {table} SET {column} = $1 WHERE id IN ({})",
+                id_list(chunk)
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(rev)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    for (server, zone) in &stamps.tombstones {
+        sqlx::query(
+            "INSERT INTO server_tombstones (server_id, zone, revision, at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(*server)
+        .bind(zone.as_str())
+        .bind(rev)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for a in &stamps.audit {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{AUDIT_INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        )))
+        .bind(now)
+        .bind(a.actor_kind)
+        .bind(a.actor_id)
+        .bind(a.actor.as_str())
+        .bind(a.customer_id)
+        .bind(a.action.as_str())
+        .bind(a.target.as_str())
+        .bind(a.detail.as_str())
+        .bind(rev)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(rev)
 }
 
 /// Unix time in milliseconds.
@@ -551,6 +904,24 @@ pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
 ) -> Result<T> {
     let text: String = row.try_get(name)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))))
+}
+
+/// The error for a stored value that does not decode: `what` names the row
+/// (`rule 12`), `column` the column. Reads fail closed on it: the request
+/// fails (500) and an edge keeps the last policy it applied, rather than
+/// getting a wider one.
+pub(crate) fn corrupt(what: impl std::fmt::Display, column: &str, value: &str) -> StoreError {
+    let value: String = value.chars().take(64).collect();
+    StoreError::Db(sqlx::Error::Decode(
+        format!("stored data is corrupt: {what}: column {column} holds '{value}'").into(),
+    ))
+}
+
+/// Decodes a stored label selector; one that does not parse is corrupt data
+/// (an error), never a selector that matches nothing (that would drop the
+/// firewall from the servers it protects).
+pub(crate) fn stored_selector(what: impl std::fmt::Display, text: &str) -> Result<Selector> {
+    Selector::parse(text).map_err(|_| corrupt(what, "selector", text))
 }
 
 /// Formats ids as a SQL list for `IN (...)`: integers only, so no injection.

@@ -3,8 +3,8 @@
 use super::customers::get_customer;
 use super::labels::{check_name, check_zone, parse_labels};
 use super::{
-    audit, id_list, now_ms, rfc3339, Actor, NewServer, Page, PageRequest, Result, Server,
-    ServerKind, ServerPatch, Store, StoreError,
+    corrupt, rfc3339, Actor, NewServer, Page, PageRequest, Result, Server, ServerKind, ServerPatch,
+    Store, StoreError, WriteScope,
 };
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -22,25 +22,37 @@ fn join<T: ToString>(v: &[T]) -> String {
         .join(",")
 }
 
-fn split<T: std::str::FromStr>(s: &str) -> Vec<T> {
+/// Decodes a stored address list; one address that does not parse makes the
+/// whole row corrupt (an error), never a server with an address missing.
+fn split<T: std::str::FromStr>(id: i64, column: &str, s: &str) -> Result<Vec<T>> {
     s.split(',')
         .filter(|p| !p.is_empty())
-        .filter_map(|p| p.parse().ok())
+        .map(|p| {
+            p.parse()
+                .map_err(|_| corrupt(format!("server {id}"), column, p))
+        })
         .collect()
 }
 
+/// Decodes a stored server row. Fails closed: an unknown kind, an address
+/// or labels that do not decode are an error, never a Dedicated server, a
+/// server without that address or without labels (each would take the
+/// server out of its firewalls).
 pub(crate) fn server_from(r: &AnyRow) -> Result<Server> {
+    let id: i64 = r.try_get("id")?;
     let kind: String = r.try_get("kind")?;
     let labels: String = r.try_get("labels")?;
     Ok(Server {
-        id: r.try_get("id")?,
+        id,
         customer_id: r.try_get("customer_id")?,
         name: r.try_get("name")?,
-        kind: ServerKind::parse(&kind).unwrap_or(ServerKind::Dedicated),
-        ipv4: split(&r.try_get::<String, _>("ipv4")?),
-        ipv6: split(&r.try_get::<String, _>("ipv6")?),
+        kind: ServerKind::parse(&kind)
+            .ok_or_else(|| corrupt(format!("server {id}"), "kind", &kind))?,
+        ipv4: split(id, "ipv4", &r.try_get::<String, _>("ipv4")?)?,
+        ipv6: split(id, "ipv6", &r.try_get::<String, _>("ipv6")?)?,
         zone: r.try_get("zone")?,
-        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        labels: serde_json::from_str(&labels)
+            .map_err(|_| corrupt(format!("server {id}"), "labels", &labels))?,
         policy_revision: r.try_get::<i64, _>("policy_revision")? as u64,
         created_at: rfc3339(r.try_get("created_at")?),
     })
@@ -82,19 +94,34 @@ pub(crate) async fn customer_servers(
     rows.iter().map(server_from).collect()
 }
 
-/// Sets `policy_revision = rev` for these servers.
-pub(crate) async fn bump_servers(conn: &mut AnyConnection, ids: &[i64], rev: i64) -> Result<()> {
-    for chunk in ids.chunks(500) {
-        let sql = format!(
-            "UPDATE servers SET policy_revision = $1 WHERE id IN ({})",
-            id_list(chunk)
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(rev)
-            .execute(&mut *conn)
-            .await?;
+/// The customer of server `id` (a server never changes customer), to lock
+/// before changing it; with `customer` set, another customer's server is
+/// not found.
+async fn server_owner(store: &Store, id: i64, customer: Option<i64>) -> Result<i64> {
+    let row = sqlx::query("SELECT customer_id FROM servers WHERE id = $1")
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?;
+    match row {
+        Some(r) => {
+            let owner: i64 = r.try_get(0)?;
+            if customer.is_some_and(|c| c != owner) {
+                return Err(StoreError::NotFound(format!("server {id}")));
+            }
+            Ok(owner)
+        }
+        None => Err(StoreError::NotFound(format!("server {id}"))),
     }
-    Ok(())
+}
+
+/// A server as its audit entries show it: without `policy_revision`, which
+/// the entry's own revision gives.
+fn audit_detail(server: &Server) -> serde_json::Value {
+    let mut v = json!(server);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("policy_revision");
+    }
+    v
 }
 
 fn check_addresses(ipv4: &[Ipv4Addr], ipv6: &[Ipv6Addr]) -> Result<()> {
@@ -130,7 +157,9 @@ impl Store {
         check_zone("zone", &new.zone)?;
         check_addresses(&new.ipv4, &new.ipv6)?;
         parse_labels(&new.labels)?;
-        let mut tx = self.begin_write().await?;
+        let mut tx = self
+            .begin_write(WriteScope::Customer(new.customer_id))
+            .await?;
         get_customer(tx.conn(), new.customer_id)
             .await
             .map_err(|_| {
@@ -139,10 +168,10 @@ impl Store {
                     format!("customer {} does not exist", new.customer_id),
                 )
             })?;
-        let rev = tx.rev;
+        // policy_revision 0 until the commit stamps it.
         let sql = format!(
             "INSERT INTO servers (customer_id, name, kind, ipv4, ipv6, zone, labels, policy_revision, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {SERVER_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8) RETURNING {SERVER_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(new.customer_id)
@@ -152,22 +181,19 @@ impl Store {
             .bind(join(&new.ipv6))
             .bind(new.zone.as_str())
             .bind(serde_json::to_string(&new.labels).unwrap_or_default())
-            .bind(rev)
-            .bind(now_ms())
+            .bind(tx.now)
             .fetch_one(tx.conn())
             .await?;
-        let server = server_from(&row)?;
-        audit::record(
-            tx.conn(),
+        let mut server = server_from(&row)?;
+        tx.publish_servers(&[server.id]);
+        tx.audit(
             actor,
             Some(server.customer_id),
             "server.create",
             &format!("server/{}", server.id),
-            Some(rev),
-            json!(server),
-        )
-        .await?;
-        tx.commit().await?;
+            audit_detail(&server),
+        );
+        server.policy_revision = tx.commit().await?;
         Ok(server)
     }
 
@@ -247,8 +273,8 @@ impl Store {
         if let Some(l) = &patch.labels {
             parse_labels(l)?;
         }
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let owner = server_owner(self, id, customer).await?;
+        let mut tx = self.begin_write(WriteScope::Customer(owner)).await?;
         let current = load_server(tx.conn(), id, customer).await?;
         let kind = patch.kind.unwrap_or(current.kind);
         if !kind.supports_firewall() && current.kind.supports_firewall() {
@@ -270,76 +296,60 @@ impl Store {
             .labels
             .clone()
             .unwrap_or_else(|| current.labels.clone());
-        sqlx::query("UPDATE servers SET name = $1, kind = $2, ipv4 = $3, ipv6 = $4, zone = $5, labels = $6, policy_revision = $7 WHERE id = $8")
+        sqlx::query("UPDATE servers SET name = $1, kind = $2, ipv4 = $3, ipv6 = $4, zone = $5, labels = $6 WHERE id = $7")
             .bind(patch.name.clone().unwrap_or_else(|| current.name.clone()))
             .bind(kind.as_str())
             .bind(join(patch.ipv4.as_deref().unwrap_or(&current.ipv4)))
             .bind(join(patch.ipv6.as_deref().unwrap_or(&current.ipv6)))
             .bind(zone.as_str())
             .bind(serde_json::to_string(&labels).unwrap_or_default())
-            .bind(rev)
             .bind(id)
             .execute(tx.conn())
             .await?;
+        tx.publish_servers(&[id]);
         if zone != current.zone {
-            sqlx::query("INSERT INTO server_tombstones (server_id, zone, revision, at) VALUES ($1, $2, $3, $4)")
-                .bind(id)
-                .bind(current.zone.as_str())
-                .bind(rev)
-                .bind(now_ms())
-                .execute(tx.conn())
-                .await?;
+            tx.tombstone(id, &current.zone);
         }
-        let updated = load_server(tx.conn(), id, None).await?;
-        audit::record(
-            tx.conn(),
+        let mut updated = load_server(tx.conn(), id, None).await?;
+        tx.audit(
             actor,
             Some(updated.customer_id),
             "server.update",
             &format!("server/{id}"),
-            Some(rev),
-            json!({"before": current, "after": updated}),
-        )
-        .await?;
-        tx.commit().await?;
+            json!({"before": audit_detail(&current), "after": audit_detail(&updated)}),
+        );
+        updated.policy_revision = tx.commit().await?;
         Ok(updated)
     }
 
     /// Deletes a server: it disappears from its firewalls and, at the next
     /// sync, from its zone's edges.
     pub async fn delete_server(&self, actor: &Actor, id: i64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let rev = tx.rev;
+        let owner = server_owner(self, id, None).await?;
+        let mut tx = self.begin_write(WriteScope::Customer(owner)).await?;
         let current = load_server(tx.conn(), id, None).await?;
         // The firewalls that listed it change representation: new ETag.
-        sqlx::query("UPDATE firewalls SET revision = $1 WHERE id IN (SELECT firewall_id FROM assignments WHERE server_id = $2)")
-            .bind(rev)
-            .bind(id)
-            .execute(tx.conn())
-            .await?;
+        let listed: Vec<i64> =
+            sqlx::query("SELECT firewall_id FROM assignments WHERE server_id = $1")
+                .bind(id)
+                .fetch_all(tx.conn())
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+        tx.retag_firewalls(&listed);
         sqlx::query("DELETE FROM servers WHERE id = $1")
             .bind(id)
             .execute(tx.conn())
             .await?;
-        sqlx::query(
-            "INSERT INTO server_tombstones (server_id, zone, revision, at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(current.zone.as_str())
-        .bind(rev)
-        .bind(now_ms())
-        .execute(tx.conn())
-        .await?;
-        audit::record(
-            tx.conn(),
+        tx.tombstone(id, &current.zone);
+        tx.audit(
             actor,
             Some(current.customer_id),
             "server.delete",
             &format!("server/{id}"),
-            Some(rev),
-            json!(current),
-        )
-        .await?;
+            audit_detail(&current),
+        );
         tx.commit().await?;
         Ok(())
     }

@@ -4,8 +4,9 @@
 use super::firewalls::{effective_servers, fw_row, rule_from, RULE_COLUMNS};
 use super::servers::{load_server, server_from, SERVER_COLUMNS};
 use super::{
-    id_list, json_column, now_ms, rfc3339, ApplyState, Backend, CounterInfo, FirewallApplyStatus,
-    ReportOutcome, Result, Selector, Server, ServerStatus, Store, StoreError,
+    id_list, json_column, now_ms, rfc3339, stored_selector, ApplyState, Backend, CounterInfo,
+    FirewallApplyStatus, ReportOutcome, Result, Selector, Server, ServerStatus, Store, StoreError,
+    STATUS_CHANNEL,
 };
 use model::network::sync::{ApplyReport, EdgeRule, ServerPolicy, SyncResponse};
 use model::network::NetworkRule;
@@ -72,12 +73,12 @@ pub(crate) async fn policies(
             .fetch_all(&mut *conn)
             .await?
         {
-            if let Ok(sel) = Selector::parse(&r.try_get::<String, _>(2)?) {
-                selectors
-                    .entry(r.try_get(0)?)
-                    .or_default()
-                    .push((r.try_get(1)?, sel));
-            }
+            let fw: i64 = r.try_get(1)?;
+            let sel = stored_selector(
+                format!("a selector of firewall {fw}"),
+                &r.try_get::<String, _>(2)?,
+            )?;
+            selectors.entry(r.try_get(0)?).or_default().push((fw, sel));
         }
     }
     for s in servers.iter().filter(|s| s.kind.supports_firewall()) {
@@ -209,7 +210,9 @@ async fn status_of(
     if s.kind.supports_firewall() {
         let selected: Vec<(i64, i64, String)> = json_column(&row, "selectors_json")?;
         for (fw, active, selector) in selected {
-            if Selector::parse(&selector).is_ok_and(|sel| sel.matches(&s.labels)) {
+            if stored_selector(format!("a selector of firewall {fw}"), &selector)?
+                .matches(&s.labels)
+            {
                 all.insert(fw, active != 0);
             }
         }
@@ -444,6 +447,12 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if self.backend() == Backend::Postgres {
+            // The other replicas' cached statuses go stale at this commit.
+            sqlx::query(sqlx::AssertSqlSafe(format!("NOTIFY {STATUS_CHANNEL}")))
+                .execute(&mut *tx)
+                .await?;
+        }
         let committed = tx.commit().await;
         // Even when COMMIT reported an error: whether it took effect is then
         // unknown, and a cached status must not outlive it.
