@@ -4,7 +4,8 @@
 //! database), tests create their databases there. Otherwise the first test
 //! that needs PostgreSQL runs `initdb` into a temporary directory and starts
 //! `postgres` on a unix socket in it (no TCP at all), as the `postgres` user
-//! when running as root (PostgreSQL refuses to run as root). The server is
+//! when running as root (PostgreSQL refuses to run as root), with
+//! `fsync=off` unless `PORTWALL_TEST_PG_DURABLE=1`. The server is
 //! stopped and the directory removed when the test binary exits (atexit), and
 //! it dies with the test binary if that is killed (PR_SET_PDEATHSIG).
 //! Every test gets a fresh database.
@@ -127,6 +128,9 @@ fn start_cluster() -> Result<Cluster, String> {
     }
     // Start the server from a thread that lives as long as the process, so
     // that PR_SET_PDEATHSIG fires only when the test binary dies.
+    // PORTWALL_TEST_PG_DURABLE=1: the server's default durability (fsync,
+    // synchronous commits), for benchmarks that must report it.
+    let durable = std::env::var("PORTWALL_TEST_PG_DURABLE").is_ok_and(|v| v == "1");
     let (tx, rx) = mpsc::channel();
     let sock = dir.clone();
     std::thread::spawn(move || {
@@ -140,16 +144,19 @@ fn start_cluster() -> Result<Cluster, String> {
                     "-p",
                     "5432",
                 ])
-                .args([
-                    "-c",
-                    "listen_addresses=",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ])
+                .args(["-c", "listen_addresses="])
+                .args(if durable {
+                    &[][..]
+                } else {
+                    &[
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                    ][..]
+                })
                 .args(["-c", "max_connections=300", "-c", "shared_buffers=32MB"])
                 .current_dir(&sock)
                 .uid(uid)
