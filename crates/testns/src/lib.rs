@@ -20,6 +20,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The sysctls set in every test namespace so that the kernel never
+/// rate-limits the ICMP errors (port unreachable, rejects) a test waits for:
+/// per-destination limits off, no ICMP type in the rate-limited masks, and a
+/// host-wide bucket no test can drain.
+pub const ICMP_UNLIMITED: [(&str, &str); 6] = [
+    ("net.ipv4.icmp_ratelimit", "0"),
+    ("net.ipv6.icmp.ratelimit", "0"),
+    ("net.ipv4.icmp_ratemask", "0"),
+    ("net.ipv6.icmp.ratemask", ""),
+    ("net.ipv4.icmp_msgs_per_sec", "1000000"),
+    ("net.ipv4.icmp_msgs_burst", "1000000"),
+];
+
 /// A network namespace owned by the test that created it. Dropping it kills the
 /// processes left inside and deletes it.
 #[derive(Debug)]
@@ -97,12 +110,16 @@ impl Netns {
         // IPv6 duplicate address detection would delay every address by ~2 s.
         let _ = ns.sysctl("net.ipv6.conf.all.accept_dad", "0");
         let _ = ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
-        // Tests send many rejected packets at once; the default ICMP error rate
-        // limits would turn some "refused" answers into silence.
-        let _ = ns.sysctl("net.ipv4.icmp_ratelimit", "0");
-        let _ = ns.sysctl("net.ipv6.icmp.ratelimit", "0");
-        let _ = ns.sysctl("net.ipv4.icmp_msgs_burst", "100000");
-        let _ = ns.sysctl("net.ipv4.icmp_msgs_per_sec", "100000");
+        // Tests send many rejected packets at once; the kernel's ICMP error rate
+        // limits (per destination, and the host-wide token bucket) would turn
+        // some "refused" answers into silence. All of these are per network
+        // namespace (the tests check that the machine's own values stay), and
+        // a namespace where they cannot be set would make flaky tests: fail.
+        for (key, value) in ICMP_UNLIMITED {
+            ns.sysctl(key, value).map_err(|e| {
+                format!("cannot lift the ICMP rate limit {key} in {}: {e}", ns.name)
+            })?;
+        }
         Ok(ns)
     }
 

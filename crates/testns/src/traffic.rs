@@ -18,7 +18,8 @@ pub enum Seen {
     Open,
     /// TCP reset or ICMP unreachable.
     Refused,
-    /// No answer within the timeout.
+    /// No answer within the timeout (one try: the differential tests confirm
+    /// it with a second before they call it a drop).
     Timeout,
     /// This host's own output rules stopped it before it left: `send()` failed
     /// with EPERM, which is what a local application sees when an output rule
