@@ -78,6 +78,8 @@ pub enum Command {
     Logging(commands::firewall::LoggingArgs),
     /// Show the rules in force, read from the kernel.
     Status(commands::status::StatusArgs),
+    /// The rules' counters for Prometheus (node_exporter's textfile format): `metrics --output FILE.prom`.
+    Metrics(commands::metrics::MetricsArgs),
     /// Apply the saved rules and keep them applied at boot.
     Enable,
     /// Remove portwall's rules from the kernel (other tools' rules stay).
@@ -130,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Default(a) => firewall::default(g, a),
         Command::Logging(a) => firewall::logging(g, a),
         Command::Status(a) => commands::status::run(g, a),
+        Command::Metrics(a) => commands::metrics::run(g, a),
         Command::Enable => firewall::enable(g),
         Command::Disable => firewall::disable(g),
         Command::Reload => firewall::reload(g),

@@ -22,10 +22,13 @@
 //!    to disk atomically (coalescing bursts), one reports to the panel (with
 //!    retries, merging what is pending). Hit counters are read every
 //!    `counters_every` and go with the next report.
+//! 6. **Metrics.** Every step updates [`crate::metrics::EdgeMetrics`]
+//!    (`AgentHandle::metrics`): revisions, apply times, failures, counters.
 
 use crate::client::{self, ClientError, PanelClient};
 use crate::compile::TableSpec;
 use crate::engine::{self, ApplyMode, Engine, EngineOptions, PolicySnapshot};
+use crate::metrics::EdgeMetrics;
 use crate::store::{self, AgentNote};
 use crate::EdgeError;
 use model::network::sync::{ApplyReport, RuleCounter, ServerApplyResult, SyncResponse};
@@ -113,6 +116,8 @@ pub struct AgentHandle {
     pub policy: watch::Receiver<PolicySnapshot>,
     /// The outcome of restoring the saved policy at start-up, if there was one.
     pub restored: Option<Result<engine::ApplyOutcome, String>>,
+    /// The agent's Prometheus series and health (see [`crate::metrics`]).
+    pub metrics: Arc<EdgeMetrics>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
     helpers: Vec<JoinHandle<()>>,
@@ -144,6 +149,7 @@ struct Shared {
     clients: Vec<PanelClient>,
     /// The replica in use.
     current: AtomicUsize,
+    metrics: Arc<EdgeMetrics>,
 }
 
 impl Shared {
@@ -221,6 +227,10 @@ pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, EdgeError> {
         message: e.to_string(),
     })?;
     let engine = engine_back;
+    let metrics = Arc::new(EdgeMetrics::new());
+    if let Some(Ok(o)) = &restored {
+        metrics.applied(o.revision, Some(("restore", o.took)));
+    }
     let shared = Arc::new(Shared {
         note: Mutex::new(AgentNote {
             pid: std::process::id(),
@@ -233,6 +243,7 @@ pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, EdgeError> {
         cfg,
         clients,
         current: AtomicUsize::new(0),
+        metrics: metrics.clone(),
     });
     shared.update_note(|n| n.updated_ms = store::now_ms());
 
@@ -252,6 +263,7 @@ pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, EdgeError> {
     Ok(AgentHandle {
         policy: policy_rx,
         restored,
+        metrics,
         shutdown: shutdown_tx,
         task,
         helpers,
@@ -267,6 +279,23 @@ fn servers_of(resp: &SyncResponse) -> Vec<(i64, u64)> {
             changed.iter().map(|s| (s.server_id, s.revision)).collect()
         }
         SyncResponse::Unchanged { .. } => Vec::new(),
+    }
+}
+
+/// The panel's revision in a sync answer.
+fn revision_of(resp: &SyncResponse) -> u64 {
+    match resp {
+        SyncResponse::Snapshot { revision, .. }
+        | SyncResponse::Delta { revision, .. }
+        | SyncResponse::Unchanged { revision } => *revision,
+    }
+}
+
+fn mode_name(mode: ApplyMode) -> &'static str {
+    match mode {
+        ApplyMode::Replace => "replace",
+        ApplyMode::Elements => "elements",
+        ApplyMode::Unchanged => "unchanged",
     }
 }
 
@@ -299,6 +328,7 @@ async fn sync_loop(
         };
         let resp = match poll {
             Ok(r) => {
+                shared.metrics.synced(revision_of(&r), failures > 0);
                 failures = 0;
                 shared.update_note(|n| {
                     n.panel_reachable = true;
@@ -316,6 +346,7 @@ async fn sync_loop(
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "sync failed; enforcing the policy in force");
                 shared.next_replica(replica);
                 let msg = e.to_string();
+                shared.metrics.sync_failed(&msg);
                 shared.update_note(|n| {
                     n.panel_reachable =
                         matches!(e, ClientError::Status { .. } | ClientError::Decode { .. });
@@ -341,6 +372,7 @@ async fn sync_loop(
                     Some(s) if *revision > s => {
                         // Nothing changed in this zone up to `revision`.
                         engine.advance(*revision);
+                        shared.metrics.applied(*revision, None);
                         since = Some(*revision);
                         policy_tx.send_replace(engine.policy().clone());
                         shared.update_note(|n| n.revision = Some(*revision));
@@ -386,6 +418,10 @@ async fn sync_loop(
                         "applied"
                     );
                 }
+                shared.metrics.applied(
+                    outcome.revision,
+                    Some((mode_name(outcome.mode), outcome.took)),
+                );
                 policy_tx.send_replace(engine.policy().clone());
                 shared.update_note(|n| {
                     n.revision = Some(outcome.revision);
@@ -412,6 +448,7 @@ async fn sync_loop(
                 let delay = backoff_delay(rejections, cfg.backoff_initial, cfg.backoff_max);
                 tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "policy not applied; the previous one stays in force");
                 let msg = e.to_string();
+                shared.metrics.apply_failed(&msg);
                 shared.update_note(|n| n.last_error = Some(msg.clone()));
                 let _ = report_tx.send(ReportPart::Applied {
                     revision: engine.policy().revision,
@@ -487,6 +524,7 @@ async fn counters(
         }
         let table = shared.cfg.table.clone();
         let started = std::time::Instant::now();
+        let policy = snap.clone();
         let r = tokio::task::spawn_blocking(move || -> Result<Vec<RuleCounter>, EdgeError> {
             let Some(kernel) = engine::read_kernel(&table)? else {
                 return Ok(Vec::new());
@@ -497,6 +535,7 @@ async fn counters(
         .await;
         match r {
             Ok(Ok(c)) if !c.is_empty() => {
+                shared.metrics.counters_read(&c, &policy);
                 let _ = tx.send(ReportPart::Counters(c));
             }
             Ok(Ok(_)) => {}

@@ -21,13 +21,18 @@
 //!   returns after ~30 s), reconnects with capped exponential backoff and
 //!   jitter, reports what it applied and the hit counters, and publishes the
 //!   last good policy in a `tokio::sync::watch` value.
+//! - [`metrics`]: Prometheus metrics and health on `--metrics-listen`.
+//! - [`config`]: the configuration file `/etc/portwall/edge.toml` and the log
+//!   format.
 //! - [`status`]: what the kernel enforces right now, with counters, for
 //!   `portwall-edge status`.
 
 pub mod agent;
 pub mod client;
 pub mod compile;
+pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod status;
 pub mod store;
 

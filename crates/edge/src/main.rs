@@ -1,13 +1,16 @@
 //! `portwall-edge`: the edge agent (`run`) and what it enforces (`status`).
 //!
-//! Configuration by flags or environment (`PORTWALL_EDGE_*`); the token is best
-//! given through the environment or a file, not on the command line.
+//! Configuration by flags, environment (`PORTWALL_EDGE_*`) or the file
+//! `/etc/portwall/edge.toml` (see `edge::config`); the token is best given
+//! through a file (`token_file`) or the environment, not on the command line.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use comfy_table::{presets, CellAlignment, Table};
 use edge::agent::{self, AgentConfig};
+use edge::config::{EdgeSettings, LogFormat};
 use edge::{Mode, TableSpec};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,6 +24,13 @@ use std::time::Duration;
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// The configuration file [default: /etc/portwall/edge.toml, if it exists].
+    /// Its keys are the flags' names; flags and environment override it.
+    #[arg(long, global = true, env = "PORTWALL_EDGE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log lines as text or JSON objects [default: text].
+    #[arg(long, global = true, env = "PORTWALL_EDGE_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,16 +46,12 @@ struct TableArgs {
     /// forward (a routed gateway: table inet) or bridge (a hypervisor's bridge: table bridge).
     #[arg(long, env = "PORTWALL_EDGE_MODE", value_parser = parse_mode)]
     mode: Option<Mode>,
-    /// The name of the edge's nftables table.
-    #[arg(long, env = "PORTWALL_EDGE_TABLE", default_value = edge::compile::TABLE)]
-    table: String,
-    /// Where the last applied policy is kept.
-    #[arg(
-        long,
-        env = "PORTWALL_EDGE_STATE_DIR",
-        default_value = "/var/lib/portwall-edge"
-    )]
-    state_dir: PathBuf,
+    /// The name of the edge's nftables table [default: portwall_edge].
+    #[arg(long, env = "PORTWALL_EDGE_TABLE")]
+    table: Option<String>,
+    /// Where the last applied policy is kept [default: /var/lib/portwall-edge].
+    #[arg(long, env = "PORTWALL_EDGE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,7 +59,7 @@ struct RunArgs {
     /// The panel's base URL, e.g. http://panel.example:8080; several replicas
     /// separated by commas.
     #[arg(long, env = "PORTWALL_EDGE_PANEL_URL")]
-    panel_url: String,
+    panel_url: Option<String>,
     /// The edge token (kind edge, for this zone).
     #[arg(
         long,
@@ -67,21 +73,30 @@ struct RunArgs {
     token_file: Option<PathBuf>,
     /// The zone whose servers this edge enforces.
     #[arg(long, env = "PORTWALL_EDGE_ZONE")]
-    zone: String,
+    zone: Option<String>,
     /// This edge's name in reports (default: the host name).
     #[arg(long, env = "PORTWALL_EDGE_NAME")]
     name: Option<String>,
     #[command(flatten)]
     table: TableArgs,
-    /// Seconds the panel may hold an idle poll.
-    #[arg(long, env = "PORTWALL_EDGE_WAIT", default_value_t = 30)]
-    wait: u64,
-    /// Seconds between hit-counter reports (0: never).
-    #[arg(long, env = "PORTWALL_EDGE_COUNTERS_EVERY", default_value_t = 60)]
-    counters_every: u64,
-    /// Longest pause between retries when the panel is unreachable, in seconds.
-    #[arg(long, env = "PORTWALL_EDGE_BACKOFF_MAX", default_value_t = 15)]
-    backoff_max: u64,
+    /// Seconds the panel may hold an idle poll [default: 30].
+    #[arg(long, env = "PORTWALL_EDGE_WAIT")]
+    wait: Option<u64>,
+    /// Seconds between hit-counter reads and reports (0: never) [default: 60].
+    #[arg(long, env = "PORTWALL_EDGE_COUNTERS_EVERY")]
+    counters_every: Option<u64>,
+    /// Longest pause between retries when the panel is unreachable, in seconds
+    /// [default: 15].
+    #[arg(long, env = "PORTWALL_EDGE_BACKOFF_MAX")]
+    backoff_max: Option<u64>,
+    /// Serve Prometheus metrics (/metrics) and health (/healthz) on this
+    /// address, e.g. 127.0.0.1:9187 [default: off].
+    #[arg(long, env = "PORTWALL_EDGE_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Print the effective configuration (file, environment and flags merged)
+    /// as TOML, and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,11 +112,49 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
     s.parse()
 }
 
-fn table_spec(a: &TableArgs) -> Option<TableSpec> {
-    a.mode.map(|mode| TableSpec {
+impl TableArgs {
+    fn settings(&self) -> EdgeSettings {
+        EdgeSettings {
+            mode: self.mode,
+            table: self.table.clone(),
+            state_dir: self.state_dir.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+impl RunArgs {
+    fn settings(&self) -> EdgeSettings {
+        EdgeSettings {
+            panel_url: self.panel_url.clone(),
+            token: self.token.clone(),
+            token_file: self.token_file.clone(),
+            zone: self.zone.clone(),
+            name: self.name.clone(),
+            wait: self.wait,
+            counters_every: self.counters_every,
+            backoff_max: self.backoff_max,
+            metrics_listen: self.metrics_listen,
+            ..self.table.settings()
+        }
+    }
+}
+
+/// The table `status` reads: the one the settings name, else the saved one's.
+fn table_spec(s: &EdgeSettings) -> Option<TableSpec> {
+    s.mode.map(|mode| TableSpec {
         mode,
-        name: a.table.clone(),
+        name: s
+            .table
+            .clone()
+            .unwrap_or_else(|| edge::compile::TABLE.into()),
     })
+}
+
+fn state_dir(s: &EdgeSettings) -> PathBuf {
+    s.state_dir
+        .clone()
+        .unwrap_or_else(|| edge::config::DEFAULT_STATE_DIR.into())
 }
 
 async fn shutdown_signal() {
@@ -113,7 +166,14 @@ async fn shutdown_signal() {
     }
 }
 
-fn run(a: RunArgs) -> anyhow::Result<()> {
+fn run(a: EdgeSettings) -> anyhow::Result<()> {
+    let (Some(panel_url), Some(zone)) = (&a.panel_url, &a.zone) else {
+        anyhow::bail!(
+            "no {}: give --panel-url and --zone, PORTWALL_EDGE_PANEL_URL and PORTWALL_EDGE_ZONE, or panel_url and zone in {}",
+            if a.panel_url.is_none() { "panel URL" } else { "zone" },
+            edge::config::DEFAULT_PATH
+        );
+    };
     let token = match (&a.token, &a.token_file) {
         (Some(t), _) => t.clone(),
         (None, Some(f)) => std::fs::read_to_string(f)
@@ -125,22 +185,27 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         }
     };
     let table = TableSpec {
-        mode: a.table.mode.unwrap_or(Mode::Forward),
-        name: a.table.table.clone(),
+        mode: a.mode.unwrap_or(Mode::Forward),
+        name: a
+            .table
+            .clone()
+            .unwrap_or_else(|| edge::compile::TABLE.into()),
     };
-    let mut cfg = AgentConfig::new(
-        &a.panel_url,
-        &token,
-        &a.zone,
-        table,
-        a.table.state_dir.clone(),
-    );
+    let mut cfg = AgentConfig::new(panel_url, &token, zone, table, state_dir(&a));
     if let Some(n) = a.name {
         cfg.edge_name = n;
     }
-    cfg.wait = Duration::from_secs(a.wait);
-    cfg.counters_every = Duration::from_secs(a.counters_every);
-    cfg.backoff_max = Duration::from_secs(a.backoff_max.max(1));
+    cfg.wait = Duration::from_secs(a.wait.unwrap_or(edge::config::DEFAULT_WAIT));
+    cfg.counters_every = Duration::from_secs(
+        a.counters_every
+            .unwrap_or(edge::config::DEFAULT_COUNTERS_EVERY),
+    );
+    cfg.backoff_max = Duration::from_secs(
+        a.backoff_max
+            .unwrap_or(edge::config::DEFAULT_BACKOFF_MAX)
+            .max(1),
+    );
+    let metrics_listen = a.metrics_listen;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -148,7 +213,16 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         tracing::info!(panel = %cfg.panel_urls.join(","), zone = %cfg.zone, mode = cfg.table.mode.as_str(), table = %cfg.table.name, state_dir = %cfg.state_dir.display(), "starting");
         let handle = agent::start(cfg).await?;
+        let (metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
+        if let Some(addr) = metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
+            tracing::info!(%addr, "serving /metrics and /healthz");
+            tokio::spawn(edge::metrics::serve(listener, handle.metrics.clone(), metrics_stopped));
+        }
         shutdown_signal().await;
+        let _ = metrics_stop.send(true);
         tracing::info!("stopping; the kernel keeps enforcing the policy in force");
         handle.stop().await;
         Ok::<(), anyhow::Error>(())
@@ -182,8 +256,9 @@ fn print_table(t: &Table) {
     }
 }
 
-fn status(a: StatusArgs) -> anyhow::Result<u8> {
-    let st = edge::status::collect(&a.table.state_dir, table_spec(&a.table))?;
+fn status(a: StatusArgs, s: EdgeSettings) -> anyhow::Result<u8> {
+    let dir = state_dir(&s);
+    let st = edge::status::collect(&dir, table_spec(&s))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(if st.drift.is_empty() { 0 } else { 1 });
@@ -225,7 +300,7 @@ fn status(a: StatusArgs) -> anyhow::Result<u8> {
                 .map(|e| format!(", last error: {e}"))
                 .unwrap_or_default()
         ),
-        None => println!("agent:     no note in {}", a.table.state_dir.display()),
+        None => println!("agent:     no note in {}", dir.display()),
     }
     for d in &st.drift {
         println!("DRIFT:     {d}");
@@ -290,15 +365,30 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let given = match &cli.command {
+        Cmd::Run(a) => a.settings(),
+        Cmd::Status(a) => a.table.settings(),
+    };
+    let settings = match EdgeSettings::load(cli.config.as_deref()) {
+        Ok(file) => file
+            .overlay(EdgeSettings {
+                log_format: cli.log_format,
+                ..given
+            })
+            .with_defaults(),
+        Err(e) => {
+            eprintln!("portwall-edge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if matches!(&cli.command, Cmd::Run(a) if a.print_config) {
+        print!("{}", settings.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    edge::config::init_logging(settings.log_format.unwrap_or_default(), "info");
     let r = match cli.command {
-        Cmd::Run(a) => run(a).map(|_| 0),
-        Cmd::Status(a) => status(a),
+        Cmd::Run(_) => run(settings).map(|_| 0),
+        Cmd::Status(a) => status(a, settings),
     };
     match r {
         Ok(code) => ExitCode::from(code),

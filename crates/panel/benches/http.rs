@@ -32,6 +32,13 @@
 //! rule writes ≥ 2,000/s (SQLite) and ≥ 3,000/s (PostgreSQL) with p99 ≤ 50 ms
 //! (issue 19).
 //!
+//! On SQLite it also measures what the `/metrics` instrumentation costs: a
+//! second panel on the same database with `PanelConfig::metrics` off serves
+//! the same read rotations, in ABBA order (on, off, off, on) so that a drift
+//! of the machine's speed hits both alike; the second table gives requests/s
+//! and panel CPU per request with and without it, and the throughput cost
+//! (limit 5 %).
+//!
 //! Environment: `PANEL_BENCH_SECONDS` (per run, default 10),
 //! `PANEL_BENCH_CONNECTIONS` (default 32), `PANEL_BENCH_BACKENDS`
 //! (`sqlite,postgres` by default), `PANEL_BENCH_ENFORCE=1` to also exit
@@ -668,6 +675,7 @@ async fn bench_backend(
     settings: &Settings,
     dir: &Path,
     rows: &mut Vec<Row>,
+    metrics_rows: &mut Vec<MetricsRow>,
 ) -> Result<()> {
     let (db, label) = match backend {
         "sqlite" => (
@@ -761,6 +769,10 @@ async fn bench_backend(
         });
     }
 
+    if backend == "sqlite" {
+        metrics_cost(&db, settings, dir, &api, &url, &reads, metrics_rows).await?;
+    }
+
     // Writes, If-Match on every one.
     let writes: [(&'static str, &str); 2] = [
         ("POST /v1/firewalls/{id}/rules", "post"),
@@ -790,6 +802,135 @@ async fn bench_backend(
     }
     panel.stop().await?;
     Ok(())
+}
+
+/// The most the `/metrics` instrumentation may cost in read throughput.
+const METRICS_MAX_COST: f64 = 0.05;
+
+struct MetricsRow {
+    endpoint: &'static str,
+    on: Measured,
+    off: Measured,
+}
+
+impl MetricsRow {
+    /// The throughput lost with the instrumentation on (negative: none).
+    fn cost(&self) -> f64 {
+        1.0 - self.on.rps / self.off.rps.max(1e-9)
+    }
+}
+
+/// Two runs of one rotation, merged: requests/s and CPU per request averaged
+/// over both, the worse p99, errors summed.
+fn merged(a: Measured, b: Measured) -> Measured {
+    Measured {
+        rps: (a.rps + b.rps) / 2.0,
+        p50_ms: (a.p50_ms + b.p50_ms) / 2.0,
+        p99_ms: a.p99_ms.max(b.p99_ms),
+        errors: a.errors + b.errors,
+        cpu_us: (a.cpu_us + b.cpu_us) / 2.0,
+    }
+}
+
+/// The read rotations against the panel at `url` (metrics on) and against a
+/// second panel on the same database with metrics off, in ABBA order.
+async fn metrics_cost(
+    db: &DatabaseConfig,
+    settings: &Settings,
+    dir: &Path,
+    api: &Api,
+    url: &str,
+    reads: &[(&'static str, &str, &Requests)],
+    out: &mut Vec<MetricsRow>,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let off = Panel::start(
+        listener,
+        Store::open(db).await?,
+        PanelConfig {
+            metrics: false,
+            ..PanelConfig::default()
+        },
+    )
+    .await?;
+    let off_url = off.url();
+    let off_api = Api {
+        client: api.client.clone(),
+        base: off_url.clone(),
+    };
+    // The off panel's caches warm up like the on panel's did.
+    for (_, _, reqs) in reads {
+        check_reads(&off_api, reqs).await?;
+    }
+    run_wrk(
+        dir,
+        "warmup-off",
+        &read_script(reads[1].2),
+        &off_url,
+        2,
+        settings.connections,
+    )
+    .await?;
+    println!(
+        "  /metrics on vs off, ABBA, {} s per run:",
+        settings.seconds
+    );
+    for &(endpoint, name, reqs) in reads {
+        let script = read_script(reqs);
+        let (on_name, off_name) = (format!("{name}-on"), format!("{name}-off"));
+        let (secs, conns) = (settings.seconds, settings.connections);
+        let on1 = run_wrk(dir, &on_name, &script, url, secs, conns).await?;
+        let off1 = run_wrk(dir, &off_name, &script, &off_url, secs, conns).await?;
+        let off2 = run_wrk(dir, &off_name, &script, &off_url, secs, conns).await?;
+        let on2 = run_wrk(dir, &on_name, &script, url, secs, conns).await?;
+        let row = MetricsRow {
+            endpoint,
+            on: merged(on1, on2),
+            off: merged(off1, off2),
+        };
+        println!(
+            "    {endpoint}: on {:.0}/s ({:.0} us CPU), off {:.0}/s ({:.0} us CPU), cost {:+.1} %",
+            row.on.rps,
+            row.on.cpu_us,
+            row.off.rps,
+            row.off.cpu_us,
+            row.cost() * 100.0
+        );
+        out.push(row);
+    }
+    off.stop().await?;
+    Ok(())
+}
+
+fn print_metrics_table(rows: &[MetricsRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!("/metrics instrumentation on vs off (sqlite, same data, same run):");
+    println!(
+        "{:<30}  {:>10}  {:>10}  {:>10}  {:>11}  {:>11}  {:>8}  check",
+        "endpoint", "on req/s", "off req/s", "on p99", "on CPU/req", "off CPU/req", "cost"
+    );
+    for r in rows {
+        let check = if r.on.errors + r.off.errors > 0 {
+            "FAIL: errors".to_string()
+        } else if r.cost() > METRICS_MAX_COST {
+            format!("MISS (<= {:.0} %)", METRICS_MAX_COST * 100.0)
+        } else {
+            format!("ok (<= {:.0} %)", METRICS_MAX_COST * 100.0)
+        };
+        println!(
+            "{:<30}  {:>10.0}  {:>10.0}  {:>7.2} ms  {:>8.0} us  {:>8.0} us  {:>+7.1}%  {check}",
+            r.endpoint,
+            r.on.rps,
+            r.off.rps,
+            r.on.p99_ms,
+            r.on.cpu_us,
+            r.off.cpu_us,
+            r.cost() * 100.0
+        );
+    }
 }
 
 /// Names the PostgreSQL server's durability settings.
@@ -924,18 +1065,24 @@ fn main() -> Result<()> {
         .build()?;
     let dir = tempfile::Builder::new().prefix("pwbench").tempdir()?;
     let mut rows = Vec::new();
+    let mut metrics_rows = Vec::new();
     runtime.block_on(async {
         for b in &backends {
-            bench_backend(b, &settings, dir.path(), &mut rows).await?;
+            bench_backend(b, &settings, dir.path(), &mut rows, &mut metrics_rows).await?;
         }
         Ok::<_, anyhow::Error>(())
     })?;
     print_table(&rows);
-    let errors: u64 = rows.iter().map(|r| r.m.errors).sum();
+    print_metrics_table(&metrics_rows);
+    let errors: u64 = rows.iter().map(|r| r.m.errors).sum::<u64>()
+        + metrics_rows
+            .iter()
+            .map(|r| r.on.errors + r.off.errors)
+            .sum::<u64>();
     if errors > 0 {
         bail!("{errors} requests failed (non-2xx or socket errors)");
     }
-    if rows.iter().any(Row::missed) {
+    if rows.iter().any(Row::missed) || metrics_rows.iter().any(|r| r.cost() > METRICS_MAX_COST) {
         println!("\nsome targets were missed");
         if std::env::var("PANEL_BENCH_ENFORCE").is_ok_and(|v| v == "1") {
             std::process::exit(2);

@@ -18,6 +18,10 @@
 //!   PostgreSQL LISTEN/NOTIFY fan-out between replicas).
 //! - [`state`]: [`AppState`], what every handler gets.
 //! - [`error`]: [`error::ApiError`], the JSON error of every endpoint.
+//! - [`metrics`] and [`health`]: `/metrics` (Prometheus), `/healthz`,
+//!   `/readyz`.
+//! - [`config`]: the configuration file `/etc/portwall/panel.toml` and the
+//!   log format.
 //! - [`web`]: the server-rendered web pages (`/login`, `/firewalls`,
 //!   `/servers`, `/audit`), merged into [`api::router`].
 //!
@@ -26,7 +30,10 @@
 
 pub mod api;
 pub mod auth;
+pub mod config;
 pub mod error;
+pub mod health;
+pub mod metrics;
 pub mod state;
 pub mod store;
 pub mod sync;

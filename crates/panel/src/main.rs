@@ -1,15 +1,17 @@
 //! `portwall-panel`: the provider's network-firewall control plane.
 //!
-//! With no arguments it serves on 127.0.0.1:8080 with SQLite in
-//! `./portwall-data`, and on first start creates an admin token and prints it
-//! with the URL.
+//! With no arguments (and no /etc/portwall/panel.toml) it serves on
+//! 127.0.0.1:8080 with SQLite in `./portwall-data`, and on first start creates
+//! an admin token and prints it with the URL. Settings come from the flags,
+//! the environment (`PORTWALL_PANEL_*`) and the file (see `panel::config`).
 
 use anyhow::Context;
 use clap::Parser;
+use panel::config::{LogFormat, PanelSettings};
 use panel::{DatabaseConfig, Panel, PanelConfig, Store};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,29 +20,58 @@ use std::path::PathBuf;
     about = "portwall's panel: network firewalls for the provider's customers, REST API and edge sync"
 )]
 struct Args {
-    /// Address to listen on.
-    #[arg(long, env = "PORTWALL_PANEL_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Directory of the SQLite database (when no --database-url is given).
-    #[arg(
-        long,
-        env = "PORTWALL_PANEL_DATA_DIR",
-        default_value = "./portwall-data"
-    )]
-    data_dir: PathBuf,
+    /// The configuration file [default: /etc/portwall/panel.toml, if it exists].
+    /// Its keys are these flags' names; flags and environment override it.
+    #[arg(long, env = "PORTWALL_PANEL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "PORTWALL_PANEL_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory of the SQLite database (when no --database-url is given)
+    /// [default: ./portwall-data].
+    #[arg(long, env = "PORTWALL_PANEL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// postgres://user@host/db to share one database between replicas, or
     /// sqlite:///path/panel.db.
     #[arg(long, env = "PORTWALL_PANEL_DATABASE_URL")]
     database_url: Option<String>,
     /// Mark the session cookie Secure (serve the panel over HTTPS).
-    #[arg(long, env = "PORTWALL_PANEL_SECURE_COOKIES")]
-    secure_cookies: bool,
-    /// Largest request body in bytes.
-    #[arg(long, env = "PORTWALL_PANEL_MAX_BODY_BYTES", default_value_t = panel::state::DEFAULT_MAX_BODY)]
-    max_body_bytes: usize,
+    #[arg(long, env = "PORTWALL_PANEL_SECURE_COOKIES", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    secure_cookies: Option<bool>,
+    /// Largest request body in bytes [default: 16777216].
+    #[arg(long, env = "PORTWALL_PANEL_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Count requests and serve /metrics (Prometheus) [default: true].
+    #[arg(long, env = "PORTWALL_PANEL_METRICS", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    metrics: Option<bool>,
+    /// Log lines as text or JSON objects [default: text].
+    #[arg(long, env = "PORTWALL_PANEL_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Print the effective configuration (file, environment and flags merged)
+    /// as TOML, and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Create another admin token, print it, and exit (for a lost token).
     #[arg(long)]
     new_admin_token: bool,
+}
+
+impl Args {
+    /// The file's settings under the environment's and the flags'.
+    fn settings(&self) -> Result<PanelSettings, panel::config::ConfigError> {
+        let given = PanelSettings {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            secure_cookies: self.secure_cookies,
+            max_body_bytes: self.max_body_bytes,
+            metrics: self.metrics,
+            log_format: self.log_format,
+        };
+        Ok(PanelSettings::load(self.config.as_deref())?
+            .overlay(given)
+            .with_defaults())
+    }
 }
 
 async fn shutdown_signal() {
@@ -61,17 +92,25 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
-    let db = match &args.database_url {
+    let settings = args.settings().unwrap_or_else(|e| {
+        eprintln!("portwall-panel: {e}");
+        std::process::exit(2)
+    });
+    if args.print_config {
+        print!("{}", settings.to_toml());
+        return Ok(());
+    }
+    panel::config::init_logging(settings.log_format.unwrap_or_default(), "info,sqlx=warn");
+    let listen = settings.listen.context("no listen address")?;
+    let db = match &settings.database_url {
         Some(url) => DatabaseConfig::from_url(url).map_err(anyhow::Error::msg)?,
-        None => DatabaseConfig::sqlite_in(&args.data_dir),
+        None => DatabaseConfig::sqlite_in(
+            settings
+                .data_dir
+                .as_deref()
+                .unwrap_or(Path::new(panel::config::DEFAULT_DATA_DIR)),
+        ),
     };
     let where_ = match &db {
         DatabaseConfig::Sqlite(p) => format!("sqlite {}", p.display()),
@@ -88,12 +127,15 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let admin = store.ensure_admin_token().await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+        .with_context(|| format!("listening on {listen}"))?;
     let config = PanelConfig {
-        secure_cookies: args.secure_cookies,
-        max_body_bytes: args.max_body_bytes,
+        secure_cookies: settings.secure_cookies.unwrap_or(false),
+        max_body_bytes: settings
+            .max_body_bytes
+            .unwrap_or(panel::state::DEFAULT_MAX_BODY),
+        metrics: settings.metrics.unwrap_or(true),
         ..PanelConfig::default()
     };
     let panel = Panel::start(listener, store, config).await?;

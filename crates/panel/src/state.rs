@@ -1,7 +1,8 @@
 //! The state every handler gets: the store, the configuration, the login
-//! limiter and the shutdown signal.
+//! limiter, the shutdown signal and the metrics.
 
 use crate::auth::{LoginLimiter, LoginLimits};
+use crate::metrics::PanelMetrics;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,8 @@ pub struct PanelConfig {
     pub max_wait: Duration,
     /// Failed-login limits.
     pub login_limits: LoginLimits,
+    /// Count requests and serve `/metrics` (see [`crate::metrics`]).
+    pub metrics: bool,
 }
 
 /// 16 MiB: room for 10,000 rules naming 100,000 source networks.
@@ -33,6 +36,7 @@ impl Default for PanelConfig {
             max_body_bytes: DEFAULT_MAX_BODY,
             max_wait: Duration::from_secs(60),
             login_limits: LoginLimits::default(),
+            metrics: true,
         }
     }
 }
@@ -45,17 +49,21 @@ pub struct AppState {
     pub limiter: Arc<LoginLimiter>,
     /// Becomes true when the panel shuts down: long-polls return at once.
     pub shutdown: watch::Receiver<bool>,
+    /// The Prometheus series; None when `config.metrics` is off.
+    pub metrics: Option<Arc<PanelMetrics>>,
 }
 
 impl AppState {
     /// State for a store; `shutdown` comes from [`crate::Panel`] or a test.
     pub fn new(store: Store, config: PanelConfig, shutdown: watch::Receiver<bool>) -> AppState {
         let limiter = Arc::new(LoginLimiter::new(config.login_limits));
+        let metrics = config.metrics.then(|| Arc::new(PanelMetrics::new()));
         AppState {
             store,
             config: Arc::new(config),
             limiter,
             shutdown,
+            metrics,
         }
     }
 }

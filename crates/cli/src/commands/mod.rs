@@ -7,6 +7,7 @@ pub mod explain;
 pub mod firewall;
 pub mod import;
 pub mod lab;
+pub mod metrics;
 pub mod ports;
 pub mod probe;
 pub mod safety;

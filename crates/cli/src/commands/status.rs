@@ -29,46 +29,58 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Serialize)]
-struct RuleRow {
-    number: usize,
-    rule: String,
+pub(crate) struct RuleRow {
+    pub(crate) number: usize,
+    pub(crate) rule: String,
     #[serde(flatten)]
-    value: model::Rule,
+    pub(crate) value: model::Rule,
     #[serde(skip_serializing_if = "Option::is_none")]
-    counters: Option<Count>,
+    pub(crate) counters: Option<Count>,
 }
 
 #[derive(Debug, Serialize)]
-struct PolicyRow {
-    direction: &'static str,
-    policy: model::Policy,
+pub(crate) struct PolicyRow {
+    pub(crate) direction: &'static str,
+    pub(crate) policy: model::Policy,
     #[serde(skip_serializing_if = "Option::is_none")]
-    counters: Option<Count>,
+    pub(crate) counters: Option<Count>,
 }
 
 #[derive(Debug, Serialize)]
-struct Status {
+pub(crate) struct Status {
     /// active: the table is loaded; inactive otherwise.
-    status: &'static str,
-    enabled: bool,
-    loaded: bool,
-    logging: model::Logging,
-    defaults: Vec<PolicyRow>,
-    rules: Vec<RuleRow>,
+    pub(crate) status: &'static str,
+    pub(crate) enabled: bool,
+    pub(crate) loaded: bool,
+    pub(crate) logging: model::Logging,
+    pub(crate) defaults: Vec<PolicyRow>,
+    pub(crate) rules: Vec<RuleRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    builtins: Option<std::collections::HashMap<String, Count>>,
+    pub(crate) builtins: Option<std::collections::HashMap<String, Count>>,
     /// The saved rules differ from what is loaded (run `portwall reload`).
-    saved_differs: bool,
+    pub(crate) saved_differs: bool,
     /// How the kernel's table differs from what portwall applied.
-    kernel_drift: Vec<String>,
+    pub(crate) kernel_drift: Vec<String>,
     /// A change made with --confirm that is rolled back at `deadline` (unix
     /// seconds) unless `portwall confirm` runs first.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pending_confirmation: Option<serde_json::Value>,
-    config_dir: String,
+    pub(crate) pending_confirmation: Option<serde_json::Value>,
+    pub(crate) config_dir: String,
 }
 
 pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
+    let status = collect(global, args.verbose, args.zero)?;
+    if global.json {
+        print_json(&status)?;
+        return Ok(exit::OK);
+    }
+    render(&status, args);
+    Ok(exit::OK)
+}
+
+/// Reads the status from the kernel and the saved state; `verbose`: with the
+/// counters; `zero`: reset them first. Also what `portwall metrics` exports.
+pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Status> {
     let services = state::services();
     let rules_path = global.config_dir.join("rules.toml");
     let saved_text = state::read_text(&rules_path)?;
@@ -86,7 +98,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
     };
     // What the kernel enforces: the ruleset portwall applied, when the table is loaded.
     let shown = applied.clone().unwrap_or_else(|| saved.ruleset.clone());
-    if args.zero {
+    if zero {
         if !loaded {
             return Err(exit::with_code(
                 exit::FAILURE,
@@ -98,14 +110,14 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
     }
     let (kernel_drift, counters) = match (&applied, loaded) {
         // What was applied is what is shown: one read of the table for both.
-        (Some(a), true) if args.verbose => match filter.drift_and_counters(a)? {
+        (Some(a), true) if verbose => match filter.drift_and_counters(a)? {
             Some((drift, counters)) => (drift, Some(counters)),
             None => (vec![], None),
         },
         (Some(a), true) => (filter.drift(a)?.unwrap_or_default(), None),
         (None, true) => (
             vec!["the table was loaded outside portwall (no record of applying it)".to_string()],
-            args.verbose
+            verbose
                 .then(|| filter.counters(&shown))
                 .transpose()?
                 .flatten(),
@@ -148,12 +160,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
         ),
         config_dir: global.config_dir.display().to_string(),
     };
-    if global.json {
-        print_json(&status)?;
-        return Ok(exit::OK);
-    }
-    render(&status, args);
-    Ok(exit::OK)
+    Ok(status)
 }
 
 fn human_count(n: u64) -> String {

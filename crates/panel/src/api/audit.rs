@@ -1,10 +1,10 @@
-//! `/v1/audit`, `/v1/presets` and `/healthz`.
+//! `/v1/audit` and `/v1/presets` (health is in [`crate::health`]).
 
 use super::QueryMap;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{format_port, AuditEntry, Backend, Page};
+use crate::store::{format_port, AuditEntry, Page};
 use axum::extract::State;
 use axum::Json;
 use model::network::PRESETS;
@@ -52,25 +52,4 @@ pub async fn presets() -> Json<Vec<PresetInfo>> {
             })
             .collect(),
     )
-}
-
-#[derive(Debug, Serialize)]
-pub struct Health {
-    pub ok: bool,
-    pub backend: &'static str,
-    pub revision: u64,
-}
-
-/// Liveness and the current revision (reads the database).
-pub async fn health(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let revision = st.store.revision().await?;
-    let backend = match st.store.backend() {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
-    Ok(Json(Health {
-        ok: true,
-        backend,
-        revision,
-    }))
 }

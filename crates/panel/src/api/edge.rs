@@ -48,6 +48,7 @@ pub async fn sync(
             .unwrap_or(DEFAULT_WAIT_SECONDS),
     )
     .min(st.config.max_wait);
+    let _connected = st.metrics.as_ref().map(|m| m.edge_poll(zone));
     Ok(Json(
         crate::sync::long_poll(&st.store, zone, since, wait, st.shutdown.clone()).await?,
     ))

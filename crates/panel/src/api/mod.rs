@@ -161,29 +161,42 @@ fn api_router() -> OpenApiRouter<AppState> {
 }
 
 /// Every route of the panel: the `/v1` API, `/v1/openapi.json`, `POST /login`
-/// and `POST /logout` (forms), `/healthz`; JSON 404 for anything else.
+/// and `POST /logout` (forms), `/healthz`, `/readyz`, `/metrics`; JSON 404
+/// for anything else.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_router().split_for_parts();
     let doc = Arc::new(document(&doc));
     let max_body = state.config.max_body_bytes;
-    api.route(
-        "/v1/openapi.json",
-        get(move || async move { Json(doc.as_ref().clone()) }),
-    )
-    .route("/login", post(session::login_form))
-    .route("/logout", post(session::logout_form))
-    .route("/healthz", get(audit::health))
-    .merge(crate::web::routes())
-    .fallback(|| async {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            None,
-            "no such endpoint; see /v1/openapi.json",
+    let router = api
+        .route(
+            "/v1/openapi.json",
+            get(move || async move { Json(doc.as_ref().clone()) }),
         )
-    })
-    .layer(DefaultBodyLimit::max(max_body))
-    .layer(TraceLayer::new_for_http())
-    .with_state(state)
+        .route("/login", post(session::login_form))
+        .route("/logout", post(session::logout_form))
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
+        .route("/metrics", get(crate::metrics::serve))
+        .merge(crate::web::routes())
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                None,
+                "no such endpoint; see /v1/openapi.json",
+            )
+        });
+    // Inside the body limit and trace layers: counted by route template.
+    let router = match state.metrics.clone() {
+        Some(m) => router.layer(axum::middleware::from_fn_with_state(
+            m,
+            crate::metrics::track,
+        )),
+        None => router,
+    };
+    router
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
 }
 
 /// A JSON body: unknown fields rejected, errors naming the field
