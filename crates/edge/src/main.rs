@@ -50,10 +50,16 @@ struct TableArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The panel's base URL, e.g. http://panel.example:8080; several replicas
+    /// The panel's base URL, e.g. https://panel.example; several replicas
     /// separated by commas.
     #[arg(long, env = "PORTWALL_EDGE_PANEL_URL")]
     panel_url: String,
+    /// Trust only the CA certificates in this PEM file for the panel (default: the system's roots).
+    #[arg(long, env = "PORTWALL_EDGE_PANEL_CA", value_name = "FILE")]
+    panel_ca: Option<PathBuf>,
+    /// Allow sending the edge token over plain http:// to a panel that is not on loopback.
+    #[arg(long, env = "PORTWALL_EDGE_INSECURE_HTTP")]
+    insecure_http: bool,
     /// The edge token (kind edge, for this zone).
     #[arg(
         long,
@@ -138,6 +144,10 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     if let Some(n) = a.name {
         cfg.edge_name = n;
     }
+    cfg.tls = tls::ClientTls {
+        ca_file: a.panel_ca,
+        insecure_http: a.insecure_http,
+    };
     cfg.wait = Duration::from_secs(a.wait);
     cfg.counters_every = Duration::from_secs(a.counters_every);
     cfg.backoff_max = Duration::from_secs(a.backoff_max.max(1));

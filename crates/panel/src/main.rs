@@ -2,7 +2,9 @@
 //!
 //! With no arguments it serves on 127.0.0.1:8080 with SQLite in
 //! `./portwall-data`, and on first start creates an admin token and prints it
-//! with the URL.
+//! with the URL. `--tls-cert`/`--tls-key` serve HTTPS (reloaded on SIGHUP);
+//! plain HTTP is served only on loopback or with `--plain-http-behind-proxy`
+//! (see `panel::serve`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -32,9 +34,11 @@ struct Args {
     /// sqlite:///path/panel.db.
     #[arg(long, env = "PORTWALL_PANEL_DATABASE_URL")]
     database_url: Option<String>,
-    /// Mark the session cookie Secure (serve the panel over HTTPS).
+    /// Mark the session cookie Secure (implied by --tls-cert and --plain-http-behind-proxy).
     #[arg(long, env = "PORTWALL_PANEL_SECURE_COOKIES")]
     secure_cookies: bool,
+    #[command(flatten)]
+    tls: panel::serve::TlsArgs,
     /// Largest request body in bytes.
     #[arg(long, env = "PORTWALL_PANEL_MAX_BODY_BYTES", default_value_t = panel::state::DEFAULT_MAX_BODY)]
     max_body_bytes: usize,
@@ -87,16 +91,20 @@ async fn main() -> anyhow::Result<()> {
         println!("new admin token (shown once): {token}");
         return Ok(());
     }
+    let tls = args.tls.server(args.listen)?;
+    if let Some(t) = &tls {
+        t.reload_on_sighup()?;
+    }
     let admin = store.ensure_admin_token().await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let config = PanelConfig {
-        secure_cookies: args.secure_cookies,
+        secure_cookies: args.secure_cookies || args.tls.browsers_see_https(),
         max_body_bytes: args.max_body_bytes,
         ..PanelConfig::default()
     };
-    let panel = Panel::start(listener, store, config).await?;
+    let panel = Panel::start_with_tls(listener, store, config, tls).await?;
     {
         let mut out = std::io::stdout().lock();
         if let Some(token) = admin {

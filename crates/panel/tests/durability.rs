@@ -51,6 +51,7 @@ fn start(data_dir: &std::path::Path) -> Running {
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls::ClientTls::default().config().unwrap())
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
