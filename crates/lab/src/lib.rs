@@ -150,16 +150,17 @@ pub fn load_state(dir: &Path) -> Result<Option<LabState>, LabError> {
     }
 }
 
+/// Writes the state atomically: a temporary file in `dir`, renamed over it.
 fn save_state(dir: &Path, st: &LabState) -> Result<(), LabError> {
     let path = state_path(dir);
-    let err = failed(format!("writing {}", path.display()));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(failed(format!("writing {}", path.display())))?;
     let bytes = serde_json::to_vec_pretty(st).expect("the lab state serializes");
-    std::io::Write::write_all(&mut tmp, &bytes)
-        .map_err(failed(format!("writing {}", path.display())))?;
-    tmp.persist(&path).map_err(|e| err(e.error))?;
-    Ok(())
+    tempfile::NamedTempFile::new_in(dir)
+        .and_then(|mut tmp| {
+            std::io::Write::write_all(&mut tmp, &bytes)?;
+            tmp.persist(&path).map_err(|e| e.error)
+        })
+        .map(|_| ())
+        .map_err(failed(format!("writing {}", path.display())))
 }
 
 pub fn need_root() -> Result<(), LabError> {
