@@ -3,8 +3,12 @@
 //! network-firewall layer) and `lab` (registering the lab's customer).
 //!
 //! The panel is named by `--panel-url` / `PORTWALL_PANEL_URL` and the API token
-//! by `--token` / `PORTWALL_TOKEN` ([`PanelArgs`]). `http://` and `https://`
-//! both work (rustls, with the system's trust store).
+//! by `--token` / `PORTWALL_TOKEN` ([`PanelArgs`]). `https://` is verified
+//! (rustls with ring) against the system's roots, or only against the CA file
+//! of `--panel-ca` / `PORTWALL_PANEL_CA`. The token goes over plain `http://`
+//! only to a panel on loopback, or with `--insecure-http`
+//! ([`tls::ClientTls::check_url`]); otherwise nothing is sent and the command
+//! fails naming the URL and the flag (exit 2).
 //!
 //! The panel answers errors as `{"error": {"field": ..., "message": ...}}`;
 //! [`PanelError::Status`] keeps the status, the field and the message, so a
@@ -42,6 +46,12 @@ pub struct PanelArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Trust only the CA certificates in this PEM file for the panel (default: the system's roots).
+    #[arg(long, global = true, env = "PORTWALL_PANEL_CA", value_name = "FILE")]
+    pub panel_ca: Option<std::path::PathBuf>,
+    /// Allow sending the token over plain http:// to a panel that is not on loopback.
+    #[arg(long, global = true, env = "PORTWALL_INSECURE_HTTP")]
+    pub insecure_http: bool,
 }
 
 impl PanelArgs {
@@ -68,7 +78,15 @@ impl PanelArgs {
         let token = self.token().ok_or_else(|| {
             exit::usage("no API token given: pass --token TOKEN or set PORTWALL_TOKEN")
         })?;
-        PanelClient::new(url, token)
+        PanelClient::new(url, token, &self.tls())
+    }
+
+    /// Whom the client trusts, and whether plain HTTP off loopback is allowed.
+    pub fn tls(&self) -> tls::ClientTls {
+        tls::ClientTls {
+            ca_file: self.panel_ca.clone(),
+            insecure_http: self.insecure_http,
+        }
     }
 }
 
@@ -159,16 +177,22 @@ pub struct PanelClient {
 }
 
 impl PanelClient {
-    pub fn new(base: &str, token: &str) -> Result<PanelClient> {
+    /// A client of the panel at `base`, trusting it as `tls` says. A URL that
+    /// is not one, or plain HTTP off loopback without `--insecure-http`, is a
+    /// usage error (exit 2); an unreadable CA file an error (exit 1).
+    pub fn new(base: &str, token: &str, tls: &tls::ClientTls) -> Result<PanelClient> {
         let base = base.trim().trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://"))
             || base.len() <= "https://".len()
         {
             return Err(exit::usage(format!(
-                "'{base}' is not a panel URL: write http://HOST:PORT or https://HOST"
+                "'{base}' is not a panel URL: write https://HOST[:PORT] (http:// only for a panel on loopback)"
             )));
         }
+        tls.check_url(&base)
+            .map_err(|e| exit::usage(e.to_string()))?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.config()?)
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()

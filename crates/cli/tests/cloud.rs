@@ -75,7 +75,11 @@ impl<'a> TestPanel<'a> {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let c = reqwest::Client::builder().no_proxy().build().unwrap();
+                let c = reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls::ClientTls::default().config().unwrap())
+                    .no_proxy()
+                    .build()
+                    .unwrap();
                 let mut req = c.request(method, &url).bearer_auth(token);
                 if let Some(b) = body {
                     req = req.json(&b);

@@ -1,9 +1,12 @@
 //! The README's main job, `portwall lab`, as a newcomer runs it: the real
 //! `portwall`, `portwall-panel` and `portwall-edge` binaries, the lab's own
-//! namespaces (`pwlab-*`), a network firewall made through the panel with
-//! `portwall cloud`, and a probe from the lab's `internet` host that sees the
-//! port turn from open to filtered. Then the lab's processes are killed, as a
-//! crash would, and `lab down` must still remove everything.
+//! namespaces (`pwlab-*`), the panel on HTTPS with the lab's own CA, a network
+//! firewall made through the panel with `portwall cloud`, and a probe from the
+//! lab's `internet` host that sees the port turn from open to filtered. Inside
+//! vps1, `portwall audit` reaches the panel at its address in the lab (over
+//! HTTPS, with the lab's CA) and shows the network firewall next to the OS
+//! firewall. Then the lab's processes are killed, as a crash would, and `lab
+//! down` must still remove everything.
 //!
 //! The lab's namespace names are fixed, so `lab up` refuses to run when a lab
 //! is already up on this machine; this test then fails rather than touch it.
@@ -70,6 +73,7 @@ impl Lab {
     fn cloud(&self, args: &[&str]) -> Output {
         common::portwall_command(None, self.config.path())
             .env("PORTWALL_PANEL_URL", self.up["panel_url"].as_str().unwrap())
+            .env("PORTWALL_PANEL_CA", self.up["panel_ca"].as_str().unwrap())
             .env(
                 "PORTWALL_TOKEN",
                 self.up["customer_token"].as_str().unwrap(),
@@ -162,6 +166,25 @@ fn the_lab_shows_both_layers_and_comes_down_after_a_crash() {
     lab.up = json(&lab.lab(&["up", "--json"]));
     let status = json(&lab.lab(&["status", "--json"]));
     assert_eq!(status["healthy"], true, "{status}");
+    // The panel is on HTTPS, and inside the lab at an address of the lab's network.
+    assert!(
+        lab.up["panel_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://"),
+        "{}",
+        lab.up
+    );
+    assert_eq!(
+        lab.up["lab_panel_url"], "https://203.0.113.254",
+        "{}",
+        lab.up
+    );
+    assert!(
+        Path::new(lab.up["panel_ca"].as_str().unwrap()).is_file(),
+        "{}",
+        lab.up
+    );
     let vps1 = lab.server_ip("vps1");
 
     // No network firewall yet: the lab's services on vps1 answer.
@@ -193,6 +216,37 @@ fn the_lab_shows_both_layers_and_comes_down_after_a_crash() {
         assert!(Instant::now() < deadline, "still {seen:?} after 15 s");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Inside vps1, `portwall audit` reaches the panel at its lab address over
+    // HTTPS and shows both layers: the network firewall lets only SSH in, the
+    // OS firewall (nothing configured) everything.
+    let me = env!("CARGO_BIN_EXE_portwall");
+    let audit = json(&lab.lab(&["exec", "vps1", "--", me, "audit", "--json"]));
+    let net = &audit["network_firewall"];
+    assert_eq!(net["state"], "enforced", "{audit}");
+    assert_eq!(net["server"]["name"], "vps1", "{audit}");
+    assert_eq!(net["firewalls"][0]["name"], "ssh-only", "{audit}");
+    let finding = |port: u64| {
+        audit["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| {
+                f["port"] == port && f["proto"].as_str().is_some_and(|p| p.starts_with("tcp"))
+            })
+            .unwrap_or_else(|| panic!("no finding for tcp {port} in {audit}"))
+            .clone()
+    };
+    let http = finding(80);
+    assert_eq!(http["network_firewall"]["reach"], "nobody", "{http}");
+    assert_eq!(http["os_firewall"]["reach"], "anyone", "{http}");
+    assert_eq!(http["reachable_from"]["reach"], "nobody", "{http}");
+    let ssh = finding(22);
+    assert_eq!(ssh["network_firewall"]["reach"], "anyone", "{ssh}");
+    assert_eq!(ssh["reachable_from"]["reach"], "anyone", "{ssh}");
+    // The human form names both layers.
+    let text = success(&lab.lab(&["exec", "vps1", "--", me, "audit"]));
+    assert!(text.contains("ssh-only"), "{text}");
+
     // vps2 has no firewall: untouched.
     assert_eq!(lab.probe(&lab.server_ip("vps2"), "80"), vec![open(80)]);
     // And the panel says the edge applied it.

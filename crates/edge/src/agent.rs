@@ -48,6 +48,8 @@ pub struct AgentConfig {
     /// fails, it moves to the next.
     pub panel_urls: Vec<String>,
     pub token: String,
+    /// Whom to trust for the panel's certificate; plain HTTP off loopback.
+    pub tls: tls::ClientTls,
     pub zone: String,
     /// This edge's name in reports.
     pub edge_name: String,
@@ -78,6 +80,7 @@ impl AgentConfig {
                 .filter(|u| !u.is_empty())
                 .collect(),
             token: token.to_string(),
+            tls: tls::ClientTls::default(),
             zone: zone.to_string(),
             edge_name: hostname(),
             table,
@@ -192,7 +195,7 @@ pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, EdgeError> {
     let clients = cfg
         .panel_urls
         .iter()
-        .map(|u| PanelClient::new(u, &cfg.token))
+        .map(|u| PanelClient::with_tls(u, &cfg.token, &cfg.tls))
         .collect::<Result<Vec<_>, _>>()?;
     let mut engine = Engine::new(cfg.table.clone(), cfg.engine);
     // 1. Fail static: what we enforced before, before anything else.

@@ -1,5 +1,11 @@
 //! The panel's sync protocol over HTTP (`model::network::sync`), and a small
-//! JSON client for the panel's REST API (the lab and the tests use it).
+//! JSON client for the panel's REST API (the tests use it).
+//!
+//! HTTPS with rustls (ring), verified against the system's roots or the CA
+//! file of [`tls::ClientTls`] (`--panel-ca`). The edge token is sent over
+//! plain HTTP only to a panel on loopback, or with `--insecure-http`
+//! ([`tls::ClientTls::check_url`]); [`PanelClient::with_tls`] refuses the
+//! URL otherwise, before anything is sent.
 
 use model::network::sync::{ApplyReport, SyncResponse, REPORT_PATH, SYNC_PATH};
 use serde_json::Value;
@@ -18,8 +24,12 @@ pub enum ClientError {
     },
     #[error("the panel's answer to {what} is not what the protocol says: {message}")]
     Decode { what: String, message: String },
-    #[error("'{0}' is not a panel URL (expected http://HOST:PORT)")]
+    #[error("'{0}' is not a panel URL (expected https://HOST[:PORT])")]
     BadUrl(String),
+    /// The URL is refused (plain HTTP off loopback), or the TLS setup failed
+    /// (an unreadable CA file).
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 impl ClientError {
@@ -71,12 +81,24 @@ fn encode(s: &str) -> String {
 }
 
 impl PanelClient {
+    /// A client that trusts the system's roots (plain HTTP: loopback only).
     pub fn new(base: &str, token: &str) -> Result<PanelClient, ClientError> {
+        Self::with_tls(base, token, &tls::ClientTls::default())
+    }
+
+    /// A client that trusts and reaches the panel as `tls` says.
+    pub fn with_tls(
+        base: &str,
+        token: &str,
+        tls: &tls::ClientTls,
+    ) -> Result<PanelClient, ClientError> {
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::BadUrl(base));
         }
+        tls.check_url(&base)?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.config()?)
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)

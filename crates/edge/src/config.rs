@@ -72,6 +72,12 @@ fn ser_mode<S: Serializer>(m: &Option<Mode>, s: S) -> Result<S::Ok, S::Error> {
 pub struct EdgeSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub panel_url: Option<String>,
+    /// A PEM file of the CA certificates the panel's certificate must chain to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub panel_ca: Option<PathBuf>,
+    /// Allow the token over plain http:// to a panel not on loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_http: Option<bool>,
     /// The edge token itself (prefer token_file).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -144,6 +150,8 @@ impl EdgeSettings {
     pub fn overlay(self, higher: EdgeSettings) -> EdgeSettings {
         EdgeSettings {
             panel_url: higher.panel_url.or(self.panel_url),
+            panel_ca: higher.panel_ca.or(self.panel_ca),
+            insecure_http: higher.insecure_http.or(self.insecure_http),
             // A token given above replaces a token file below, and the
             // other way round: the higher layer says where the token is.
             token: if higher.token.is_some() || higher.token_file.is_some() {
@@ -231,6 +239,7 @@ mod tests {
     fn every_key_parses_and_prints_back() {
         let s = parse(
             "panel_url = \"https://panel.example:8443\"\ntoken_file = \"/etc/portwall/edge.token\"\n\
+             panel_ca = \"/etc/portwall/panel-ca.pem\"\ninsecure_http = false\n\
              zone = \"fra1\"\nname = \"gw1\"\nmode = \"bridge\"\ntable = \"pw\"\n\
              state_dir = \"/var/lib/x\"\nwait = 20\ncounters_every = 10\nbackoff_max = 5\n\
              metrics_listen = \"127.0.0.1:9187\"\nlog_format = \"json\"\n",
@@ -291,6 +300,8 @@ mod tests {
         // Exhaustive: a new setting does not compile here until it is checked.
         let EdgeSettings {
             panel_url,
+            panel_ca,
+            insecure_http,
             token,
             token_file,
             zone,
@@ -305,6 +316,7 @@ mod tests {
             log_format,
         } = all;
         assert!(panel_url.is_some() && token.is_some() && token_file.is_some());
+        assert!(panel_ca.is_some() && insecure_http.is_some());
         assert!(zone.is_some() && name.is_some() && mode.is_some() && table.is_some());
         assert!(state_dir.is_some() && wait.is_some() && counters_every.is_some());
         assert!(backoff_max.is_some() && metrics_listen.is_some() && log_format.is_some());

@@ -56,10 +56,18 @@ struct TableArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The panel's base URL, e.g. http://panel.example:8080; several replicas
+    /// The panel's base URL, e.g. https://panel.example; several replicas
     /// separated by commas.
     #[arg(long, env = "PORTWALL_EDGE_PANEL_URL")]
     panel_url: Option<String>,
+    /// Trust only the CA certificates in this PEM file for the panel
+    /// [default: the system's roots].
+    #[arg(long, env = "PORTWALL_EDGE_PANEL_CA", value_name = "FILE")]
+    panel_ca: Option<PathBuf>,
+    /// Allow sending the edge token over plain http:// to a panel that is not
+    /// on loopback.
+    #[arg(long, env = "PORTWALL_EDGE_INSECURE_HTTP", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    insecure_http: Option<bool>,
     /// The edge token (kind edge, for this zone).
     #[arg(
         long,
@@ -127,6 +135,8 @@ impl RunArgs {
     fn settings(&self) -> EdgeSettings {
         EdgeSettings {
             panel_url: self.panel_url.clone(),
+            panel_ca: self.panel_ca.clone(),
+            insecure_http: self.insecure_http,
             token: self.token.clone(),
             token_file: self.token_file.clone(),
             zone: self.zone.clone(),
@@ -195,6 +205,10 @@ fn run(a: EdgeSettings) -> anyhow::Result<()> {
     if let Some(n) = a.name {
         cfg.edge_name = n;
     }
+    cfg.tls = tls::ClientTls {
+        ca_file: a.panel_ca.clone(),
+        insecure_http: a.insecure_http.unwrap_or(false),
+    };
     cfg.wait = Duration::from_secs(a.wait.unwrap_or(edge::config::DEFAULT_WAIT));
     cfg.counters_every = Duration::from_secs(
         a.counters_every

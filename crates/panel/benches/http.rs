@@ -700,6 +700,7 @@ async fn bench_backend(
     let url = panel.url();
     let api = Api {
         client: reqwest::Client::builder()
+            .tls_backend_preconfigured(tls::ClientTls::default().config()?)
             .no_proxy()
             .timeout(Duration::from_secs(60))
             .build()?,

@@ -61,6 +61,15 @@ pub struct PanelSettings {
     /// postgres://… or sqlite:///path/panel.db.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// PEM certificate chain to serve HTTPS with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of tls_cert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Plain HTTP on a non-loopback address, behind a TLS-terminating proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plain_http_behind_proxy: Option<bool>,
     /// Mark the session cookie Secure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secure_cookies: Option<bool>,
@@ -118,6 +127,11 @@ impl PanelSettings {
             listen: higher.listen.or(self.listen),
             data_dir: higher.data_dir.or(self.data_dir),
             database_url: higher.database_url.or(self.database_url),
+            tls_cert: higher.tls_cert.or(self.tls_cert),
+            tls_key: higher.tls_key.or(self.tls_key),
+            plain_http_behind_proxy: higher
+                .plain_http_behind_proxy
+                .or(self.plain_http_behind_proxy),
             secure_cookies: higher.secure_cookies.or(self.secure_cookies),
             max_body_bytes: higher.max_body_bytes.or(self.max_body_bytes),
             metrics: higher.metrics.or(self.metrics),
@@ -137,6 +151,9 @@ impl PanelSettings {
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             ),
             database_url: self.database_url,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            plain_http_behind_proxy: Some(self.plain_http_behind_proxy.unwrap_or(false)),
             secure_cookies: Some(self.secure_cookies.unwrap_or(false)),
             max_body_bytes: Some(
                 self.max_body_bytes
@@ -257,11 +274,15 @@ mod tests {
             listen,
             data_dir,
             database_url,
+            tls_cert,
+            tls_key,
+            plain_http_behind_proxy,
             secure_cookies,
             max_body_bytes,
             metrics,
             log_format,
         } = all;
+        assert!(tls_cert.is_some() && tls_key.is_some() && plain_http_behind_proxy.is_some());
         assert!(listen.is_some() && data_dir.is_some() && database_url.is_some());
         assert!(secure_cookies.is_some() && max_body_bytes.is_some());
         assert!(metrics.is_some() && log_format.is_some());

@@ -24,6 +24,8 @@
 //!   log format.
 //! - [`web`]: the server-rendered web pages (`/login`, `/firewalls`,
 //!   `/servers`, `/audit`), merged into [`api::router`].
+//! - [`serve`]: HTTPS (rustls, reloaded on SIGHUP) or plain HTTP where that
+//!   is allowed, HSTS, graceful shutdown.
 //!
 //! Run a panel in-process with [`Panel::start`]; the binary
 //! `portwall-panel` is a thin wrapper around it.
@@ -34,6 +36,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod sync;
@@ -57,20 +60,34 @@ pub struct Panel {
     pub addr: SocketAddr,
     /// The shared state (store, config), e.g. for tests.
     pub state: AppState,
+    https: bool,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
 }
 
 impl Panel {
-    /// Serves the panel on `listener` with an opened store. Returns once it
-    /// accepts connections.
+    /// Serves the panel over plain HTTP on `listener` with an opened store.
+    /// Returns once it accepts connections.
     pub async fn start(
         listener: TcpListener,
         store: Store,
         config: PanelConfig,
     ) -> std::io::Result<Panel> {
+        Self::start_with_tls(listener, store, config, None).await
+    }
+
+    /// Serves the panel on `listener`, over HTTPS with `tls` (then session
+    /// cookies are `Secure` and answers carry HSTS), plain HTTP without.
+    pub async fn start_with_tls(
+        listener: TcpListener,
+        store: Store,
+        mut config: PanelConfig,
+        tls: Option<serve::ServerTls>,
+    ) -> std::io::Result<Panel> {
         let addr = listener.local_addr()?;
+        let https = tls.is_some();
+        config.secure_cookies |= https;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState::new(store.clone(), config, shutdown_rx.clone());
         let mut background = Vec::new();
@@ -78,27 +95,25 @@ impl Panel {
             background.push(h);
         }
         background.push(tokio::spawn(maintenance(store)));
-        let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let mut rx = shutdown_rx;
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        });
+        let mut app = api::router(state.clone());
+        if state.config.secure_cookies {
+            app = serve::hsts(app);
+        }
+        let server = tokio::spawn(serve::run(listener, app, tls, shutdown_rx));
         Ok(Panel {
             addr,
             state,
+            https,
             shutdown,
             server,
             background,
         })
     }
 
-    /// The base URL, `http://ADDR`.
+    /// The base URL, `https://ADDR` or `http://ADDR`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops accepting, ends the long-polls, waits for in-flight requests.

@@ -4,6 +4,9 @@
 //! 127.0.0.1:8080 with SQLite in `./portwall-data`, and on first start creates
 //! an admin token and prints it with the URL. Settings come from the flags,
 //! the environment (`PORTWALL_PANEL_*`) and the file (see `panel::config`).
+//! `--tls-cert`/`--tls-key` serve HTTPS (reloaded on SIGHUP); plain HTTP is
+//! served only on loopback or with `--plain-http-behind-proxy` (see
+//! `panel::serve`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -35,9 +38,12 @@ struct Args {
     /// sqlite:///path/panel.db.
     #[arg(long, env = "PORTWALL_PANEL_DATABASE_URL")]
     database_url: Option<String>,
-    /// Mark the session cookie Secure (serve the panel over HTTPS).
+    /// Mark the session cookie Secure (implied by --tls-cert and
+    /// --plain-http-behind-proxy).
     #[arg(long, env = "PORTWALL_PANEL_SECURE_COOKIES", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     secure_cookies: Option<bool>,
+    #[command(flatten)]
+    tls: panel::serve::TlsArgs,
     /// Largest request body in bytes [default: 16777216].
     #[arg(long, env = "PORTWALL_PANEL_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -63,6 +69,9 @@ impl Args {
             listen: self.listen,
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
+            tls_cert: self.tls.tls_cert.clone(),
+            tls_key: self.tls.tls_key.clone(),
+            plain_http_behind_proxy: self.tls.plain_http_behind_proxy.then_some(true),
             secure_cookies: self.secure_cookies,
             max_body_bytes: self.max_body_bytes,
             metrics: self.metrics,
@@ -126,19 +135,31 @@ async fn main() -> anyhow::Result<()> {
         println!("new admin token (shown once): {token}");
         return Ok(());
     }
+    let tls_args = panel::serve::TlsArgs {
+        tls_cert: settings.tls_cert.clone(),
+        tls_key: settings.tls_key.clone(),
+        plain_http_behind_proxy: settings.plain_http_behind_proxy.unwrap_or(false),
+    };
+    if tls_args.tls_cert.is_some() != tls_args.tls_key.is_some() {
+        anyhow::bail!("tls_cert and tls_key go together: give both (flags, environment or the configuration file) or neither");
+    }
+    let tls = tls_args.server(listen)?;
+    if let Some(t) = &tls {
+        t.reload_on_sighup()?;
+    }
     let admin = store.ensure_admin_token().await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let config = PanelConfig {
-        secure_cookies: settings.secure_cookies.unwrap_or(false),
+        secure_cookies: settings.secure_cookies.unwrap_or(false) || tls_args.browsers_see_https(),
         max_body_bytes: settings
             .max_body_bytes
             .unwrap_or(panel::state::DEFAULT_MAX_BODY),
         metrics: settings.metrics.unwrap_or(true),
         ..PanelConfig::default()
     };
-    let panel = Panel::start(listener, store, config).await?;
+    let panel = Panel::start_with_tls(listener, store, config, tls).await?;
     {
         let mut out = std::io::stdout().lock();
         if let Some(token) = admin {

@@ -66,6 +66,7 @@ fn start(db: &Database) -> Running {
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls::ClientTls::default().config().unwrap())
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()

@@ -40,7 +40,8 @@ pub struct Netns {
     name: String,
 }
 
-fn run_ip(args: &[&str]) -> Result<(), String> {
+/// `ip ARGS` (iproute2), with its stderr in the error.
+pub fn run_ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())
@@ -77,7 +78,8 @@ fn cleanup_stale() {
     }
 }
 
-fn kill_all_in(name: &str) {
+/// Kills (SIGKILL) every process inside the namespace `name`.
+pub fn kill_all_in(name: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if let Ok(pid) = pid.parse::<i32>() {
@@ -103,7 +105,14 @@ impl Netns {
     pub fn try_new() -> Result<Netns, String> {
         cleanup_stale();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("pwt-{}-{}", std::process::id(), n);
+        Self::named(&format!("pwt-{}-{}", std::process::id(), n))
+    }
+
+    /// Creates the namespace `name` (set up like [`Netns::new`]); dropping it
+    /// deletes it unless [`Netns::persist`] is called. For namespaces that
+    /// outlive the process (the lab's `pwlab-*`).
+    pub fn named(name: &str) -> Result<Netns, String> {
+        let name = name.to_string();
         run_ip(&["netns", "add", &name])?;
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"])?;
@@ -125,6 +134,12 @@ impl Netns {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Leaves the namespace in place when this value goes; returns its name.
+    pub fn persist(self) -> String {
+        let me = std::mem::ManuallyDrop::new(self);
+        me.name.clone()
     }
 
     /// `ip ARGS` inside this namespace.
@@ -334,10 +349,35 @@ impl Default for Routed {
 pub fn link_named(
     a: &Netns,
     b: &Netns,
-    (a_if, b_if): (&str, &str),
+    ifnames: (&str, &str),
     a_addr: (&str, &str),
     b_addr: (&str, &str),
 ) -> (Addrs, Addrs) {
+    try_link_named(a, b, ifnames, Some(a_addr), Some(b_addr))
+        .unwrap_or_else(|e| panic!("cannot link {} and {}: {e}", a.name(), b.name()));
+    let strip = |s: &str| s.split('/').next().unwrap().to_string();
+    (
+        Addrs {
+            v4: strip(a_addr.0),
+            v6: strip(a_addr.1),
+        },
+        Addrs {
+            v4: strip(b_addr.0),
+            v6: strip(b_addr.1),
+        },
+    )
+}
+
+/// A veth pair between `a` and `b`, named `ifnames` on each side, up, with
+/// carrier; each end gets its (IPv4/len, IPv6/len) addresses when given (a
+/// bridge port gets none). Errors instead of panicking.
+pub fn try_link_named(
+    a: &Netns,
+    b: &Netns,
+    (a_if, b_if): (&str, &str),
+    a_addr: Option<(&str, &str)>,
+    b_addr: Option<(&str, &str)>,
+) -> Result<(), String> {
     let tmp_a = format!("pwa{}", COUNTER.fetch_add(1, Ordering::SeqCst));
     let tmp_b = format!("pwb{}", COUNTER.fetch_add(1, Ordering::SeqCst));
     run_ip(&[
@@ -353,36 +393,24 @@ pub fn link_named(
         &tmp_b,
         "netns",
         b.name(),
-    ])
-    .expect("create veth pair");
-    for (ns, tmp, ifname, (v4, v6)) in [(a, &tmp_a, a_if, a_addr), (b, &tmp_b, b_if, b_addr)] {
-        ns.ip(&["link", "set", tmp, "name", ifname])
-            .expect("rename veth");
-        ns.ip(&["addr", "add", v4, "dev", ifname])
-            .expect("add IPv4 address");
-        ns.ip(&["-6", "addr", "add", v6, "dev", ifname, "nodad"])
-            .expect("add IPv6 address");
-        ns.ip(&["link", "set", ifname, "up"]).expect("link up");
+    ])?;
+    for (ns, tmp, ifname, addrs) in [(a, &tmp_a, a_if, a_addr), (b, &tmp_b, b_if, b_addr)] {
+        ns.ip(&["link", "set", tmp, "name", ifname])?;
+        if let Some((v4, v6)) = addrs {
+            ns.ip(&["addr", "add", v4, "dev", ifname])?;
+            ns.ip(&["-6", "addr", "add", v6, "dev", ifname, "nodad"])?;
+        }
+        ns.ip(&["link", "set", ifname, "up"])?;
     }
     // The kernel reports carrier asynchronously (linkwatch, up to ~1 s); IPv6
     // does not use a link without it, so wait for both ends.
     for (ns, ifname) in [(a, a_if), (b, b_if)] {
-        wait_for_carrier(ns, ifname);
+        wait_for_carrier(ns, ifname)?;
     }
-    let strip = |s: &str| s.split('/').next().unwrap().to_string();
-    (
-        Addrs {
-            v4: strip(a_addr.0),
-            v6: strip(a_addr.1),
-        },
-        Addrs {
-            v4: strip(b_addr.0),
-            v6: strip(b_addr.1),
-        },
-    )
+    Ok(())
 }
 
-fn wait_for_carrier(ns: &Netns, ifname: &str) {
+fn wait_for_carrier(ns: &Netns, ifname: &str) -> Result<(), String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let out = Command::new("ip")
@@ -394,12 +422,24 @@ fn wait_for_carrier(ns: &Netns, ifname: &str) {
                 && !text.contains("NO-CARRIER")
                 && text.contains("state UP")
             {
-                return;
+                return Ok(());
             }
         }
         if std::time::Instant::now() > deadline {
-            panic!("{ifname} in {} has no carrier after 5 s", ns.name());
+            return Err(format!(
+                "{ifname} in {} has no carrier after 5 s",
+                ns.name()
+            ));
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// Moves the calling thread into the namespace `name` (`/run/netns/NAME`), for
+/// good: sockets it opens from now on live there. For long-lived service
+/// threads; [`Netns::run`] is the scoped form.
+pub fn enter(name: &str) -> std::io::Result<()> {
+    let file = File::open(format!("/run/netns/{name}"))?;
+    nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(std::io::Error::from)
 }

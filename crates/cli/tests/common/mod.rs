@@ -18,6 +18,8 @@ pub fn portwall_command(ns: Option<&Netns>, dir: &Path) -> Command {
     c.env("PORTWALL_CONFIG_DIR", dir)
         .env_remove("SSH_CONNECTION")
         .env_remove("PORTWALL_PANEL_URL")
+        .env_remove("PORTWALL_PANEL_CA")
+        .env_remove("PORTWALL_INSECURE_HTTP")
         .env_remove("PORTWALL_TOKEN");
     for p in [
         "http_proxy",

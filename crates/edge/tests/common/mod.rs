@@ -47,7 +47,17 @@ pub async fn call(c: &PanelClient, method: Method, path: &str, body: Value) -> V
 impl Api {
     /// Creates a customer, its API token and an edge token for `zone`.
     pub async fn setup(url: &str, admin_token: &str, zone: &str) -> Api {
-        let admin = PanelClient::new(url, admin_token).unwrap();
+        Self::setup_with(url, admin_token, zone, &tls::ClientTls::default()).await
+    }
+
+    /// [`Api::setup`] with the clients trusting the panel as `trust` says.
+    pub async fn setup_with(
+        url: &str,
+        admin_token: &str,
+        zone: &str,
+        trust: &tls::ClientTls,
+    ) -> Api {
+        let admin = PanelClient::with_tls(url, admin_token, trust).unwrap();
         let c = call(
             &admin,
             Method::POST,
@@ -64,7 +74,7 @@ impl Api {
         )
         .await;
         let customer_token = t["token"].as_str().unwrap().to_string();
-        let customer = PanelClient::new(url, &customer_token).unwrap();
+        let customer = PanelClient::with_tls(url, &customer_token, trust).unwrap();
         let e = call(
             &admin,
             Method::POST,

@@ -91,6 +91,7 @@ pub struct TestPanel {
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls::ClientTls::default().config().unwrap())
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))
