@@ -29,6 +29,9 @@ enum Cmd {
     Run(RunArgs),
     /// What the kernel enforces now: revision, servers, rules, hit counters.
     Status(StatusArgs),
+    /// (packaging) man pages or bash/zsh/fish completions from these definitions: `generate man DIR`.
+    #[command(hide = true)]
+    Generate(cli_docs::GenerateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,6 +151,9 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         tracing::info!(panel = %cfg.panel_urls.join(","), zone = %cfg.zone, mode = cfg.table.mode.as_str(), table = %cfg.table.name, state_dir = %cfg.state_dir.display(), "starting");
         let handle = agent::start(cfg).await?;
+        // The saved policy is in force: under systemd (Type=notify) the
+        // boot goes on to bring the network up only now.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         shutdown_signal().await;
         tracing::info!("stopping; the kernel keeps enforcing the policy in force");
         handle.stop().await;
@@ -299,6 +305,10 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Cmd::Run(a) => run(a).map(|_| 0),
         Cmd::Status(a) => status(a),
+        Cmd::Generate(g) => cli_docs::generate(<Cli as clap::CommandFactory>::command(), "8", &g)
+            .map(|files| files.iter().for_each(|f| println!("{}", f.display())))
+            .map(|_| 0)
+            .map_err(anyhow::Error::from),
     };
     match r {
         Ok(code) => ExitCode::from(code),

@@ -5,7 +5,7 @@
 //! with the URL.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use panel::{DatabaseConfig, Panel, PanelConfig, Store};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -15,7 +15,8 @@ use std::path::PathBuf;
 #[command(
     name = "portwall-panel",
     version,
-    about = "portwall's panel: network firewalls for the provider's customers, REST API and edge sync"
+    about = "portwall's panel: network firewalls for the provider's customers, REST API and edge sync",
+    disable_help_subcommand = true
 )]
 struct Args {
     /// Address to listen on.
@@ -41,6 +42,15 @@ struct Args {
     /// Create another admin token, print it, and exit (for a lost token).
     #[arg(long)]
     new_admin_token: bool,
+    #[command(subcommand)]
+    command: Option<PanelCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PanelCommand {
+    /// (packaging) man pages or bash/zsh/fish completions from these definitions: `generate man DIR`.
+    #[command(hide = true)]
+    Generate(cli_docs::GenerateArgs),
 }
 
 async fn shutdown_signal() {
@@ -69,6 +79,13 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(PanelCommand::Generate(g)) = &args.command {
+        let command = <Args as clap::CommandFactory>::command();
+        for file in cli_docs::generate(command, "8", g)? {
+            println!("{}", file.display());
+        }
+        return Ok(());
+    }
     let db = match &args.database_url {
         Some(url) => DatabaseConfig::from_url(url).map_err(anyhow::Error::msg)?,
         None => DatabaseConfig::sqlite_in(&args.data_dir),
