@@ -84,8 +84,29 @@ fn man_pages(cmd: clap::Command, section: &str, dir: &Path) -> std::io::Result<V
     Ok(out)
 }
 
-fn completions(mut cmd: clap::Command, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// `cmd` without its hidden subcommands, at every level: clap_complete's bash
+/// and zsh scripts would offer them (`generate`, `rollback-watchdog`) as
+/// candidates. Keeps what completion uses: names, about, version, arguments.
+fn without_hidden(cmd: &clap::Command) -> clap::Command {
+    let mut out = clap::Command::new(cmd.get_name().to_string());
+    if let Some(version) = cmd.get_version() {
+        out = out.version(version.to_string());
+    }
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    for arg in cmd.get_arguments() {
+        out = out.arg(arg.clone());
+    }
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        out = out.subcommand(without_hidden(sub));
+    }
+    out
+}
+
+fn completions(cmd: clap::Command, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     use clap_complete::Shell;
+    let mut cmd = without_hidden(&cmd);
     let name = cmd.get_name().to_string();
     let mut out = Vec::new();
     for (shell, sub, file) in [
@@ -185,7 +206,15 @@ mod tests {
         assert_eq!(names, ["bash/demo", "zsh/_demo", "fish/demo.fish"]);
         let bash = std::fs::read_to_string(dir.path().join("bash/demo")).unwrap();
         assert!(bash.contains("complete -F _demo"), "{bash}");
+        assert!(bash.contains("--json"), "{bash}");
+        let zsh = std::fs::read_to_string(dir.path().join("zsh/_demo")).unwrap();
         let fish = std::fs::read_to_string(dir.path().join("fish/demo.fish")).unwrap();
         assert!(fish.contains("add-firewall"), "{fish}");
+        for (shell, text) in [("bash", &bash), ("zsh", &zsh), ("fish", &fish)] {
+            assert!(
+                !text.contains("generate"),
+                "{shell} offers the hidden subcommand:\n{text}"
+            );
+        }
     }
 }
