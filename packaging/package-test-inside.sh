@@ -72,6 +72,9 @@ done
 
 echo "== use"
 portwall allow 22/tcp >/dev/null
+portwall restore >/dev/null
+[ -z "$(tables)" ] || fail "portwall restore (the boot unit) enforced rules before portwall enable"
+ok "portwall restore (what portwall.service runs at boot) enforces nothing before portwall enable"
 portwall enable >/dev/null
 nft list table inet portwall >/dev/null || fail "portwall enable made no table"
 ok "portwall allow 22/tcp && portwall enable: table inet portwall"
@@ -92,6 +95,14 @@ kill "$edge"; wait "$edge" || true
 kill "$panel"; wait "$panel" || true
 nft list table inet portwall_edge >/dev/null || fail "the edge's table went away when the agent stopped (not fail-static)"
 ok "the packaged panel (as portwall-panel) and edge: table inet portwall_edge, kept after the agent stops"
+# Fail-static start, as at boot: the table gone, the panel unreachable; the
+# agent restores its saved policy before it contacts the panel.
+nft delete table inet portwall_edge
+PORTWALL_EDGE_TOKEN=$edge_token portwall-edge run --panel-url http://127.0.0.1:9 --zone test > /tmp/edge2.log 2>&1 &
+edge=$!
+wait_for 60 nft list table inet portwall_edge || { cat /tmp/edge2.log; fail "the edge did not restore its table with the panel down"; }
+kill "$edge"; wait "$edge" || true
+ok "portwall-edge run restores its saved table with the panel unreachable (fail-static)"
 
 echo "== upgrade (reinstall)"
 before=$(nft list ruleset)
