@@ -116,6 +116,9 @@ pub enum Command {
     Cloud(commands::cloud::CloudArgs),
     /// A provider in network namespaces to try both layers: `lab up`, `lab exec vps1 -- portwall allow 80/tcp`.
     Lab(commands::lab::LabArgs),
+    /// (packaging) man pages or bash/zsh/fish completions from these definitions: `generate man DIR`.
+    #[command(hide = true)]
+    Generate(cli_docs::GenerateArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -149,7 +152,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Explain(a) => commands::explain::run(g, a),
         Command::Lab(a) => commands::lab::run(g, a),
         Command::Cloud(a) => commands::cloud::run(g, a),
+        Command::Generate(a) => generate(g, a),
     }
+}
+
+/// `portwall generate man|completions DIR`: what `scripts/package` installs.
+fn generate(g: &Global, a: &cli_docs::GenerateArgs) -> anyhow::Result<u8> {
+    let files = cli_docs::generate(<Cli as clap::CommandFactory>::command(), "8", a)?;
+    if g.json {
+        output::print_json(&files)?;
+    } else {
+        for f in &files {
+            println!("{}", f.display());
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// With `PORTWALL_LOG` set (a `tracing` filter such as `debug`), each phase

@@ -39,6 +39,9 @@ enum Cmd {
     Run(RunArgs),
     /// What the kernel enforces now: revision, servers, rules, hit counters.
     Status(StatusArgs),
+    /// (packaging) man pages or bash/zsh/fish completions from these definitions: `generate man DIR`.
+    #[command(hide = true)]
+    Generate(cli_docs::GenerateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -235,6 +238,9 @@ fn run(a: EdgeSettings) -> anyhow::Result<()> {
             tracing::info!(%addr, "serving /metrics and /healthz");
             tokio::spawn(edge::metrics::serve(listener, handle.metrics.clone(), metrics_stopped));
         }
+        // The saved policy is in force: under systemd (Type=notify) the
+        // boot goes on to bring the network up only now.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         shutdown_signal().await;
         let _ = metrics_stop.send(true);
         tracing::info!("stopping; the kernel keeps enforcing the policy in force");
@@ -382,6 +388,19 @@ fn main() -> ExitCode {
     let given = match &cli.command {
         Cmd::Run(a) => a.settings(),
         Cmd::Status(a) => a.table.settings(),
+        Cmd::Generate(g) => {
+            let command = <Cli as clap::CommandFactory>::command();
+            return match cli_docs::generate(command, "8", g) {
+                Ok(files) => {
+                    files.iter().for_each(|f| println!("{}", f.display()));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portwall-edge: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
     };
     let settings = match EdgeSettings::load(cli.config.as_deref()) {
         Ok(file) => file
@@ -403,6 +422,7 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Cmd::Run(_) => run(settings).map(|_| 0),
         Cmd::Status(a) => status(a, settings),
+        Cmd::Generate(_) => unreachable!("generate returned above"),
     };
     match r {
         Ok(code) => ExitCode::from(code),

@@ -9,7 +9,7 @@
 //! `panel::serve`).
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use panel::config::{LogFormat, PanelSettings};
 use panel::{DatabaseConfig, Panel, PanelConfig, Store};
 use std::io::Write;
@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "portwall-panel",
     version,
-    about = "portwall's panel: network firewalls for the provider's customers, REST API and edge sync"
+    about = "portwall's panel: network firewalls for the provider's customers, REST API and edge sync",
+    disable_help_subcommand = true
 )]
 struct Args {
     /// The configuration file [default: /etc/portwall/panel.toml, if it exists].
@@ -60,6 +61,15 @@ struct Args {
     /// Create another admin token, print it, and exit (for a lost token).
     #[arg(long)]
     new_admin_token: bool,
+    #[command(subcommand)]
+    command: Option<PanelCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PanelCommand {
+    /// (packaging) man pages or bash/zsh/fish completions from these definitions: `generate man DIR`.
+    #[command(hide = true)]
+    Generate(cli_docs::GenerateArgs),
 }
 
 impl Args {
@@ -102,6 +112,13 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(PanelCommand::Generate(g)) = &args.command {
+        let command = <Args as clap::CommandFactory>::command();
+        for file in cli_docs::generate(command, "8", g)? {
+            println!("{}", file.display());
+        }
+        return Ok(());
+    }
     let settings = args.settings().unwrap_or_else(|e| {
         eprintln!("portwall-panel: {e}");
         std::process::exit(2)
