@@ -6,17 +6,19 @@
 //! ```toml
 //! enabled = true
 //! logging = "on"
+//! rules = [
+//!     "allow 22/tcp from 203.0.113.0/24 comment 'office'",
+//!     "allow 80,443/tcp",
+//! ]
 //!
 //! [defaults]
 //! incoming = "deny"
 //! outgoing = "allow"
 //! routed = "deny"
-//!
-//! rules = [
-//!     "allow 22/tcp from 203.0.113.0/24 comment 'office'",
-//!     "allow 80,443/tcp",
-//! ]
 //! ```
+//!
+//! (`rules` comes before `[defaults]`: after it, TOML makes it a key of that
+//! table, which is refused.)
 //!
 //! Reading it validates every rule; one bad line rejects the whole file, naming the
 //! line, so an invalid rule is never applied. This module only converts text; the
