@@ -684,7 +684,12 @@ impl Translator<'_> {
             if policy.is_none() && self.rules_of(builtin).is_empty() {
                 continue;
             }
-            let (policy, policy_line) = policy.unwrap_or((Policy::Allow, 0));
+            // No policy given (or one portwall cannot express): ACCEPT, as
+            // iptables starts, from the chain's declaration or the section.
+            let (policy, policy_line) = policy.unwrap_or_else(|| {
+                let declared = policy_line.as_ref().map(|(_, line)| *line);
+                (Policy::Allow, declared.unwrap_or(self.section.start))
+            });
             self.c.policies.insert(
                 (self.family, direction),
                 (
@@ -712,7 +717,7 @@ impl Translator<'_> {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let unreached: Vec<(String, usize)> = self
+        let mut unreached: Vec<(String, usize)> = self
             .user_chains()
             .into_iter()
             .filter(|c| {
@@ -720,6 +725,8 @@ impl Translator<'_> {
             })
             .map(|c| (c.to_string(), self.section.chains[c].1))
             .collect();
+        // In the order of the input, not of the hash set.
+        unreached.sort_by_key(|(_, line)| *line);
         for (c, line) in unreached {
             self.note(
                 NoteKind::Info,
@@ -1230,5 +1237,62 @@ mod tests {
     fn a_return_in_a_builtin_chain_is_its_policy() {
         let i = from_save("*filter\n:INPUT DROP [0:0]\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n-A INPUT -s 10.0.0.0/8 -j RETURN\n-A INPUT -j ACCEPT\nCOMMIT\n");
         assert_eq!(texts(&i), ["deny from 10.0.0.0/8", "allow from 0.0.0.0/0"]);
+    }
+
+    /// Found by the import_iptables fuzz target: the notes on chains that are
+    /// never reached came in the order of a hash set, so importing the same
+    /// input twice could give two different results. They follow the input.
+    #[test]
+    fn unreached_chains_are_noted_in_input_order() {
+        let mut text = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
+        let names: Vec<String> = (0..12).map(|i| format!("chain{i}")).collect();
+        for n in &names {
+            text.push_str(&format!(":{n} - [0:0]\n"));
+        }
+        for n in &names {
+            text.push_str(&format!("-A {n} -j DROP\n"));
+        }
+        text.push_str("COMMIT\n");
+        let noted: Vec<String> = from_save(&text)
+            .notes
+            .iter()
+            .filter(|n| n.message.contains("is not reached"))
+            .map(|n| n.message.split(' ').nth(1).unwrap().to_string())
+            .collect();
+        assert_eq!(noted, names);
+    }
+
+    /// Found by the import_iptables fuzz target: a chain without a policy
+    /// line (or with one portwall cannot express) is read as ACCEPT, and
+    /// the rule that keeps the families' policies apart named line 0 as its
+    /// origin. It names the chain's declaration, else the `*filter` line.
+    #[test]
+    fn an_assumed_policy_names_a_real_line() {
+        for (v4, line) in [
+            ("*filter\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n", 1),
+            (
+                "*filter\n:INPUT QUEUE [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n",
+                2,
+            ),
+        ] {
+            let v6 = "*filter\n:INPUT DROP [0:0]\nCOMMIT\n";
+            let i = from_saves(&[
+                ("iptables-save", v4, Some(Family::V4)),
+                ("ip6tables-save", v6, Some(Family::V6)),
+            ]);
+            assert_eq!(
+                texts(&i).last().map(String::as_str),
+                Some("allow from 0.0.0.0/0"),
+                "{v4}"
+            );
+            assert!(i.origins.iter().flatten().all(|o| o.line_no >= 1), "{v4}");
+            let policy_rule = i.origins.last().unwrap();
+            assert_eq!(policy_rule.len(), 1, "{v4}");
+            assert_eq!(
+                (policy_rule[0].source.as_str(), policy_rule[0].line_no),
+                ("iptables-save", line),
+                "{v4}"
+            );
+        }
     }
 }

@@ -6,17 +6,19 @@
 //! ```toml
 //! enabled = true
 //! logging = "on"
+//! rules = [
+//!     "allow 22/tcp from 203.0.113.0/24 comment 'office'",
+//!     "allow 80,443/tcp",
+//! ]
 //!
 //! [defaults]
 //! incoming = "deny"
 //! outgoing = "allow"
 //! routed = "deny"
-//!
-//! rules = [
-//!     "allow 22/tcp from 203.0.113.0/24 comment 'office'",
-//!     "allow 80,443/tcp",
-//! ]
 //! ```
+//!
+//! (`rules` comes before `[defaults]`: after it, TOML makes it a key of that
+//! table, which is refused.)
 //!
 //! Reading it validates every rule; one bad line rejects the whole file, naming the
 //! line, so an invalid rule is never applied. This module only converts text; the
@@ -183,17 +185,22 @@ fn parse_rules(lines: &[&str], services: &Services) -> Result<Vec<crate::Rule>, 
 /// the last), blank and comment lines allowed, and a `]` line. Returns the
 /// text without the array (for `toml` to read the rest) and the strings;
 /// `None` for any other layout, which `toml` then reads whole.
+///
+/// Only what TOML itself accepts is taken: lines are trimmed of TOML's
+/// whitespace (space, tab) and line ending only, a comment has no control
+/// character, and the text before `rules = [` must be a TOML document by
+/// itself, so that the line is not inside a multi-line string or array.
 fn split_plain_rules(text: &str) -> Option<(String, Vec<&str>)> {
     let mut offset = 0;
     let mut start = None;
     for line in text.split_inclusive('\n') {
-        let t = line.trim();
+        let t = toml_trim(line);
         if t.starts_with('[') {
             // A table header: `rules` would belong to that table.
             return None;
         }
         if let Some(rest) = t.strip_prefix("rules") {
-            if rest.trim_start().strip_prefix('=')?.trim() == "[" {
+            if toml_trim(rest.trim_start_matches([' ', '\t']).strip_prefix('=')?) == "[" {
                 start = Some((offset, offset + line.len()));
                 break;
             }
@@ -202,11 +209,14 @@ fn split_plain_rules(text: &str) -> Option<(String, Vec<&str>)> {
         offset += line.len();
     }
     let (array_start, mut at) = start?;
+    if toml::from_str::<toml::Table>(&text[..array_start]).is_err() {
+        return None;
+    }
     let mut lines = Vec::new();
     // Whether the last string had no comma after it, so only `]` may follow.
     let mut closed = false;
     for line in text[at..].split_inclusive('\n') {
-        let t = line.trim();
+        let t = toml_trim(line);
         at += line.len();
         if t == "]" {
             let mut rest = String::with_capacity(text.len() - (at - array_start));
@@ -214,14 +224,20 @@ fn split_plain_rules(text: &str) -> Option<(String, Vec<&str>)> {
             rest.push_str(&text[at..]);
             return Some((rest, lines));
         }
-        if t.is_empty() || t.starts_with('#') {
+        if t.is_empty() {
+            continue;
+        }
+        if let Some(comment) = t.strip_prefix('#') {
+            if comment.chars().any(|c| c.is_control() && c != '\t') {
+                return None;
+            }
             continue;
         }
         if closed {
             return None;
         }
         let (body, comma) = match t.strip_suffix(',') {
-            Some(b) => (b.trim_end(), true),
+            Some(b) => (b.trim_end_matches([' ', '\t']), true),
             None => (t, false),
         };
         let inner = body.strip_prefix('"')?.strip_suffix('"')?;
@@ -232,6 +248,17 @@ fn split_plain_rules(text: &str) -> Option<(String, Vec<&str>)> {
         closed = !comma;
     }
     None
+}
+
+/// A line without its line ending (`\n` or `\r\n`) and TOML's whitespace
+/// (space and tab) around it; other characters, even other Unicode spaces,
+/// are left for the caller to refuse.
+fn toml_trim(line: &str) -> &str {
+    let line = line
+        .strip_suffix("\r\n")
+        .or_else(|| line.strip_suffix('\n'))
+        .unwrap_or(line);
+    line.trim_matches([' ', '\t'])
 }
 
 /// Whether `s` is written as a TOML basic string as it is: printable ASCII
@@ -375,6 +402,49 @@ mod tests {
         // The ones the fast path takes are exactly those `toml` agrees on.
         assert!(split_plain_rules("rules = [\"allow 22/tcp\"]\n").is_none());
         assert!(split_plain_rules("rules = [\n  'allow 22/tcp',\n]\n").is_none());
+    }
+
+    /// Found by the rules_toml fuzz target: the fast path took texts that
+    /// TOML refuses (a control character in a comment inside the array,
+    /// Unicode spaces around its lines, `rules = [` inside an array or a
+    /// multi-line string), so `from_toml` accepted them. Now such a text
+    /// goes to `toml`, which refuses it, and what TOML accepts still reads
+    /// the same.
+    #[test]
+    fn the_fast_path_takes_only_what_toml_accepts() {
+        let services = Services::builtin();
+        for text in [
+            "rules = [\n #\"a\0llow 22/tcp\",\n]\n",
+            "rules = [\n # a\rb\n]\n",
+            "rules = [\n\u{3000}\"allow 22/tcp\",\n]\n",
+            "rules = [\n\"allow 22/tcp\"\u{a0},\n]\n",
+            "\u{2003}rules = [\n\"allow 22/tcp\",\n]\n",
+            "rules\u{3000}= [\n\"allow 22/tcp\",\n]\n",
+            "rules = [\n\"allow 22/tcp\",\n]\r",
+            "defaults = [\nrules = [\n\"allow 22/tcp\",\n]\n]\n",
+            "logging = \"\"\"\nrules = [\n\"allow 22/tcp\",\n]\n\"\"\"\n",
+        ] {
+            assert!(toml::from_str::<toml::Table>(text).is_err(), "{text:?}");
+            assert!(split_plain_rules(text).is_none(), "{text:?}");
+            assert!(
+                matches!(
+                    HostConfig::from_toml(text, &services),
+                    Err(ConfigError::Toml(_))
+                ),
+                "{text:?}"
+            );
+        }
+        let fine =
+            "enabled = true # yes\r\nrules = [\r\n\t# ssh\t\r\n  \"allow 22/tcp\" ,\r\n]\r\n";
+        assert_eq!(split_plain_rules(fine).unwrap().1, ["allow 22/tcp"]);
+        assert_eq!(
+            HostConfig::from_toml(fine, &services)
+                .unwrap()
+                .ruleset
+                .rules
+                .len(),
+            1
+        );
     }
 
     /// In a file read by the fast path, the rules keep their order across
