@@ -141,6 +141,12 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     cfg.wait = Duration::from_secs(a.wait);
     cfg.counters_every = Duration::from_secs(a.counters_every);
     cfg.backoff_max = Duration::from_secs(a.backoff_max.max(1));
+    // How the kernel is reached, chosen once here: netlink unless the kernel
+    // has none, or `PORTWALL_NFT_BACKEND=nft` (the `nft` binary).
+    cfg.engine.kernel = match std::env::var("PORTWALL_NFT_BACKEND").as_deref() {
+        Ok("nft") => netfilter::Kernel::NftBinary,
+        _ => netfilter::Kernel::detect_nftables(),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

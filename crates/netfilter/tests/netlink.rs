@@ -180,7 +180,7 @@ fn netlink_makes_the_table_nft_makes() {
     }
     // apply_atomically writes elements straight from the compiled keys.
     for (what, rs) in &cases[..4] {
-        b.run(|| netfilter::apply_atomically(rs, None, Default::default()))
+        b.run(|| netfilter::Kernel::Netlink.apply(rs, None, Default::default()))
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         nft_apply(&a, &compile(rs, TABLE).full_batch().to_string()).unwrap();
         let list = ["nft", "list", "table", "inet", TABLE];
@@ -258,7 +258,7 @@ fn a_refused_batch_names_the_object_and_changes_nothing() {
     }}});
     batch["nftables"].as_array_mut().unwrap().push(elem);
     let err = ns
-        .run(|| netfilter::netlink::apply_json(&batch))
+        .run(|| netfilter::Kernel::Netlink.apply_json(&batch))
         .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, netfilter::NftError::Rejected(_)), "{msg}");
@@ -307,8 +307,10 @@ fn a_refused_batch_names_the_object_and_changes_nothing() {
 #[test]
 fn what_netlink_cannot_say_goes_through_nft() {
     let ns = Netns::new();
-    ns.run(|| netfilter::nft::run_value(&compile(&Ruleset::default(), TABLE).full_batch()))
-        .unwrap();
+    ns.run(|| {
+        netfilter::Kernel::Netlink.apply_json(&compile(&Ruleset::default(), TABLE).full_batch())
+    })
+    .unwrap();
     // `meta skuid` is outside the netlink backend's subset: nft applies it.
     let batch = serde_json::json!({"nftables": [{"add": {"rule": {
         "family": "inet", "table": TABLE, "chain": "output",
@@ -319,7 +321,8 @@ fn what_netlink_cannot_say_goes_through_nft() {
         matches!(direct, Err(netfilter::netlink::Error::Unsupported(_))),
         "{direct:?}"
     );
-    ns.run(|| netfilter::nft::run_value(&batch)).unwrap();
+    ns.run(|| netfilter::Kernel::Netlink.apply_json(&batch))
+        .unwrap();
     assert!(ns
         .exec_ok(&["nft", "list", "chain", "inet", TABLE, "output"])
         .contains("meta skuid 0 accept"));
@@ -330,7 +333,7 @@ fn verifying_on_bytes_agrees_with_the_json_readback() {
     let ns = Netns::new();
     let rs = every_shape();
     let compiled = compile(&rs, TABLE);
-    ns.run(|| netfilter::apply_atomically(&rs, None, Default::default()))
+    ns.run(|| netfilter::Kernel::Netlink.apply(&rs, None, Default::default()))
         .unwrap();
     let json_diffs = |ns: &Netns| {
         let v = ns
@@ -424,7 +427,7 @@ fn a_large_set_reads_back_whole_right_after_it_is_applied() {
                 verify: true,
                 full_readback: true,
             };
-            ns.run(|| netfilter::apply_atomically(&rs, None, opts))
+            ns.run(|| netfilter::Kernel::Netlink.apply(&rs, None, opts))
                 .unwrap_or_else(|e| panic!("{e}"));
         } else {
             ns.run(|| netfilter::netlink::try_apply_compiled(&unsized_batch, &by_set))
@@ -466,7 +469,7 @@ fn counters_over_netlink_equal_the_json_readback() {
     rs.logging = shapes.logging;
     rs.defaults = shapes.defaults;
     pair.server
-        .run(|| netfilter::apply_atomically(&rs, None, Default::default()))
+        .run(|| netfilter::Kernel::Netlink.apply(&rs, None, Default::default()))
         .unwrap();
     let (v4, v6) = (pair.server_addr.v4.clone(), pair.server_addr.v6.clone());
     pair.client.run(|| {
@@ -489,11 +492,14 @@ fn counters_over_netlink_equal_the_json_readback() {
     });
     std::thread::sleep(std::time::Duration::from_millis(200));
     let (over_netlink, json, both) = pair.server.run(|| {
-        let c = netfilter::counters(&rs).unwrap().unwrap();
+        let c = netfilter::Kernel::Netlink.counters(&rs).unwrap().unwrap();
         let v = netfilter::netlink::list_table("inet", TABLE)
             .unwrap()
             .unwrap();
-        let both = netfilter::drift_and_counters(&rs).unwrap().unwrap();
+        let both = netfilter::Kernel::Netlink
+            .drift_and_counters(&rs)
+            .unwrap()
+            .unwrap();
         (c, netfilter::counters_from_json(&rs, &v), both)
     });
     assert_eq!(over_netlink, json);
@@ -540,7 +546,7 @@ fn large_sets_are_verified_by_sample_and_their_faults_found() {
         .clone();
     let ns = Netns::new();
     let report = ns
-        .run(|| netfilter::apply_atomically(&rs, None, netfilter::ApplyOptions::default()))
+        .run(|| netfilter::Kernel::Netlink.apply(&rs, None, netfilter::ApplyOptions::default()))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(report.verified && !report.every_element, "{report:?}");
     let check = || {
