@@ -141,7 +141,7 @@ impl Kernel {
     pub fn apply_json(self, batch: &Value) -> Result<(), NftError> {
         self.nftables_only("applying an nftables batch")?;
         if self == Kernel::Netlink {
-            match netlink::try_apply_json(batch) {
+            match crate::nft_json::try_apply_json(batch) {
                 Err(e) if e.fallback() == Some(Fallback::UntranslatedJson) => {
                     tracing::debug!(error = %e, "applying with the nft binary");
                 }

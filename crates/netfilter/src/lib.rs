@@ -30,6 +30,7 @@ pub mod iptables;
 pub mod kernel;
 pub mod netlink;
 pub mod nft;
+pub mod nft_json;
 pub mod readback;
 
 use compile::{compile, CompiledTable, Origin, TABLE};

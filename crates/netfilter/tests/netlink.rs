@@ -64,7 +64,7 @@ fn without_handles(v: &Value) -> Value {
 fn oracle(a: &Netns, b: &Netns, what: &str, batch: &Value, family: &str, table: &str) {
     let text = batch.to_string();
     nft_apply(a, &text).unwrap_or_else(|e| panic!("{what}: nft refused the batch: {e}"));
-    b.run(|| netfilter::netlink::apply_json(batch))
+    b.run(|| netfilter::nft_json::apply_json(batch))
         .unwrap_or_else(|e| panic!("{what}: netlink refused the batch: {e}"));
     let list = ["nft", "list", "table", family, table];
     assert_eq!(
@@ -81,7 +81,7 @@ fn oracle(a: &Netns, b: &Netns, what: &str, batch: &Value, family: &str, table: 
     );
     for (ns, j, side) in [(a, &ja, "nft"), (b, &jb, "netlink")] {
         let mine = ns
-            .run(|| netfilter::netlink::list_table(family, table))
+            .run(|| netfilter::nft_json::list_table(family, table))
             .unwrap()
             .expect("the table exists");
         assert_eq!(
@@ -234,7 +234,7 @@ fn a_refused_batch_names_the_object_and_changes_nothing() {
     let ns = Netns::new();
     let rs = ruleset(&["allow 22/tcp from 203.0.113.0/24", "deny from 198.51.100.7"]);
     let compiled = compile(&rs, TABLE);
-    ns.run(|| netfilter::netlink::apply_json(&compiled.full_batch()))
+    ns.run(|| netfilter::nft_json::apply_json(&compiled.full_batch()))
         .unwrap();
     let list = ["nft", "list", "table", "inet", TABLE];
     let before = ns.exec_ok(&list);
@@ -274,7 +274,9 @@ fn a_refused_batch_names_the_object_and_changes_nothing() {
     let bad = serde_json::json!({"nftables": [{"add": {"element": {
         "family": "inet", "table": TABLE, "name": "nope", "elem": ["192.0.2.1"]
     }}}]});
-    let err = ns.run(|| netfilter::netlink::apply_json(&bad)).unwrap_err();
+    let err = ns
+        .run(|| netfilter::nft_json::apply_json(&bad))
+        .unwrap_err();
     assert!(
         err.to_string().contains("set inet portwall nope")
             && err.to_string().contains("No such file or directory"),
@@ -285,7 +287,9 @@ fn a_refused_batch_names_the_object_and_changes_nothing() {
         "family": "inet", "table": TABLE, "chain": "input", "comment": "pw:test",
         "expr": [{"jump": {"target": "missing"}}]
     }}}]});
-    let err = ns.run(|| netfilter::netlink::apply_json(&bad)).unwrap_err();
+    let err = ns
+        .run(|| netfilter::nft_json::apply_json(&bad))
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("add rule inet portwall input (comment \"pw:test\")")
@@ -299,7 +303,9 @@ fn a_refused_batch_names_the_object_and_changes_nothing() {
         "elem": [{"concat": [{"prefix": {"addr": "192.0.2.0", "len": 24}}, "tcp", 22]},
                  {"concat": [{"prefix": {"addr": "192.0.2.0", "len": 25}}, "tcp", 22]}]
     }}}]});
-    let err = ns.run(|| netfilter::netlink::apply_json(&bad)).unwrap_err();
+    let err = ns
+        .run(|| netfilter::nft_json::apply_json(&bad))
+        .unwrap_err();
     assert!(err.to_string().contains("192.0.2.0/25 . tcp . 22"), "{err}");
     assert_eq!(before, ns.exec_ok(&list), "the previous table is in force");
 }
@@ -316,7 +322,7 @@ fn what_netlink_cannot_say_goes_through_nft() {
         "family": "inet", "table": TABLE, "chain": "output",
         "expr": [{"match": {"op": "==", "left": {"meta": {"key": "skuid"}}, "right": 0}}, {"accept": null}]
     }}}]});
-    let direct = ns.run(|| netfilter::netlink::try_apply_json(&batch));
+    let direct = ns.run(|| netfilter::nft_json::try_apply_json(&batch));
     assert!(
         matches!(direct, Err(netfilter::netlink::Error::Unsupported(_))),
         "{direct:?}"
@@ -337,7 +343,7 @@ fn verifying_on_bytes_agrees_with_the_json_readback() {
         .unwrap();
     let json_diffs = |ns: &Netns| {
         let v = ns
-            .run(|| netfilter::netlink::list_table("inet", TABLE))
+            .run(|| netfilter::nft_json::list_table("inet", TABLE))
             .unwrap()
             .unwrap();
         netfilter::readback::differences(
@@ -358,7 +364,7 @@ fn verifying_on_bytes_agrees_with_the_json_readback() {
         .iter()
         .find(|s| s.interval && s.elements.len() == 1)
         .expect("an interval set");
-    let elem = netfilter::netlink::decode::text(
+    let elem = netfilter::nft_json::decode::text(
         &serde_json::to_value(compile(&rs, TABLE).full_batch()).unwrap()["nftables"]
             .as_array()
             .unwrap()
@@ -436,7 +442,7 @@ fn a_large_set_reads_back_whole_right_after_it_is_applied() {
             assert!(!listing.contains("size "), "{listing}");
         }
         let v = ns
-            .run(|| netfilter::netlink::list_table("inet", TABLE))
+            .run(|| netfilter::nft_json::list_table("inet", TABLE))
             .unwrap()
             .unwrap();
         let diffs = netfilter::readback::differences(
@@ -493,7 +499,7 @@ fn counters_over_netlink_equal_the_json_readback() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let (over_netlink, json, both) = pair.server.run(|| {
         let c = netfilter::Kernel::Netlink.counters(&rs).unwrap().unwrap();
-        let v = netfilter::netlink::list_table("inet", TABLE)
+        let v = netfilter::nft_json::list_table("inet", TABLE)
             .unwrap()
             .unwrap();
         let both = netfilter::Kernel::Netlink

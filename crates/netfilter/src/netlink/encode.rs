@@ -1,7 +1,11 @@
-//! nft JSON commands → one nf_tables netlink batch, written the way nft 1.0.6
-//! writes them (same expressions, registers, dependencies, set flags and user
-//! data), so that the kernel holds exactly what `nft -j -f` would have made of
-//! the same JSON and `nft list` prints the same text.
+//! Typed nftables objects → one nf_tables netlink batch, written the way nft
+//! 1.0.6 writes them (same expressions, registers, dependencies, set flags and
+//! user data), so that the kernel holds exactly what `nft -f` would have made
+//! of the same table and `nft list` prints the same text. Attribute and
+//! expression numbers are the constants of linux/netfilter/nf_tables.h
+//! ([`super::types`]). [`Batch::typed`] takes the `nftables` crate's typed
+//! commands (the compiled tables' path: no JSON anywhere); nft's JSON as input
+//! is [`crate::nft_json`]'s, which writes through the same emitters.
 //!
 //! The attributes are written by hand into one buffer: a batch of 100k set
 //! elements is one pass over the elements with each nest's length patched when
@@ -15,7 +19,6 @@ use nftables::expr::{CTDir, Expression, MetaKey, NamedExpression, Payload};
 use nftables::schema::{NfCmd, NfListObject, NfObject, SetFlag, SetType, SetTypeValue};
 use nftables::stmt::{self, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
-use serde_json::Value;
 use std::collections::HashMap;
 
 /// A netlink message buffer.
@@ -133,7 +136,7 @@ pub struct Key {
     pub len: usize,
 }
 
-fn scalar_into(t: DataType, s: Scalar<'_>, out: &mut [u8]) -> Result<(), String> {
+pub(crate) fn scalar_into(t: DataType, s: Scalar<'_>, out: &mut [u8]) -> Result<(), String> {
     match (t, s) {
         (DataType::Ipv4Addr, Scalar::Str(x)) => {
             let a: std::net::Ipv4Addr = x
@@ -164,7 +167,12 @@ fn scalar_into(t: DataType, s: Scalar<'_>, out: &mut [u8]) -> Result<(), String>
 
 /// Host mask of a prefix over `len` bytes: sets `start` to the network and
 /// `end` to the last address.
-fn apply_prefix(bits: u32, len: usize, start: &mut [u8], end: &mut [u8]) -> Result<(), String> {
+pub(crate) fn apply_prefix(
+    bits: u32,
+    len: usize,
+    start: &mut [u8],
+    end: &mut [u8],
+) -> Result<(), String> {
     if bits as usize > len * 8 {
         return Err(format!("prefix length {bits} is too long"));
     }
@@ -177,54 +185,12 @@ fn apply_prefix(bits: u32, len: usize, start: &mut [u8], end: &mut [u8]) -> Resu
     Ok(())
 }
 
-fn json_scalar(t: DataType, v: &Value) -> Result<Option<Scalar<'_>>, String> {
-    Ok(match v {
-        Value::String(s) => Some(Scalar::Str(s)),
-        Value::Number(n) => {
-            Some(Scalar::Num(n.as_u64().ok_or_else(|| {
-                format!("'{n}' is not a valid {}", t.name())
-            })?))
-        }
-        _ => None,
-    })
-}
-
 fn typed_scalar<'e>(e: &'e Expression<'_>) -> Option<Scalar<'e>> {
     match e {
         Expression::String(s) => Some(Scalar::Str(s)),
         Expression::Number(n) => Some(Scalar::Num(*n as u64)),
         _ => None,
     }
-}
-
-/// One field of an element from nft JSON: a value, a prefix or a range.
-fn field_json(t: DataType, v: &Value, start: &mut [u8], end: &mut [u8]) -> Result<(), String> {
-    let scalar = |v| json_scalar(t, v);
-    if let Some(s) = scalar(v)? {
-        scalar_into(t, s, start)?;
-        end[..t.len()].copy_from_slice(&start[..t.len()]);
-        return Ok(());
-    }
-    if let Some(p) = v.get("prefix") {
-        let addr = scalar(&p["addr"])?.ok_or_else(|| format!("bad prefix {v}"))?;
-        scalar_into(t, addr, start)?;
-        let bits = p["len"]
-            .as_u64()
-            .ok_or_else(|| format!("bad prefix length in {v}"))? as u32;
-        return apply_prefix(bits, t.len(), start, end);
-    }
-    if let Some(r) = v.get("range").and_then(Value::as_array) {
-        if r.len() == 2 {
-            let a = scalar(&r[0])?.ok_or_else(|| format!("bad range {v}"))?;
-            let b = scalar(&r[1])?.ok_or_else(|| format!("bad range {v}"))?;
-            scalar_into(t, a, start)?;
-            return scalar_into(t, b, end);
-        }
-    }
-    if let Some(inner) = v.get("elem") {
-        return field_json(t, &inner["val"], start, end);
-    }
-    Err(format!("'{v}' is not a valid {} element", t.name()))
 }
 
 fn field_typed(
@@ -307,7 +273,8 @@ pub fn dims_key(set: &SetInfo, dims: &[Dim]) -> Result<Key, String> {
 /// Where element values come from.
 #[derive(Clone, Copy)]
 pub enum Elems<'a> {
-    Json(&'a [Value]),
+    /// Keys already laid out (nft's JSON, parsed by [`crate::nft_json`]).
+    Keys(&'a [Key]),
     Typed(&'a [Expression<'a>]),
     /// Compiled elements, written without any text in between.
     Dims(&'a [crate::compile::Element]),
@@ -316,7 +283,7 @@ pub enum Elems<'a> {
 impl Elems<'_> {
     fn len(&self) -> usize {
         match self {
-            Elems::Json(v) => v.len(),
+            Elems::Keys(v) => v.len(),
             Elems::Typed(v) => v.len(),
             Elems::Dims(v) => v.len(),
         }
@@ -328,8 +295,10 @@ impl Elems<'_> {
     }
 
     fn key(&self, i: usize, set: &SetInfo) -> Result<Key, String> {
-        if let Elems::Dims(v) = self {
-            return dims_key(set, &v[i].key);
+        match self {
+            Elems::Dims(v) => return dims_key(set, &v[i].key),
+            Elems::Keys(v) => return Ok(v[i].clone()),
+            Elems::Typed(_) => {}
         }
         let mut k = Key {
             start: [0; 64],
@@ -342,31 +311,6 @@ impl Elems<'_> {
         let mut off = 0;
         let concat = set.concat();
         match self {
-            Elems::Json(v) => {
-                let mut val = &v[i];
-                if let Some(inner) = val.get("elem") {
-                    val = &inner["val"];
-                }
-                let parts: Vec<&Value> = if concat {
-                    val.get("concat")
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().collect())
-                        .ok_or_else(|| format!("'{val}' is not a concatenation"))?
-                } else {
-                    vec![val]
-                };
-                if parts.len() != set.types.len() {
-                    return Err(format!(
-                        "'{val}' has {} fields, the set's key {}",
-                        parts.len(),
-                        set.types.len()
-                    ));
-                }
-                for (t, p) in set.types.iter().zip(parts) {
-                    field_json(*t, p, &mut k.start[off..], &mut k.end[off..])?;
-                    off += if concat { reg_space(t.len()) } else { t.len() };
-                }
-            }
             Elems::Typed(v) => {
                 let mut e = &v[i];
                 if let Expression::Named(NamedExpression::Elem(el)) = e {
@@ -385,7 +329,7 @@ impl Elems<'_> {
                     off += if concat { reg_space(t.len()) } else { t.len() };
                 }
             }
-            Elems::Dims(_) => unreachable!("handled above"),
+            Elems::Dims(_) | Elems::Keys(_) => unreachable!("handled above"),
         }
         Ok(k)
     }
@@ -468,50 +412,17 @@ impl Verb {
 
 /// A base chain's hook, type and policy.
 #[derive(Debug, Clone, Copy)]
-struct Hook<'a> {
-    hooknum: u32,
-    prio: i32,
-    ty: &'a str,
+pub(crate) struct Hook<'a> {
+    pub(crate) hooknum: u32,
+    pub(crate) prio: i32,
+    pub(crate) ty: &'a str,
     /// `NF_ACCEPT` or `NF_DROP`.
-    policy: Option<u32>,
-    dev: Option<&'a str>,
-}
-
-impl<'a> Hook<'a> {
-    fn from_json(hook: &str, v: &'a Value) -> Result<Hook<'a>, Error> {
-        let hooknum =
-            hook_number(hook).ok_or_else(|| Error::Invalid(format!("'{hook}' is not a hook")))?;
-        let prio: i32 = match v.get("prio") {
-            Some(Value::Number(n)) => n.as_i64().unwrap_or(0) as i32,
-            Some(Value::String(s)) => match s.as_str() {
-                "raw" => -300,
-                "mangle" => -150,
-                "dstnat" => -100,
-                "filter" => 0,
-                "security" => 50,
-                "srcnat" => 100,
-                other => return Err(Error::Unsupported(format!("chain priority '{other}'"))),
-            },
-            _ => 0,
-        };
-        let policy = match v.get("policy").and_then(Value::as_str) {
-            None => None,
-            Some("accept") => Some(NF_ACCEPT as u32),
-            Some("drop") => Some(NF_DROP as u32),
-            Some(other) => return Err(Error::Invalid(format!("'{other}' is not a policy"))),
-        };
-        Ok(Hook {
-            hooknum,
-            prio,
-            ty: v.get("type").and_then(Value::as_str).unwrap_or("filter"),
-            policy,
-            dev: v.get("dev").and_then(Value::as_str),
-        })
-    }
+    pub(crate) policy: Option<u32>,
+    pub(crate) dev: Option<&'a str>,
 }
 
 /// The `NFPROTO_*` number of a family.
-fn nf_family(f: NfFamily) -> u8 {
+pub(crate) fn nf_family(f: NfFamily) -> u8 {
     match f {
         NfFamily::INet => NFPROTO_INET,
         NfFamily::IP => NFPROTO_IPV4,
@@ -560,17 +471,6 @@ pub struct Batch<'r> {
 }
 
 const ELEMENT_CHUNK: usize = 60_000;
-
-fn str_of<'v>(v: &'v Value, key: &str, what: &str) -> Result<&'v str, Error> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::Unsupported(format!("{what} without '{key}': {v}")))
-}
-
-fn family_of(v: &Value, what: &str) -> Result<u8, Error> {
-    let f = str_of(v, "family", what)?;
-    family_number(f).ok_or_else(|| Error::Invalid(format!("'{f}' is not a family")))
-}
 
 impl<'r> Batch<'r> {
     pub fn new(first_seq: u32, resolver: &'r mut Resolver<'r>) -> Batch<'r> {
@@ -634,7 +534,12 @@ impl<'r> Batch<'r> {
         start
     }
 
-    fn set_info(&mut self, family: u8, table: &str, name: &str) -> Result<SetInfo, Error> {
+    pub(crate) fn set_info(
+        &mut self,
+        family: u8,
+        table: &str,
+        name: &str,
+    ) -> Result<SetInfo, Error> {
         let key = (family, table.to_string(), name.to_string());
         if let Some(s) = self.sets.get(&key) {
             return Ok(s.clone());
@@ -653,98 +558,6 @@ impl<'r> Batch<'r> {
     }
 
     // ---- commands -----------------------------------------------------------------
-
-    /// One command of an nft JSON batch (`{"add": {"table": {...}}}` and so on).
-    pub fn command(&mut self, obj: &Value) -> Result<(), Error> {
-        let Some(map) = obj.as_object() else {
-            return Err(Error::Unsupported(format!("not a command: {obj}")));
-        };
-        for (verb, body) in map {
-            if verb == "metainfo" {
-                continue;
-            }
-            match Verb::from_name(verb) {
-                Some(v) => {
-                    let Some(inner) = body.as_object() else {
-                        return Err(Error::Unsupported(format!("{verb} of {body}")));
-                    };
-                    for (kind, o) in inner {
-                        self.object(v, kind, o)?;
-                    }
-                }
-                // A bare object is an implicit add.
-                None => self.object(Verb::Add, verb, body)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// One object of an nft JSON command.
-    fn object(&mut self, verb: Verb, kind: &str, v: &Value) -> Result<(), Error> {
-        let family = family_of(v, kind)?;
-        let s = |key: &str| str_of(v, key, kind);
-        match (verb, kind) {
-            (_, "table") => self.table(verb, family, s("name")?),
-            (Verb::Add | Verb::Create, "chain") => {
-                let hook = match v.get("hook").and_then(Value::as_str) {
-                    None => None,
-                    Some(hook) => Some(Hook::from_json(hook, v)?),
-                };
-                self.chain(verb, family, s("table")?, s("name")?, hook);
-                Ok(())
-            }
-            (_, "chain") => self.table_object(verb, family, kind, s("table")?, s("name")?),
-            (Verb::Add | Verb::Create, "set") => {
-                let (set, size, counter) = Self::set_from_json(v)?;
-                let elems = v
-                    .get("elem")
-                    .and_then(Value::as_array)
-                    .map(|a| Elems::Json(a.as_slice()));
-                self.set(verb, family, s("table")?, set, size, counter, elems)
-            }
-            (_, "set") => self.table_object(verb, family, kind, s("table")?, s("name")?),
-            (Verb::Flush, "element") | (Verb::Insert, "element") => {
-                Err(Error::Unsupported(format!(
-                    "'{} {kind}' is not supported by the netlink backend",
-                    verb.as_str()
-                )))
-            }
-            (_, "element") => {
-                let elems = v
-                    .get("elem")
-                    .and_then(Value::as_array)
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                self.element_command(verb, family, s("table")?, s("name")?, Elems::Json(elems))
-            }
-            (Verb::Add | Verb::Create | Verb::Insert, "rule") => {
-                let stmts = v
-                    .get("expr")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| Error::Invalid(format!("rule without 'expr': {v}")))?;
-                let mut lin = Lin::new(family);
-                let table = s("table")?;
-                for st in stmts {
-                    lin.stmt(self, table, st)?;
-                }
-                let comment = v.get("comment").and_then(Value::as_str);
-                self.rule(verb, family, table, s("chain")?, comment, lin);
-                Ok(())
-            }
-            (Verb::Delete | Verb::Destroy, "rule") => {
-                let handle = v
-                    .get("handle")
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| Error::Invalid(format!("delete rule needs a handle: {v}")))?;
-                self.delete_rule(verb, family, s("table")?, s("chain")?, handle);
-                Ok(())
-            }
-            _ => Err(Error::Unsupported(format!(
-                "'{} {kind}' is not supported by the netlink backend",
-                verb.as_str()
-            ))),
-        }
-    }
 
     /// One command of a typed batch: the compiled tables' path, written
     /// without any JSON. With `set_counters`, every set it adds gets a
@@ -860,7 +673,7 @@ impl<'r> Batch<'r> {
     }
 
     /// Adds, creates or deletes a table; a flush deletes its rules.
-    fn table(&mut self, verb: Verb, family: u8, name: &str) -> Result<(), Error> {
+    pub(crate) fn table(&mut self, verb: Verb, family: u8, name: &str) -> Result<(), Error> {
         let fam = family_name(family);
         let what = format!("{} table {fam} {name}", verb.as_str());
         match verb {
@@ -899,7 +712,7 @@ impl<'r> Batch<'r> {
     }
 
     /// Deletes (or flushes) a chain or a set of a table.
-    fn table_object(
+    pub(crate) fn table_object(
         &mut self,
         verb: Verb,
         family: u8,
@@ -950,7 +763,14 @@ impl<'r> Batch<'r> {
     }
 
     /// Adds (or creates) a chain, a base chain when it has a hook.
-    fn chain(&mut self, verb: Verb, family: u8, table: &str, name: &str, hook: Option<Hook<'_>>) {
+    pub(crate) fn chain(
+        &mut self,
+        verb: Verb,
+        family: u8,
+        table: &str,
+        name: &str,
+        hook: Option<Hook<'_>>,
+    ) {
         let flags = NLM_F_CREATE | if verb == Verb::Create { NLM_F_EXCL } else { 0 };
         let at = self.msg(
             NFT_MSG_NEWCHAIN,
@@ -981,73 +801,9 @@ impl<'r> Batch<'r> {
         self.w.end_msg(at);
     }
 
-    /// The set's header from JSON (its `elem` are sent by the caller).
-    pub fn set_from_json(v: &Value) -> Result<(SetInfo, Option<u32>, bool), Error> {
-        let name = str_of(v, "name", "set")?;
-        let types: Vec<DataType> = match v.get("type") {
-            Some(Value::String(s)) => vec![DataType::from_name(s)
-                .ok_or_else(|| Error::Unsupported(format!("set type '{s}'")))?],
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|t| {
-                    t.as_str()
-                        .and_then(DataType::from_name)
-                        .ok_or_else(|| Error::Unsupported(format!("set type '{t}'")))
-                })
-                .collect::<Result<_, _>>()?,
-            _ => return Err(Error::Unsupported(format!("set without a type: {v}"))),
-        };
-        let mut flags = 0;
-        for f in v
-            .get("flags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            flags |= match f.as_str() {
-                Some("interval") => NFT_SET_INTERVAL,
-                Some("constant") => NFT_SET_CONSTANT,
-                Some(other) => return Err(Error::Unsupported(format!("set flag '{other}'"))),
-                None => 0,
-            };
-        }
-        if types.len() > 1 && flags & NFT_SET_INTERVAL != 0 {
-            flags |= NFT_SET_CONCAT;
-        }
-        for unsupported in ["timeout", "gc-interval", "policy", "comment", "map"] {
-            if v.get(unsupported).is_some_and(|x| !x.is_null()) {
-                return Err(Error::Unsupported(format!("set property '{unsupported}'")));
-            }
-        }
-        let mut counter = false;
-        for s in v
-            .get("stmt")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if s.get("counter").is_some() {
-                counter = true;
-            } else {
-                return Err(Error::Unsupported(format!("set statement {s}")));
-            }
-        }
-        let size = v.get("size").and_then(Value::as_u64).map(|s| s as u32);
-        Ok((
-            SetInfo {
-                name: name.to_string(),
-                types,
-                flags,
-                id: None,
-            },
-            size,
-            counter,
-        ))
-    }
-
     /// Adds (or creates) a set, then its elements.
     #[allow(clippy::too_many_arguments)]
-    fn set(
+    pub(crate) fn set(
         &mut self,
         verb: Verb,
         family: u8,
@@ -1072,7 +828,7 @@ impl<'r> Batch<'r> {
     }
 
     /// Adds, creates or deletes elements of a set of the batch or the kernel.
-    fn element_command(
+    pub(crate) fn element_command(
         &mut self,
         verb: Verb,
         family: u8,
@@ -1086,7 +842,14 @@ impl<'r> Batch<'r> {
     }
 
     /// Deletes the rule with `handle`.
-    fn delete_rule(&mut self, verb: Verb, family: u8, table: &str, chain: &str, handle: u64) {
+    pub(crate) fn delete_rule(
+        &mut self,
+        verb: Verb,
+        family: u8,
+        table: &str,
+        chain: &str,
+        handle: u64,
+    ) {
         let at = self.msg(
             NFT_MSG_DELRULE,
             0,
@@ -1106,7 +869,7 @@ impl<'r> Batch<'r> {
 
     /// Adds (appends, inserts or creates) a rule of `lin`'s expressions;
     /// the sets of its meters come first.
-    fn rule(
+    pub(crate) fn rule(
         &mut self,
         verb: Verb,
         family: u8,
@@ -1359,55 +1122,27 @@ impl<'r> Batch<'r> {
 
 /// What a left-hand expression loads.
 #[derive(Debug, Clone)]
-enum Load {
+pub(crate) enum Load {
     Meta(u32),
     Payload { base: u32, offset: u32 },
     Ct { key: u32, dir: Option<u8> },
 }
 
 #[derive(Debug, Clone)]
-struct Left {
-    load: Load,
-    dt: DataType,
-    len: usize,
+pub(crate) struct Left {
+    pub(crate) load: Load,
+    pub(crate) dt: DataType,
+    pub(crate) len: usize,
     /// Needs this network protocol (nfproto 2 or 10).
-    net: Option<u8>,
+    pub(crate) net: Option<u8>,
     /// Needs this transport protocol.
-    l4: Option<u8>,
+    pub(crate) l4: Option<u8>,
     /// Host byte order in registers.
-    host: bool,
-}
-
-fn left_of(v: &Value) -> Result<Left, Error> {
-    let unsupported = || Error::Unsupported(format!("expression {v}"));
-    fn str_at<'v>(o: &'v Value, k: &str) -> Option<&'v str> {
-        o.get(k).and_then(Value::as_str)
-    }
-    if let Some(m) = v.get("meta") {
-        let key = str_at(m, "key").ok_or_else(unsupported)?;
-        return meta_left(key).ok_or_else(unsupported);
-    }
-    if let Some(p) = v.get("payload") {
-        let (proto, field) = str_at(p, "protocol")
-            .zip(str_at(p, "field"))
-            .ok_or_else(unsupported)?;
-        return payload_left(proto, field).ok_or_else(unsupported);
-    }
-    if let Some(c) = v.get("ct") {
-        let dir = match c.get("dir").and_then(Value::as_str) {
-            None => None,
-            Some("original") => Some(IP_CT_DIR_ORIGINAL),
-            Some("reply") => Some(IP_CT_DIR_REPLY),
-            Some(_) => return Err(unsupported()),
-        };
-        let key = str_at(c, "key").ok_or_else(unsupported)?;
-        return ct_left(key, dir).ok_or_else(unsupported);
-    }
-    Err(unsupported())
+    pub(crate) host: bool,
 }
 
 /// `meta KEY`, for the keys portwall's tables use.
-fn meta_left(key: &str) -> Option<Left> {
+pub(crate) fn meta_left(key: &str) -> Option<Left> {
     let (k, dt, host) = match key {
         "iifname" => (NFT_META_IIFNAME, DataType::Ifname, true),
         "oifname" => (NFT_META_OIFNAME, DataType::Ifname, true),
@@ -1429,7 +1164,7 @@ fn meta_left(key: &str) -> Option<Left> {
 
 /// A header field (`ip saddr`, `th dport`, ...): where it lies and which
 /// protocols it needs.
-fn payload_left(proto: &str, field: &str) -> Option<Left> {
+pub(crate) fn payload_left(proto: &str, field: &str) -> Option<Left> {
     use DataType as T;
     const NH: u32 = NFT_PAYLOAD_NETWORK_HEADER;
     const TH: u32 = NFT_PAYLOAD_TRANSPORT_HEADER;
@@ -1462,7 +1197,7 @@ fn payload_left(proto: &str, field: &str) -> Option<Left> {
 }
 
 /// `ct [DIR] KEY`.
-fn ct_left(key: &str, dir: Option<u8>) -> Option<Left> {
+pub(crate) fn ct_left(key: &str, dir: Option<u8>) -> Option<Left> {
     let (k, dt, host) = match key {
         "state" => (NFT_CT_STATE, DataType::CtState, true),
         "mark" => (NFT_CT_MARK, DataType::Mark, true),
@@ -1497,7 +1232,7 @@ fn reg(unit: usize) -> u32 {
 }
 
 /// Linearizes one rule's statements.
-struct Lin {
+pub(crate) struct Lin {
     family: u8,
     w: Writer,
     /// The network protocol the rule has established (nfproto number).
@@ -1508,7 +1243,7 @@ struct Lin {
 }
 
 impl Lin {
-    fn new(family: u8) -> Lin {
+    pub(crate) fn new(family: u8) -> Lin {
         let net = match family {
             NFPROTO_IPV4 | NFPROTO_IPV6 => Some(family),
             _ => None,
@@ -1522,7 +1257,7 @@ impl Lin {
         }
     }
 
-    fn expr(&mut self, name: &str, f: impl FnOnce(&mut Writer)) {
+    pub(crate) fn expr(&mut self, name: &str, f: impl FnOnce(&mut Writer)) {
         let e = self.w.nest(NFTA_LIST_ELEM);
         self.w.put_str(NFTA_EXPR_NAME, name);
         let d = self.w.nest(NFTA_EXPR_DATA);
@@ -1547,7 +1282,7 @@ impl Lin {
     }
 
     /// The dependencies nft adds before an expression that needs a protocol.
-    fn deps(&mut self, l: &Left) -> Result<(), Error> {
+    pub(crate) fn deps(&mut self, l: &Left) -> Result<(), Error> {
         if let Some(net) = l.net {
             match self.net {
                 Some(n) if n == net => {}
@@ -1616,7 +1351,7 @@ impl Lin {
         }
     }
 
-    fn verdict(&mut self, code: i32, chain: Option<&str>) {
+    pub(crate) fn verdict(&mut self, code: i32, chain: Option<&str>) {
         self.expr("immediate", |w| {
             w.put_be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
             let d = w.nest(NFTA_IMMEDIATE_DATA);
@@ -1630,63 +1365,7 @@ impl Lin {
         });
     }
 
-    /// One statement of nft's JSON.
-    fn stmt(&mut self, b: &mut Batch<'_>, table: &str, s: &Value) -> Result<(), Error> {
-        let unsupported = || Error::Unsupported(format!("statement {s}"));
-        let Some(obj) = s.as_object() else {
-            return Err(unsupported());
-        };
-        let Some((name, body)) = obj.iter().next() else {
-            return Err(unsupported());
-        };
-        match name.as_str() {
-            "match" => self.matches(b, table, body),
-            "counter" => {
-                self.expr("counter", |_| {});
-                Ok(())
-            }
-            "accept" => {
-                self.verdict(NF_ACCEPT, None);
-                Ok(())
-            }
-            "drop" => {
-                self.verdict(NF_DROP, None);
-                Ok(())
-            }
-            "continue" => {
-                self.verdict(NFT_CONTINUE, None);
-                Ok(())
-            }
-            "return" => {
-                self.verdict(NFT_RETURN, None);
-                Ok(())
-            }
-            "jump" | "goto" => {
-                let target = body
-                    .get("target")
-                    .and_then(Value::as_str)
-                    .ok_or_else(unsupported)?;
-                let code = if name == "jump" { NFT_JUMP } else { NFT_GOTO };
-                self.verdict(code, Some(target));
-                Ok(())
-            }
-            "limit" => {
-                let spec = LimitSpec::from_json(body)?;
-                self.limit(spec);
-                Ok(())
-            }
-            "log" => self.log(body),
-            "reject" => {
-                let ty = body.get("type").and_then(Value::as_str);
-                let code = body.get("expr").and_then(Value::as_str);
-                self.reject(ty, code, &|| Error::Unsupported(format!("reject {body}")))
-            }
-            "meter" => self.meter(b, body),
-            _ => Err(unsupported()),
-        }
-    }
-
-    fn limit(&mut self, l: LimitSpec) {
+    pub(crate) fn limit(&mut self, l: LimitSpec) {
         self.expr("limit", |w| {
             w.put_be64(NFTA_LIMIT_RATE, l.rate);
             w.put_be64(NFTA_LIMIT_UNIT, l.unit);
@@ -1696,38 +1375,7 @@ impl Lin {
         });
     }
 
-    fn log(&mut self, l: &Value) -> Result<(), Error> {
-        let bad = || Error::Unsupported(format!("log {l}"));
-        let prefix = l.get("prefix").and_then(Value::as_str);
-        let level = match l.get("level").and_then(Value::as_str) {
-            None => None,
-            Some(s) => Some(LOG_LEVELS.iter().position(|x| *x == s).ok_or_else(bad)? as u32),
-        };
-        let mut flags = 0u32;
-        for f in l
-            .get("flags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            flags |= match f.as_str() {
-                Some("tcp sequence") => NF_LOG_TCPSEQ,
-                Some("tcp options") => NF_LOG_TCPOPT,
-                Some("ip options") => NF_LOG_IPOPT,
-                Some("skuid") => NF_LOG_UID,
-                Some("ether") => NF_LOG_MACDECODE,
-                Some("all") => NF_LOG_MASK,
-                _ => return Err(bad()),
-            };
-        }
-        if l.get("group").is_some() || l.get("snaplen").is_some() {
-            return Err(bad());
-        }
-        self.emit_log(prefix, level, flags);
-        Ok(())
-    }
-
-    fn emit_log(&mut self, prefix: Option<&str>, level: Option<u32>, flags: u32) {
+    pub(crate) fn emit_log(&mut self, prefix: Option<&str>, level: Option<u32>, flags: u32) {
         self.expr("log", |w| {
             if let Some(p) = prefix {
                 w.put_str(NFTA_LOG_PREFIX, p);
@@ -1743,7 +1391,7 @@ impl Lin {
 
     /// `reject` of type `ty` (`tcp reset`, `icmpx`) with the code named
     /// `code_name`.
-    fn reject(
+    pub(crate) fn reject(
         &mut self,
         ty: Option<&str>,
         code_name: Option<&str>,
@@ -1783,18 +1431,8 @@ impl Lin {
         Ok(())
     }
 
-    fn meter(&mut self, b: &mut Batch<'_>, m: &Value) -> Result<(), Error> {
-        let bad = || Error::Unsupported(format!("meter {m}"));
-        let name = m.get("name").and_then(Value::as_str).ok_or_else(bad)?;
-        let key = left_of(m.get("key").ok_or_else(bad)?)?;
-        let inner = m.get("stmt").ok_or_else(bad)?;
-        let limit = LimitSpec::from_json(inner.get("limit").ok_or_else(bad)?)?;
-        let size = m.get("size").and_then(Value::as_u64).unwrap_or(0xffff) as u32;
-        self.emit_meter(b, name, &key, limit, size)
-    }
-
     /// A meter: a dynamic set of the key's values, each with its own limit.
-    fn emit_meter(
+    pub(crate) fn emit_meter(
         &mut self,
         b: &mut Batch<'_>,
         name: &str,
@@ -1830,58 +1468,8 @@ impl Lin {
         Ok(())
     }
 
-    /// A match of nft's JSON.
-    fn matches(&mut self, b: &mut Batch<'_>, table: &str, m: &Value) -> Result<(), Error> {
-        let bad = || Error::Unsupported(format!("match {m}"));
-        let op = m.get("op").and_then(Value::as_str).unwrap_or("==");
-        let left = m.get("left").ok_or_else(bad)?;
-        let right = m.get("right").ok_or_else(bad)?;
-        // Set lookup.
-        if let Some(name) = right.as_str().and_then(|s| s.strip_prefix('@')) {
-            let fields: Vec<Left> = match left.get("concat").and_then(Value::as_array) {
-                Some(parts) => parts.iter().map(left_of).collect::<Result<_, _>>()?,
-                None => vec![left_of(left)?],
-            };
-            return self.lookup(b, table, name, &fields, op, &bad);
-        }
-        let l = left_of(left)?;
-        self.deps(&l)?;
-        // ct state and other flags: a list (or `in`) tests for any of the bits.
-        if l.dt == DataType::CtState && (op == "in" || (right.is_array() && op != "==")) {
-            let mask = l.dt.parse(right).map_err(Error::Invalid)?;
-            self.any_bit(&l, &mask, op);
-            return Ok(());
-        }
-        if let Some(r) = right.get("range").and_then(Value::as_array) {
-            if r.len() != 2 || l.host {
-                return Err(bad());
-            }
-            let lo = l.dt.parse(&r[0]).map_err(Error::Invalid)?;
-            let hi = l.dt.parse(&r[1]).map_err(Error::Invalid)?;
-            return self.range(&l, &lo, &hi, op, &bad);
-        }
-        if let Some(p) = right.get("prefix") {
-            if !l.dt.prefixes() {
-                return Err(bad());
-            }
-            let mut start = [0u8; 64];
-            let mut end = [0u8; 64];
-            field_json(l.dt, right, &mut start, &mut end).map_err(Error::Invalid)?;
-            let bits = p.get("len").and_then(Value::as_u64).ok_or_else(bad)? as usize;
-            return self.prefix(&l, &start, bits, op, &bad);
-        }
-        if right.is_array() && l.dt != DataType::CtState {
-            return Err(Error::Unsupported(format!("anonymous set in {m}")));
-        }
-        if l.dt == DataType::Ifname && right.as_str().is_some_and(|s| s.ends_with('*')) {
-            return Err(Error::Unsupported(format!("interface wildcard in {m}")));
-        }
-        let data = l.dt.parse(right).map_err(Error::Invalid)?;
-        self.compare(&l, &data, op, &bad)
-    }
-
     /// A lookup of `fields` in the set `name`.
-    fn lookup(
+    pub(crate) fn lookup(
         &mut self,
         b: &mut Batch<'_>,
         table: &str,
@@ -1940,7 +1528,7 @@ impl Lin {
     }
 
     /// Whether any bit of `mask` is set (`ct state established,related`).
-    fn any_bit(&mut self, l: &Left, mask: &[u8], op: &str) {
+    pub(crate) fn any_bit(&mut self, l: &Left, mask: &[u8], op: &str) {
         self.load(l, NFT_REG_1);
         self.expr("bitwise", |w| {
             w.put_be32(NFTA_BITWISE_SREG, NFT_REG_1);
@@ -1954,7 +1542,7 @@ impl Lin {
     }
 
     /// `lo..=hi` (or not).
-    fn range(
+    pub(crate) fn range(
         &mut self,
         l: &Left,
         lo: &[u8],
@@ -1984,7 +1572,7 @@ impl Lin {
 
     /// Within the prefix `start/bits`: nft loads only the prefix's bytes
     /// when it ends on a byte, else the whole field and a mask.
-    fn prefix(
+    pub(crate) fn prefix(
         &mut self,
         l: &Left,
         start: &[u8],
@@ -2025,7 +1613,7 @@ impl Lin {
 
     /// `LEFT OP data`; an equality on `meta l4proto` or `meta nfproto`
     /// establishes that protocol for what follows in the rule.
-    fn compare(
+    pub(crate) fn compare(
         &mut self,
         l: &Left,
         data: &[u8],
@@ -2214,16 +1802,16 @@ impl Lin {
 
 /// A `limit` statement's values.
 #[derive(Debug, Clone, Copy)]
-struct LimitSpec {
-    rate: u64,
+pub(crate) struct LimitSpec {
+    pub(crate) rate: u64,
     /// Seconds per unit of the rate.
-    unit: u64,
-    burst: u32,
-    inv: bool,
+    pub(crate) unit: u64,
+    pub(crate) burst: u32,
+    pub(crate) inv: bool,
 }
 
 /// Seconds of a rate's unit as nft names it.
-fn seconds_per(per: &str) -> Option<u64> {
+pub(crate) fn seconds_per(per: &str) -> Option<u64> {
     Some(match per {
         "second" => 1,
         "minute" => 60,
@@ -2235,22 +1823,6 @@ fn seconds_per(per: &str) -> Option<u64> {
 }
 
 impl LimitSpec {
-    fn from_json(l: &Value) -> Result<LimitSpec, Error> {
-        let bad = || Error::Unsupported(format!("limit {l}"));
-        let rate = l.get("rate").and_then(Value::as_u64).ok_or_else(bad)?;
-        let unit = seconds_per(l.get("per").and_then(Value::as_str).unwrap_or("second"))
-            .ok_or_else(bad)?;
-        if l.get("rate_unit").is_some_and(|u| u != "packets") {
-            return Err(bad());
-        }
-        Ok(LimitSpec {
-            rate,
-            unit,
-            burst: l.get("burst").and_then(Value::as_u64).unwrap_or(5) as u32,
-            inv: l.get("inv").and_then(Value::as_bool).unwrap_or(false),
-        })
-    }
-
     fn typed(l: &stmt::Limit<'_>) -> Result<LimitSpec, Error> {
         let bad = || Error::Unsupported(format!("limit {l:?}"));
         let unit = seconds_per(l.per.as_deref().unwrap_or("second")).ok_or_else(bad)?;
@@ -2267,7 +1839,7 @@ impl LimitSpec {
 }
 
 /// The log levels in the kernel's order (`NFTA_LOG_LEVEL`).
-const LOG_LEVELS: [&str; 9] = [
+pub(crate) const LOG_LEVELS: [&str; 9] = [
     "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit",
 ];
 

@@ -7,30 +7,30 @@
 //! 10 ms) leave no room for either. The kernel's side of both is fast: one
 //! netlink batch in, a few netlink dumps out.
 //!
-//! **Design.**
+//! **Design.** Typed from end to end: no text between the compiled table
+//! and the kernel's bytes, either way.
 //!
-//! - [`apply_json`] translates the nft JSON commands portwall emits (tables,
-//!   base and regular chains, named sets with concatenated and interval keys and
-//!   a `counter` statement, elements, rules with meta/payload/ct matches,
-//!   lookups, counters, verdicts, limit, log, reject and meters) into nf_tables
-//!   messages, all in ONE batch (`NFNL_MSG_BATCH_BEGIN` … `END`) with
-//!   `NLM_F_ACK` on each message: the kernel commits all of it or none of it.
-//!   Every message is what nft 1.0.6 sends for the same JSON (expressions,
-//!   registers, the dependencies nft adds such as `meta nfproto ipv4` before
-//!   `ip saddr`, set flags, key types and the user data nft reads back), so the
-//!   kernel ends up holding exactly what `nft -j -f` would have made, and `nft
-//!   list` prints the same text. ([`encode`])
+//! - [`try_apply_typed`] / [`try_apply_compiled`] write the `nftables`
+//!   crate's typed commands (tables, base and regular chains, named sets with
+//!   concatenated and interval keys and a `counter` statement, elements, rules
+//!   with meta/payload/ct matches, lookups, counters, verdicts, limit, log,
+//!   reject and meters) as nf_tables messages ([`encode`]), all in ONE batch
+//!   (`NFNL_MSG_BATCH_BEGIN` … `END`) with `NLM_F_ACK` on each message: the
+//!   kernel commits all of it or none of it. Every message is what nft 1.0.6
+//!   sends for the same table (expressions, registers, the dependencies nft
+//!   adds such as `meta nfproto ipv4` before `ip saddr`, set flags, key types
+//!   and the user data nft reads back), so `nft list` prints the same text.
+//!   A compiled table's 100k elements are written straight from their keys.
 //! - An error acknowledgement is mapped back to the message it answers; with the
 //!   extended ack the kernel also names the attribute, so the error names the
 //!   object and, for elements, the element (`add element inet portwall in_2 {
 //!   10.0.0.0/8 . tcp . 22 }: File exists`).
-//! - [`list_table`] dumps the table, its sets and their elements, its chains
-//!   and its rules, and prints them as `nft -j list table` does ([`decode`]), so
-//!   the readers of that JSON (`readback`, the edge) work unchanged.
-//! - JSON outside that subset is [`Error::Unsupported`]:
-//!   [`crate::Kernel::apply_json`] then runs the `nft` binary instead.
-//! - [`apply_typed`] takes the typed batch of the `nftables` crate directly, so
-//!   that 100k elements are written to netlink without building a JSON tree.
+//! - Reading back: [`verify`] compares the kernel's element bytes with the
+//!   compiled ones, [`counters`] matches counters on those bytes, and
+//!   [`read`] decodes a table into the typed [`crate::readback::KernelTable`]
+//!   (the edge's read-back, and any table through [`crate::Kernel::read_table`]).
+//! - nft's JSON, where it is the interface (JSON given as input, the listing
+//!   the oracle tests compare with `nft -j`), is [`crate::nft_json`]'s.
 //!
 //! Every call opens its own socket on the calling thread: a netlink socket
 //! belongs to the network namespace of the thread that opens it.
@@ -45,7 +45,6 @@ pub mod verify;
 
 use encode::{Batch, SetInfo};
 use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
-use serde_json::Value;
 use socket::NfSocket;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -144,7 +143,7 @@ pub(crate) fn next_seq_advance(n: u32) {
     SEQ.fetch_add(n, Ordering::Relaxed);
 }
 
-fn open() -> Result<NfSocket, Error> {
+pub(crate) fn open() -> Result<NfSocket, Error> {
     NfSocket::open().map_err(|e| match e.raw_os_error() {
         Some(EPROTONOSUPPORT | EAFNOSUPPORT) => Error::NoNfTables(e),
         Some(EPERM | EACCES) => Error::NotPermitted(e),
@@ -159,7 +158,9 @@ pub fn probe() -> Result<(), Error> {
 }
 
 /// Writes a batch with `fill`, sends it, and maps a refusal to the object.
-fn apply_with(fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>) -> Result<(), Error> {
+pub(crate) fn apply_with(
+    fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>,
+) -> Result<(), Error> {
     let mut sock = tracing::debug_span!("open socket").in_scope(open)?;
     let encode = tracing::debug_span!("encode batch").entered();
     let (buf, msgs, first) = {
@@ -184,10 +185,6 @@ fn apply_with(fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>) -> Result<
     drop(encode);
     if msgs.is_empty() {
         return Ok(());
-    }
-    // A debugging aid: the raw batch, to compare with what nft sends.
-    if let Some(path) = std::env::var_os("PORTWALL_NETLINK_DUMP") {
-        let _ = std::fs::write(path, &buf);
     }
     let nacks = tracing::debug_span!("kernel batch", messages = msgs.len(), bytes = buf.len())
         .in_scope(|| sock.send_batch(&buf, msgs.len() as u32, first))
@@ -223,26 +220,6 @@ fn apply_with(fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>) -> Result<
         what,
         detail,
     })
-}
-
-/// Applies an nft JSON batch (`{"nftables": [...]}`) in one transaction.
-pub fn try_apply_json(batch: &Value) -> Result<(), Error> {
-    let cmds = batch
-        .get("nftables")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::Invalid("the batch has no 'nftables' array".into()))?;
-    apply_with(|b| {
-        for c in cmds {
-            b.command(c)?;
-        }
-        Ok(())
-    })
-}
-
-/// [`try_apply_json`]; [`crate::Kernel::apply_json`] is the entry point that
-/// falls back to the `nft` binary.
-pub fn apply_json(batch: &Value) -> Result<(), Error> {
-    try_apply_json(batch)
 }
 
 /// Applies a typed batch in one transaction. With `set_counters`, every set it
@@ -303,20 +280,6 @@ pub fn try_delete_table(family: &str, name: &str) -> Result<(), Error> {
         .into(),
     };
     try_apply_typed(&batch, false)
-}
-
-/// `nft -j list table FAMILY NAME` through netlink: the same JSON, or `None`
-/// when the table does not exist.
-pub fn try_list_table(family: &str, name: &str) -> Result<Option<Value>, Error> {
-    let fam = family_number(family)
-        .ok_or_else(|| Error::Invalid(format!("'{family}' is not a family")))?;
-    let mut sock = open()?;
-    decode::list_table(&mut sock, fam, name)
-}
-
-/// [`try_list_table`].
-pub fn list_table(family: &str, name: &str) -> Result<Option<Value>, Error> {
-    try_list_table(family, name)
 }
 
 /// The table decoded into typed values ([`crate::readback::KernelTable`]);

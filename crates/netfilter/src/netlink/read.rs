@@ -4,8 +4,8 @@
 //! between.
 
 use super::decode::{
-    counter_of, cstr, dump, get, interval_ranges, name_z, set_elements, table_names, table_sets,
-    CountedRange, KSet,
+    counter_of, cstr, dump, get, interval_ranges, name_z, prefix_len, set_elements, table_names,
+    table_sets, CountedRange, KSet,
 };
 use super::socket::{attrs, NfSocket};
 use super::types::*;
@@ -14,22 +14,6 @@ use crate::readback::{KernelChain, KernelElement, KernelRule, KernelTable, KeyPa
 use ipnet::IpNet;
 use model::PortRange;
 use std::net::{Ipv4Addr, Ipv6Addr};
-
-/// The prefix length when `start..=end` is exactly one prefix (the whole
-/// length when they are equal).
-fn prefix_len(start: &[u8], end: &[u8]) -> Option<u8> {
-    let bits = start.len() * 8;
-    let bit = |v: &[u8], i: usize| (v[i / 8] >> (7 - i % 8)) & 1;
-    // Host bits, counted from the end: 0 in `start`, 1 in `end`.
-    let host = (0..bits)
-        .rev()
-        .take_while(|&i| bit(start, i) == 0 && bit(end, i) == 1)
-        .count();
-    let len = bits - host;
-    (0..len)
-        .all(|i| bit(start, i) == bit(end, i))
-        .then_some(len as u8)
-}
 
 /// One field `start..=end` of type `t` as a typed part; `None` for a type
 /// portwall's sets do not have, or a range that is not one.

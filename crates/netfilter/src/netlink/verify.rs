@@ -431,17 +431,9 @@ pub fn verify_delta(batch: &Nftables<'_>) -> Result<Vec<String>, Error> {
         let (present, e) = match obj {
             NfObject::CmdObject(NfCmd::Add(NfListObject::Element(e))) => (true, e),
             NfObject::CmdObject(NfCmd::Delete(NfListObject::Element(e))) => (false, e),
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "verifying {}",
-                    serde_json::to_string(other).unwrap_or_default()
-                )))
-            }
+            other => return Err(Error::Unsupported(format!("verifying {other:?}"))),
         };
-        let family = serde_json::to_value(e.family)
-            .ok()
-            .and_then(|v| v.as_str().and_then(family_number))
-            .ok_or_else(|| Error::Invalid("bad family".into()))?;
+        let family = super::encode::nf_family(e.family);
         let key = (family, e.table.to_string(), e.name.to_string());
         if !sets.contains_key(&key) {
             let found = decode::table_sets(&mut sock, family, &e.table)?;
