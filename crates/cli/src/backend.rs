@@ -27,7 +27,13 @@ impl Filter {
         }
         let nft_binary = std::env::var("PORTWALL_NFT_BACKEND").is_ok_and(|v| v == "nft");
         let kernel = match global.backend.as_str() {
-            "auto" if nft_binary => Kernel::NftBinary,
+            "auto" if nft_binary => {
+                if netfilter::nft::works() || !netfilter::iptables::available() {
+                    Kernel::NftBinary
+                } else {
+                    Kernel::Iptables
+                }
+            }
             "auto" => Kernel::detect(),
             other => match other.parse::<Backend>().map_err(crate::exit::usage)? {
                 Backend::Iptables => Kernel::Iptables,
