@@ -98,6 +98,19 @@ pub fn read_table(
         let elements = ranges.iter().map(|r| element(&set, r)).collect();
         table.sets.insert(set.name, elements);
     }
+    table.chains = chains(sock, family, name)?;
+    Ok(Some(table))
+}
+
+/// The chains of the table `name`, in the kernel's order, each with its rules
+/// (their comments and counters) in order.
+pub(crate) fn chains(
+    sock: &mut NfSocket,
+    family: u8,
+    name: &str,
+) -> Result<Vec<KernelChain>, Error> {
+    let tz = name_z(name);
+    let mut chains = Vec::new();
     for r in dump(sock, NFT_MSG_GETCHAIN, family, &[])? {
         let Some(p) = r.payload.get(4..) else {
             continue;
@@ -111,7 +124,7 @@ pub fn read_table(
         let number = |ha: &[(u16, &[u8])], t| {
             get(ha, t).map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
         };
-        table.chains.push(KernelChain {
+        chains.push(KernelChain {
             name: get(&a, NFTA_CHAIN_NAME).map(cstr).unwrap_or_default(),
             hook: hook.and_then(|ha| {
                 number(ha, NFTA_HOOK_HOOKNUM).map(|n| hook_name(family, n).to_string())
@@ -139,11 +152,11 @@ pub fn read_table(
             packets,
             bytes,
         };
-        if let Some(c) = table.chains.iter_mut().find(|c| c.name == chain) {
+        if let Some(c) = chains.iter_mut().find(|c| c.name == chain) {
             c.rules.push(rule);
         }
     }
-    Ok(Some(table))
+    Ok(chains)
 }
 
 /// The comment in a rule's user data (`NFTNL_UDATA_RULE_COMMENT`, type 0).
