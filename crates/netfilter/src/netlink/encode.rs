@@ -370,9 +370,6 @@ fn successor(v: &[u8]) -> Option<Vec<u8>> {
 /// Sets of the batch and of the kernel, by (family, table, name).
 pub type SetKey = (u8, String, String);
 
-/// Resolves a set that the batch does not create (a kernel lookup).
-pub type Resolver<'a> = dyn FnMut(u8, &str, &str) -> Result<Option<SetInfo>, Error> + 'a;
-
 /// What a command does to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -459,21 +456,74 @@ fn data_type_of(t: SetType) -> Option<DataType> {
     })
 }
 
+/// The tables whose sets a typed batch uses without creating them: element
+/// commands and lookups in sets the batch does not add before.
+pub(crate) fn tables_used(batch: &nftables::schema::Nftables<'_>) -> Vec<(u8, String)> {
+    let mut created: std::collections::HashSet<(u8, &str, &str)> = Default::default();
+    let mut out = Vec::new();
+    let mut need = |family: u8, table: &str| {
+        if !out
+            .iter()
+            .any(|(f, t): &(u8, String)| *f == family && t == table)
+        {
+            out.push((family, table.to_string()));
+        }
+    };
+    for obj in batch.objects.iter() {
+        let o = match obj {
+            NfObject::CmdObject(
+                NfCmd::Add(o) | NfCmd::Create(o) | NfCmd::Insert(o) | NfCmd::Delete(o),
+            )
+            | NfObject::ListObject(o) => o,
+            _ => continue,
+        };
+        match o {
+            NfListObject::Set(s) => {
+                created.insert((nf_family(s.family), &s.table, &s.name));
+            }
+            NfListObject::Element(e) => {
+                let family = nf_family(e.family);
+                if !created.contains(&(family, &*e.table, &*e.name)) {
+                    need(family, &e.table);
+                }
+            }
+            NfListObject::Rule(r) => {
+                let family = nf_family(r.family);
+                let looks_up = |s: &Statement<'_>| match s {
+                    Statement::Match(m) => match &m.right {
+                        Expression::String(v) => v
+                            .strip_prefix('@')
+                            .is_some_and(|set| !created.contains(&(family, &*r.table, set))),
+                        _ => false,
+                    },
+                    _ => false,
+                };
+                if r.expr.iter().any(looks_up) {
+                    need(family, &r.table);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The batch being written.
-pub struct Batch<'r> {
+pub struct Batch {
     pub w: Writer,
     pub msgs: Vec<Msg>,
     pub begin_seq: u32,
     next_seq: u32,
     sets: HashMap<SetKey, SetInfo>,
     next_set_id: u32,
-    resolver: &'r mut Resolver<'r>,
+    /// The kernel's sets the batch uses, read before it is encoded.
+    kernel_sets: super::KernelSets,
 }
 
 const ELEMENT_CHUNK: usize = 60_000;
 
-impl<'r> Batch<'r> {
-    pub fn new(first_seq: u32, resolver: &'r mut Resolver<'r>) -> Batch<'r> {
+impl Batch {
+    pub fn new(first_seq: u32, kernel_sets: super::KernelSets) -> Batch {
         let mut w = Writer::default();
         let b = w.begin_msg(
             NFNL_MSG_BATCH_BEGIN,
@@ -490,7 +540,7 @@ impl<'r> Batch<'r> {
             next_seq: first_seq + 1,
             sets: HashMap::new(),
             next_set_id: 1,
-            resolver,
+            kernel_sets,
         }
     }
 
@@ -544,7 +594,12 @@ impl<'r> Batch<'r> {
         if let Some(s) = self.sets.get(&key) {
             return Ok(s.clone());
         }
-        match (self.resolver)(family, table, name)? {
+        let known = self
+            .kernel_sets
+            .get(&(family, table.to_string()))
+            .and_then(|sets| sets.iter().find(|s| s.name == name))
+            .cloned();
+        match known {
             Some(s) => {
                 self.sets.insert(key, s.clone());
                 Ok(s)
@@ -1434,7 +1489,7 @@ impl Lin {
     /// A meter: a dynamic set of the key's values, each with its own limit.
     pub(crate) fn emit_meter(
         &mut self,
-        b: &mut Batch<'_>,
+        b: &mut Batch,
         name: &str,
         key: &Left,
         limit: LimitSpec,
@@ -1471,7 +1526,7 @@ impl Lin {
     /// A lookup of `fields` in the set `name`.
     pub(crate) fn lookup(
         &mut self,
-        b: &mut Batch<'_>,
+        b: &mut Batch,
         table: &str,
         name: &str,
         fields: &[Left],
@@ -1650,12 +1705,7 @@ impl Lin {
     // ---- typed statements: the compiled tables' path, no JSON in between ----------
 
     /// One typed statement.
-    fn statement(
-        &mut self,
-        b: &mut Batch<'_>,
-        table: &str,
-        s: &Statement<'_>,
-    ) -> Result<(), Error> {
+    fn statement(&mut self, b: &mut Batch, table: &str, s: &Statement<'_>) -> Result<(), Error> {
         let unsupported = || Error::Unsupported(format!("statement {s:?}"));
         match s {
             Statement::Match(m) => self.match_typed(b, table, m),
@@ -1734,7 +1784,7 @@ impl Lin {
     /// A typed match.
     fn match_typed(
         &mut self,
-        b: &mut Batch<'_>,
+        b: &mut Batch,
         table: &str,
         m: &stmt::Match<'_>,
     ) -> Result<(), Error> {

@@ -157,26 +157,41 @@ pub fn probe() -> Result<(), Error> {
     try_list_table_names("inet").map(drop)
 }
 
+/// The sets of the kernel's tables a batch uses without creating them
+/// (elements added to an existing set, lookups in one), by (family, table):
+/// read before the batch is encoded, so that encoding never waits on the
+/// kernel.
+pub(crate) type KernelSets = HashMap<(u8, String), Vec<SetInfo>>;
+
+/// Reads the sets of `tables` (those that do not exist have none).
+fn read_sets(
+    sock: &mut NfSocket,
+    tables: impl IntoIterator<Item = (u8, String)>,
+) -> Result<KernelSets, Error> {
+    let mut out = KernelSets::new();
+    for (family, table) in tables {
+        if !out.contains_key(&(family, table.clone())) {
+            let sets = decode::table_sets(sock, family, &table)?;
+            out.insert((family, table), sets.iter().map(|s| s.info()).collect());
+        }
+    }
+    Ok(out)
+}
+
 /// Writes a batch with `fill`, sends it, and maps a refusal to the object.
+/// `tables`: the tables whose sets the batch uses without creating them.
 pub(crate) fn apply_with(
-    fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>,
+    tables: impl IntoIterator<Item = (u8, String)>,
+    fill: impl FnOnce(&mut Batch) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let mut sock = tracing::debug_span!("open socket").in_scope(open)?;
+    let kernel_sets =
+        tracing::debug_span!("kernel sets").in_scope(|| read_sets(&mut sock, tables))?;
     let encode = tracing::debug_span!("encode batch").entered();
     let (buf, msgs, first) = {
-        let mut cache: HashMap<(u8, String), Vec<SetInfo>> = HashMap::new();
-        let sock_ref = &mut sock;
-        let mut resolver = move |family: u8, table: &str, name: &str| {
-            let key = (family, table.to_string());
-            if !cache.contains_key(&key) {
-                let sets = decode::table_sets(sock_ref, family, table)?;
-                cache.insert(key.clone(), sets.iter().map(|s| s.info()).collect());
-            }
-            Ok(cache[&key].iter().find(|s| s.name == name).cloned())
-        };
         // Reserve the batch's sequence numbers.
         let first_seq = next_seq();
-        let mut batch = Batch::new(first_seq, &mut resolver);
+        let mut batch = Batch::new(first_seq, kernel_sets);
         fill(&mut batch)?;
         let (buf, msgs, first) = batch.finish();
         SEQ.fetch_add(msgs.len() as u32 + 2, Ordering::Relaxed);
@@ -244,7 +259,7 @@ fn apply_typed_with(
     set_counters: bool,
     compiled: Option<&HashMap<&str, &[crate::compile::Element]>>,
 ) -> Result<(), Error> {
-    apply_with(|b| {
+    apply_with(encode::tables_used(batch), |b| {
         for obj in batch.objects.iter() {
             b.typed(obj, set_counters, compiled)?;
         }

@@ -54,6 +54,38 @@ fn field_json(t: DataType, v: &Value, start: &mut [u8], end: &mut [u8]) -> Resul
     Err(format!("'{v}' is not a valid {} element", t.name()))
 }
 
+/// The tables whose sets a JSON batch may use without creating them: every
+/// table an element or a rule command names (read before encoding).
+pub(crate) fn tables_named(cmds: &[Value]) -> Vec<(u8, String)> {
+    let mut out: Vec<(u8, String)> = Vec::new();
+    let mut need = |v: &Value| {
+        let named = v
+            .get("family")
+            .and_then(Value::as_str)
+            .and_then(family_number)
+            .zip(v.get("table").and_then(Value::as_str));
+        if let Some((family, table)) = named {
+            if !out.iter().any(|(f, t)| *f == family && t == table) {
+                out.push((family, table.to_string()));
+            }
+        }
+    };
+    for (key, body) in cmds.iter().filter_map(Value::as_object).flatten() {
+        // `{"add": {"element": {...}}}`, or a bare `{"element": {...}}`.
+        match key.as_str() {
+            "element" | "rule" => need(body),
+            _ => {
+                for (kind, v) in body.as_object().into_iter().flatten() {
+                    if kind == "element" || kind == "rule" {
+                        need(v);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The keys of a set's elements as nft's JSON gives them, laid out as the
 /// kernel holds them.
 fn json_keys(set: &SetInfo, elems: &[Value]) -> Result<Vec<Key>, Error> {
@@ -160,7 +192,7 @@ fn limit_from_json(l: &Value) -> Result<LimitSpec, Error> {
     })
 }
 
-impl Batch<'_> {
+impl Batch {
     /// One command of an nft JSON batch (`{"add": {"table": {...}}}` and so on).
     pub(crate) fn command(&mut self, obj: &Value) -> Result<(), Error> {
         let Some(map) = obj.as_object() else {
@@ -352,7 +384,7 @@ fn left_of(v: &Value) -> Result<Left, Error> {
 
 impl Lin {
     /// One statement of nft's JSON.
-    fn stmt(&mut self, b: &mut Batch<'_>, table: &str, s: &Value) -> Result<(), Error> {
+    fn stmt(&mut self, b: &mut Batch, table: &str, s: &Value) -> Result<(), Error> {
         let unsupported = || Error::Unsupported(format!("statement {s}"));
         let Some(obj) = s.as_object() else {
             return Err(unsupported());
@@ -438,7 +470,7 @@ impl Lin {
         Ok(())
     }
 
-    fn meter(&mut self, b: &mut Batch<'_>, m: &Value) -> Result<(), Error> {
+    fn meter(&mut self, b: &mut Batch, m: &Value) -> Result<(), Error> {
         let bad = || Error::Unsupported(format!("meter {m}"));
         let name = m.get("name").and_then(Value::as_str).ok_or_else(bad)?;
         let key = left_of(m.get("key").ok_or_else(bad)?)?;
@@ -449,7 +481,7 @@ impl Lin {
     }
 
     /// A match of nft's JSON.
-    fn matches(&mut self, b: &mut Batch<'_>, table: &str, m: &Value) -> Result<(), Error> {
+    fn matches(&mut self, b: &mut Batch, table: &str, m: &Value) -> Result<(), Error> {
         let bad = || Error::Unsupported(format!("match {m}"));
         let op = m.get("op").and_then(Value::as_str).unwrap_or("==");
         let left = m.get("left").ok_or_else(bad)?;

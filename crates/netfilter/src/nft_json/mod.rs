@@ -21,7 +21,7 @@ pub fn try_apply_json(batch: &Value) -> Result<(), Error> {
         .get("nftables")
         .and_then(Value::as_array)
         .ok_or_else(|| Error::Invalid("the batch has no 'nftables' array".into()))?;
-    apply_with(|b| {
+    apply_with(encode::tables_named(cmds), |b| {
         for c in cmds {
             b.command(c)?;
         }
