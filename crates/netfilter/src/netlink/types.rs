@@ -1,6 +1,8 @@
-//! nf_tables constants and the data types of nft's language that portwall uses:
-//! how a value of each type is written to the kernel and read back as nft's
-//! JSON prints it.
+//! nf_tables constants, named as in the uapi headers
+//! (linux/netfilter/nf_tables.h and its neighbours), and the data types of
+//! nft's language that portwall uses: how a value of each type is written to
+//! the kernel and shown as text (nft's JSON spelling is
+//! [`crate::nft_json`]'s).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
