@@ -497,17 +497,33 @@ fn counters_over_netlink_equal_the_json_readback() {
         assert!(refused.is_err());
     });
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let (over_netlink, json, both) = pair.server.run(|| {
-        let c = netfilter::Kernel::Netlink.counters(&rs).unwrap().unwrap();
-        let v = netfilter::nft_json::list_table("inet", TABLE)
-            .unwrap()
-            .unwrap();
-        let both = netfilter::Kernel::Netlink
-            .drift_and_counters(&rs)
-            .unwrap()
-            .unwrap();
-        (c, netfilter::counters_from_json(&rs, &v), both)
-    });
+    // The three reads are taken one after the other, and IPv6 neighbour
+    // discovery keeps counting in between (a neighbour probe after the UDP
+    // flows): they are read again, a bounded number of times, until a quiet
+    // moment makes them agree.
+    let read = || {
+        pair.server.run(|| {
+            let c = netfilter::Kernel::Netlink.counters(&rs).unwrap().unwrap();
+            let v = netfilter::nft_json::list_table("inet", TABLE)
+                .unwrap()
+                .unwrap();
+            let both = netfilter::Kernel::Netlink
+                .drift_and_counters(&rs)
+                .unwrap()
+                .unwrap();
+            (c, netfilter::counters_from_json(&rs, &v), both)
+        })
+    };
+    let mut reads = read();
+    for _ in 0..5 {
+        let (c, json, both) = &reads;
+        if c == json && both.1 == *c {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        reads = read();
+    }
+    let (over_netlink, json, both) = reads;
     assert_eq!(over_netlink, json);
     // `status --verbose` reads both from one read of the table.
     assert_eq!(both, (vec![], over_netlink.clone()));
