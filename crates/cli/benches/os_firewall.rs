@@ -85,6 +85,15 @@ fn run_ok(c: &mut Command) {
     );
 }
 
+/// How the library reaches the kernel: netlink, or the `nft` binary with
+/// `PORTWALL_NFT_BACKEND=nft` (read here, in the benchmark's binary).
+fn kernel() -> netfilter::Kernel {
+    match std::env::var("PORTWALL_NFT_BACKEND").as_deref() {
+        Ok("nft") => netfilter::Kernel::NftBinary,
+        _ => netfilter::Kernel::Netlink,
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -92,7 +101,7 @@ fn ms(d: Duration) -> String {
 fn apply_times() {
     println!(
         "\n## Apply time (a fresh namespace each, after a pause; the tools take turns; median of {APPLY_RUNS}; backend: {:?})\n",
-        netfilter::nft::backend()
+        kernel()
     );
     println!("| rules | portwall apply (end to end) | iptables-restore | ufw (per rule x n) | iptables/portwall | ufw/portwall | nft -f, one set, no counters | nft -f, one set, counters |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -295,9 +304,12 @@ fn single_change(ns: &Netns, cfg: &Path, n: usize) {
     let delta = compiled.delta_batch(&prev).expect("an element-only change");
     let (apply, verify) = ns.run(|| {
         let t = Instant::now();
-        netfilter::nft::run(&delta).expect("the delta applies");
+        let json = || serde_json::to_string(&delta).unwrap();
+        kernel()
+            .apply_batch(&delta, false, json)
+            .expect("the delta applies");
         let applied = t.elapsed();
-        if netfilter::nft::backend() == netfilter::nft::Backend::Netlink {
+        if kernel() == netfilter::Kernel::Netlink {
             let diffs = netfilter::netlink::try_verify_delta(&delta).expect("read back");
             assert!(diffs.is_empty(), "{diffs:?}");
         }
@@ -305,13 +317,12 @@ fn single_change(ns: &Netns, cfg: &Path, n: usize) {
     });
     // Back to `before`, so that apply_atomically below makes the same change.
     let undo = prev.delta_batch(&compiled).unwrap();
-    ns.run(|| netfilter::nft::run(&undo)).unwrap();
+    let json = || serde_json::to_string(&undo).unwrap();
+    ns.run(|| kernel().apply_batch(&undo, false, json)).unwrap();
     let mut mode = None;
     let lib = time(|| {
         let r = ns
-            .run(|| {
-                netfilter::apply_atomically(&rs, Some(&before), netfilter::ApplyOptions::default())
-            })
+            .run(|| kernel().apply(&rs, Some(&before), netfilter::ApplyOptions::default()))
             .unwrap();
         mode = Some(r.mode);
     });

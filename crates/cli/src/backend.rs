@@ -1,81 +1,78 @@
 //! Which packet filter the OS-firewall commands drive: one nftables table (the
-//! default) or portwall's own iptables chains on hosts without nftables. Chosen
-//! with `--backend` / `PORTWALL_BACKEND` (`auto` detects). Both backends compile
-//! the same `model::Ruleset`; this is only the dispatch.
+//! default, over netlink, or through the `nft` binary) or portwall's own
+//! iptables chains on hosts without nftables. Chosen once per process
+//! ([`netfilter::Kernel`]): `--backend` / `PORTWALL_BACKEND` (`auto` detects),
+//! and `PORTWALL_NFT_BACKEND=nft` to reach nftables through the `nft` binary
+//! instead of netlink. The environment is read here, in the binary, not in a
+//! library.
 
 use crate::Global;
 use anyhow::Result;
 use model::Ruleset;
-use netfilter::iptables::{self, Backend};
-use netfilter::{ApplyOptions, ApplyReport, Counters};
+use netfilter::iptables::Backend;
+use netfilter::{ApplyOptions, ApplyReport, Counters, Kernel};
+use std::sync::OnceLock;
 
+/// The kernel path chosen for this process.
 #[derive(Debug, Clone, Copy)]
-pub struct Filter(Backend);
+pub struct Filter(Kernel);
+
+/// The choice, made at the first [`Filter::of`].
+static CHOSEN: OnceLock<Kernel> = OnceLock::new();
 
 impl Filter {
     pub fn of(global: &Global) -> Result<Filter> {
-        Ok(Filter(match global.backend.as_str() {
-            "auto" => iptables::detect(),
-            other => other.parse().map_err(crate::exit::usage)?,
-        }))
+        if let Some(k) = CHOSEN.get() {
+            return Ok(Filter(*k));
+        }
+        let nft_binary = std::env::var("PORTWALL_NFT_BACKEND").is_ok_and(|v| v == "nft");
+        let kernel = match global.backend.as_str() {
+            "auto" if nft_binary => {
+                if netfilter::nft::works() || !netfilter::iptables::available() {
+                    Kernel::NftBinary
+                } else {
+                    Kernel::Iptables
+                }
+            }
+            "auto" => Kernel::detect(),
+            other => match other.parse::<Backend>().map_err(crate::exit::usage)? {
+                Backend::Iptables => Kernel::Iptables,
+                Backend::Nftables if nft_binary => Kernel::NftBinary,
+                Backend::Nftables => Kernel::detect_nftables(),
+            },
+        };
+        Ok(Filter(*CHOSEN.get_or_init(|| kernel)))
     }
 
     /// Applies `desired`; with nftables, `previous` (what portwall applied last)
     /// lets an element-only change be sent as a delta.
     pub fn apply(self, desired: &Ruleset, previous: Option<&Ruleset>) -> Result<ApplyReport> {
-        Ok(match self.0 {
-            Backend::Nftables => {
-                netfilter::apply_atomically(desired, previous, ApplyOptions::default())?
-            }
-            Backend::Iptables => iptables::apply_atomically(desired)?,
-        })
+        Ok(self.0.apply(desired, previous, ApplyOptions::default())?)
     }
 
     pub fn is_loaded(self) -> Result<bool> {
-        Ok(match self.0 {
-            Backend::Nftables => netfilter::is_loaded()?,
-            Backend::Iptables => iptables::is_loaded()?,
-        })
+        Ok(self.0.is_loaded()?)
     }
 
     pub fn remove(self) -> Result<bool> {
-        Ok(match self.0 {
-            Backend::Nftables => netfilter::remove()?,
-            Backend::Iptables => iptables::remove()?,
-        })
+        Ok(self.0.remove()?)
     }
 
     pub fn drift(self, ruleset: &Ruleset) -> Result<Option<Vec<String>>> {
-        Ok(match self.0 {
-            Backend::Nftables => netfilter::drift(ruleset)?,
-            Backend::Iptables => iptables::drift(ruleset)?,
-        })
+        Ok(self.0.drift(ruleset)?)
     }
 
     pub fn counters(self, ruleset: &Ruleset) -> Result<Option<Counters>> {
-        Ok(match self.0 {
-            Backend::Nftables => netfilter::counters(ruleset)?,
-            Backend::Iptables => iptables::counters(ruleset)?,
-        })
+        Ok(self.0.counters(ruleset)?)
     }
 
     /// [`Filter::drift`] and [`Filter::counters`] of the same ruleset, reading
     /// the kernel's table once where the backend can.
     pub fn drift_and_counters(self, ruleset: &Ruleset) -> Result<Option<(Vec<String>, Counters)>> {
-        Ok(match self.0 {
-            Backend::Nftables => netfilter::drift_and_counters(ruleset)?,
-            Backend::Iptables => match (iptables::drift(ruleset)?, iptables::counters(ruleset)?) {
-                (Some(d), Some(c)) => Some((d, c)),
-                _ => None,
-            },
-        })
+        Ok(self.0.drift_and_counters(ruleset)?)
     }
 
     pub fn zero_counters(self, ruleset: &Ruleset) -> Result<()> {
-        match self.0 {
-            Backend::Nftables => netfilter::zero_counters(ruleset)?,
-            Backend::Iptables => iptables::Iptables::default().zero_counters(ruleset)?,
-        }
-        Ok(())
+        Ok(self.0.zero_counters(ruleset)?)
     }
 }

@@ -104,6 +104,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// How the library reaches the kernel: netlink, or the `nft` binary with
+/// `PORTWALL_NFT_BACKEND=nft` (read here, in the benchmark's binary).
+fn kernel() -> netfilter::Kernel {
+    match std::env::var("PORTWALL_NFT_BACKEND").as_deref() {
+        Ok("nft") => netfilter::Kernel::NftBinary,
+        _ => netfilter::Kernel::Netlink,
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -114,10 +123,13 @@ fn load(ns: &Netns, json: &str) -> (Duration, Duration) {
     let mut cpu = Vec::new();
     for _ in 0..RUNS {
         let (w, c) = ns.run(|| {
-            let _ = netfilter::nft::delete_table("inet", compile::TABLE);
+            let _ = kernel().delete_table("inet", compile::TABLE);
             let c0 = children_cpu();
             let t = Instant::now();
-            netfilter::nft::run_json(json).expect("the kernel takes the snapshot");
+            let batch: serde_json::Value = serde_json::from_str(json).expect("JSON");
+            kernel()
+                .apply_json(&batch)
+                .expect("the kernel takes the snapshot");
             (t.elapsed(), children_cpu() - c0)
         });
         wall.push(w);
@@ -137,7 +149,7 @@ fn main() {
     let compiled = compile::compile_all(&servers);
     let elements: Vec<Element> = compiled.values().flatten().cloned().collect();
     let compile_time = t.elapsed();
-    let chosen = compile::batch_json(&compile::full_batch(&table, &elements));
+    let chosen = netfilter::nft::json_with_set_counters(&compile::full_batch(&table, &elements));
     let interval_only: Vec<Element> = elements
         .iter()
         .map(|e| match (&e.set, &e.key) {
@@ -154,7 +166,8 @@ fn main() {
             _ => e.clone(),
         })
         .collect();
-    let all_interval = compile::batch_json(&compile::full_batch(&table, &interval_only));
+    let all_interval =
+        netfilter::nft::json_with_set_counters(&compile::full_batch(&table, &interval_only));
     let no_counters = serde_json::to_string(&compile::full_batch(&table, &elements)).unwrap();
 
     let mut rows: Vec<(String, usize, Duration, Option<Duration>)> = Vec::new();
@@ -183,9 +196,13 @@ fn main() {
 
     // The engine end to end (compile + one transaction + no readback at this
     // size), then one rule changed on the loaded table.
-    let mut engine = Engine::new(table.clone(), EngineOptions::default());
+    let opts = EngineOptions {
+        kernel: kernel(),
+        ..EngineOptions::default()
+    };
+    let mut engine = Engine::new(table.clone(), opts);
     let (w, c, out) = ns.run(|| {
-        let _ = netfilter::nft::delete_table("inet", compile::TABLE);
+        let _ = kernel().delete_table("inet", compile::TABLE);
         let c0 = children_cpu();
         let t = Instant::now();
         let out = engine
@@ -245,7 +262,7 @@ fn main() {
     ));
 
     println!();
-    println!("backend: {:?}", netfilter::nft::backend());
+    println!("backend: {:?}", kernel());
     println!(
         "edge: applying {SERVERS} servers / {} rules ({} runs, median)",
         SERVERS * RULES_PER_SERVER,

@@ -38,7 +38,7 @@
 //! counted once, to one rule.
 //!
 //! **Counters.** Every set has a `counter` statement, so every element carries
-//! its own counter (see [`batch_json`]); [`Owner`] maps it back to the server
+//! its own counter (see [`netfilter::nft::json_with_set_counters`]); [`Owner`] maps it back to the server
 //! and rule (`None`: the server's dropped packets).
 //!
 //! **Bridge mode** needs connection tracking on the bridge
@@ -49,10 +49,14 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use model::network::sync::ServerPolicy;
 use model::network::NetworkProtocol;
 use model::PortRange;
-use netfilter::readback;
-use nftables::expr::{self, Expression, NamedExpression};
+use netfilter::expressions::{
+    self, addr_value, counter, ct_state, element_value, matches, meta, neighbour_discovery,
+    net_value, payload, ports_value, proto_value,
+};
+use netfilter::readback::{self, KeyPart};
+use nftables::expr::{self, Expression};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, SetFlag, SetType, SetTypeValue};
-use nftables::stmt::{self, Statement};
+use nftables::stmt::Statement;
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -273,10 +277,7 @@ pub struct Element {
     pub owner: Owner,
 }
 
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ICMPV6: u8 = 58;
+pub use netfilter::expressions::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 fn any_net(v6: bool) -> IpNet {
     if v6 {
@@ -573,128 +574,32 @@ pub fn diff(old: &[Element], new: &[Element]) -> (Vec<(SetId, Key)>, Vec<Element
 
 // ---- nftables values -------------------------------------------------------
 
-fn proto_expr(p: u8) -> Expression<'static> {
-    match p {
-        PROTO_TCP => Expression::String(Cow::Borrowed("tcp")),
-        PROTO_UDP => Expression::String(Cow::Borrowed("udp")),
-        PROTO_ICMP => Expression::String(Cow::Borrowed("icmp")),
-        PROTO_ICMPV6 => Expression::String(Cow::Borrowed("ipv6-icmp")),
-        n => Expression::Number(n as u32),
-    }
-}
-
-fn addr_expr(a: IpAddr) -> Expression<'static> {
-    Expression::String(Cow::Owned(a.to_string()))
-}
-
-fn net_expr(n: &IpNet) -> Expression<'static> {
-    if n.prefix_len() == n.max_prefix_len() {
-        addr_expr(n.addr())
-    } else {
-        Expression::Named(NamedExpression::Prefix(expr::Prefix {
-            addr: Box::new(Expression::String(Cow::Owned(n.network().to_string()))),
-            len: n.prefix_len() as u32,
-        }))
-    }
-}
-
-fn ports_expr(r: &PortRange) -> Expression<'static> {
-    if r.start == r.end {
-        Expression::Number(r.start as u32)
-    } else {
-        Expression::Range(Box::new(expr::Range {
-            range: [
-                Expression::Number(r.start as u32),
-                Expression::Number(r.end as u32),
-            ],
-        }))
-    }
-}
-
 /// The element's value as nft reads it.
 pub fn key_expr(key: &Key) -> Expression<'static> {
-    let concat = |v: Vec<Expression<'static>>| Expression::Named(NamedExpression::Concat(v));
-    match key {
-        Key::Addr { daddr } => addr_expr(*daddr),
-        Key::Exact { daddr, proto, port } => concat(vec![
-            addr_expr(*daddr),
-            proto_expr(*proto),
+    element_value(match key {
+        Key::Addr { daddr } => vec![addr_value(*daddr)],
+        Key::Exact { daddr, proto, port } => vec![
+            addr_value(*daddr),
+            proto_value(*proto),
             Expression::Number(*port as u32),
-        ]),
+        ],
         Key::Ports {
             daddr,
             proto,
             ports,
             source,
-        } => concat(vec![
-            addr_expr(*daddr),
-            proto_expr(*proto),
-            ports_expr(ports),
-            net_expr(source),
-        ]),
-        Key::Source { daddr, source } => concat(vec![addr_expr(*daddr), net_expr(source)]),
-    }
-}
-
-fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(expr::Payload::PayloadField(
-        expr::PayloadField {
-            protocol: Cow::Borrowed(protocol),
-            field: Cow::Borrowed(field),
-        },
-    )))
-}
-
-fn meta(key: expr::MetaKey) -> Expression<'static> {
-    Expression::Named(NamedExpression::Meta(expr::Meta { key }))
-}
-
-fn matches(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(stmt::Match {
-        left,
-        right,
-        op: stmt::Operator::EQ,
+        } => vec![
+            addr_value(*daddr),
+            proto_value(*proto),
+            ports_value(ports),
+            net_value(source),
+        ],
+        Key::Source { daddr, source } => vec![addr_value(*daddr), net_value(source)],
     })
 }
 
 fn in_set(left: Vec<Expression<'static>>, set: SetId) -> Statement<'static> {
-    let left = if left.len() == 1 {
-        left.into_iter().next().expect("one expression")
-    } else {
-        Expression::Named(NamedExpression::Concat(left))
-    };
-    matches(
-        left,
-        Expression::String(Cow::Owned(format!("@{}", set.name()))),
-    )
-}
-
-/// `ct state S` or `ct state S1,S2`. Several states need the `in` operator: with
-/// `==`, nft 1.0.6 reads a JSON list as the bitwise OR of the states and
-/// compares for equality, which no packet ever matches.
-fn ct_state(states: &[&'static str]) -> Statement<'static> {
-    let left = Expression::Named(NamedExpression::CT(expr::CT {
-        key: Cow::Borrowed("state"),
-        family: None,
-        dir: None,
-    }));
-    if states.len() == 1 {
-        return matches(left, Expression::String(Cow::Borrowed(states[0])));
-    }
-    Statement::Match(stmt::Match {
-        left,
-        right: Expression::List(
-            states
-                .iter()
-                .map(|s| Expression::String(Cow::Borrowed(s)))
-                .collect(),
-        ),
-        op: stmt::Operator::IN,
-    })
-}
-
-fn counter() -> Statement<'static> {
-    Statement::Counter(stmt::Counter::Anonymous(None))
+    expressions::in_set(left, set.name())
 }
 
 /// One rule of the chain: its comment (how readback recognises it) and body.
@@ -779,7 +684,7 @@ pub fn chain_rules() -> Vec<ChainRule> {
                 "pw-edge:icmp-v4"
             },
             stmts: vec![
-                matches(l4(), proto_expr(icmp_proto)),
+                matches(l4(), proto_value(icmp_proto)),
                 in_set(vec![daddr(), saddr()], icmp),
                 Statement::Accept(None),
             ],
@@ -795,18 +700,7 @@ pub fn chain_rules() -> Vec<ChainRule> {
     }
     rules.push(ChainRule {
         comment: "pw-edge:neighbour-discovery",
-        stmts: vec![
-            matches(
-                payload("icmpv6", "type"),
-                Expression::Range(Box::new(expr::Range {
-                    range: [
-                        Expression::Number(*model::evaluate::ND_TYPES.start() as u32),
-                        Expression::Number(*model::evaluate::ND_TYPES.end() as u32),
-                    ],
-                })),
-            ),
-            Statement::Accept(None),
-        ],
+        stmts: vec![neighbour_discovery(), Statement::Accept(None)],
     });
     for (v6, ip, comment) in [
         (false, "ip", "pw-edge:drop-v4"),
@@ -946,82 +840,59 @@ pub fn delta_batch(
     }
 }
 
-/// The batch as the JSON `nft -j -f` reads, with a `counter` statement on every
-/// set: each element then gets its own counter, also the ones added later.
-///
-/// The set's `stmt` property is the one thing the `nftables` crate's schema
-/// lacks, so it is added to the serialized value. (Per-element `counter` keys,
-/// which the schema has, are ignored by nft 1.0.6's JSON parser.)
-pub fn batch_json(batch: &schema::Nftables<'static>) -> String {
-    #[derive(Serialize)]
-    struct Batch<'a> {
-        nftables: Vec<Obj<'a>>,
-    }
-    #[derive(Serialize)]
-    #[serde(untagged)]
-    enum Obj<'a> {
-        Typed(&'a NfObject<'static>),
-        Set { add: AddSet<'a> },
-    }
-    #[derive(Serialize)]
-    struct AddSet<'a> {
-        set: SetWithCounter<'a>,
-    }
-    #[derive(Serialize)]
-    struct SetWithCounter<'a> {
-        #[serde(flatten)]
-        set: &'a schema::Set<'static>,
-        stmt: [serde_json::Value; 1],
-    }
-    let objs = batch
-        .objects
-        .iter()
-        .map(|o| match o {
-            NfObject::CmdObject(NfCmd::Add(NfListObject::Set(set))) => Obj::Set {
-                add: AddSet {
-                    set: SetWithCounter {
-                        set,
-                        stmt: [serde_json::json!({ "counter": null })],
-                    },
-                },
-            },
-            other => Obj::Typed(other),
-        })
-        .collect();
-    serde_json::to_string(&Batch { nftables: objs }).expect("an nftables batch serializes")
-}
-
 // ---- reading elements back ---------------------------------------------------
 
-fn parse_addr(v: &serde_json::Value) -> Option<IpAddr> {
-    v.as_str()?.parse().ok()
+fn host(part: &KeyPart) -> Option<IpAddr> {
+    match part {
+        KeyPart::Net(n) if n.prefix_len() == n.max_prefix_len() => Some(n.addr()),
+        _ => None,
+    }
 }
 
-/// Decodes an element of `set` as `nft -j list` prints it (its `val`).
-pub fn decode_key(set: SetId, val: &serde_json::Value) -> Option<Key> {
-    let parts: Vec<&serde_json::Value> = match val.get("concat").and_then(|c| c.as_array()) {
-        Some(a) => a.iter().collect(),
-        None => vec![val],
-    };
-    match (set, parts.as_slice()) {
-        (SetId::EnforcedV4 | SetId::EnforcedV6, [a]) => Some(Key::Addr {
-            daddr: parse_addr(a)?,
-        }),
-        (SetId::ExactV4 | SetId::ExactV6, [a, p, port]) => Some(Key::Exact {
-            daddr: parse_addr(a)?,
-            proto: readback::parse_proto(p)?,
-            port: u16::try_from(port.as_u64()?).ok()?,
-        }),
-        (SetId::PortsV4 | SetId::PortsV6, [a, p, ports, s]) => Some(Key::Ports {
-            daddr: parse_addr(a)?,
-            proto: readback::parse_proto(p)?,
-            ports: readback::parse_port_range(ports)?,
-            source: readback::parse_net(s)?,
+fn net(part: &KeyPart) -> Option<IpNet> {
+    match part {
+        KeyPart::Net(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn proto(part: &KeyPart) -> Option<u8> {
+    match part {
+        KeyPart::Proto(p) => Some(*p),
+        _ => None,
+    }
+}
+
+fn ports(part: &KeyPart) -> Option<PortRange> {
+    match part {
+        KeyPart::Ports(r) => Some(*r),
+        _ => None,
+    }
+}
+
+/// Decodes an element of `set` from its key as the kernel holds it.
+pub fn decode_key(set: SetId, parts: &[KeyPart]) -> Option<Key> {
+    match (set, parts) {
+        (SetId::EnforcedV4 | SetId::EnforcedV6, [a]) => Some(Key::Addr { daddr: host(a)? }),
+        (SetId::ExactV4 | SetId::ExactV6, [a, p, port]) => {
+            let port = ports(port)?;
+            (port.start == port.end).then_some(())?;
+            Some(Key::Exact {
+                daddr: host(a)?,
+                proto: proto(p)?,
+                port: port.start,
+            })
+        }
+        (SetId::PortsV4 | SetId::PortsV6, [a, p, r, s]) => Some(Key::Ports {
+            daddr: host(a)?,
+            proto: proto(p)?,
+            ports: ports(r)?,
+            source: net(s)?,
         }),
         (SetId::IcmpV4 | SetId::IcmpV6 | SetId::AllV4 | SetId::AllV6, [a, s]) => {
             Some(Key::Source {
-                daddr: parse_addr(a)?,
-                source: readback::parse_net(s)?,
+                daddr: host(a)?,
+                source: net(s)?,
             })
         }
         _ => None,
@@ -1038,7 +909,8 @@ pub struct KernelElement {
     pub bytes: u64,
 }
 
-/// The edge table as `nft -j list table` prints it.
+/// The edge table as read back ([`netfilter::readback::KernelTable`]), seen
+/// through the edge's layout: its sets' elements as [`Key`]s.
 #[derive(Debug, Clone, Default)]
 pub struct KernelTable {
     /// The comments of the chain's rules, in order.
@@ -1051,45 +923,32 @@ pub struct KernelTable {
 }
 
 impl KernelTable {
-    pub fn from_json(v: &serde_json::Value) -> KernelTable {
-        let mut t = KernelTable::default();
-        for obj in v["nftables"].as_array().into_iter().flatten() {
-            if let Some(r) = obj.get("rule") {
-                let comment = r["comment"].as_str().unwrap_or_default().to_string();
-                if comment == "pw-edge:established" {
-                    for e in r["expr"].as_array().into_iter().flatten() {
-                        if let Some(c) = e.get("counter") {
-                            t.established_packets = c["packets"].as_u64().unwrap_or(0);
-                        }
-                    }
-                }
-                t.chain_rules.push(comment);
-            } else if let Some(s) = obj.get("set") {
-                let name = s["name"].as_str().unwrap_or_default().to_string();
-                let Some(set) = SetId::from_name(&name) else {
-                    t.set_names.push(name);
-                    continue;
-                };
-                t.set_names.push(name);
-                for e in s["elem"].as_array().into_iter().flatten() {
-                    let (val, packets, bytes) = match e.get("elem") {
-                        Some(inner) => (
-                            &inner["val"],
-                            inner["counter"]["packets"].as_u64().unwrap_or(0),
-                            inner["counter"]["bytes"].as_u64().unwrap_or(0),
-                        ),
-                        None => (e, 0, 0),
-                    };
-                    t.elements.push(KernelElement {
-                        set,
-                        key: decode_key(set, val),
-                        packets,
-                        bytes,
-                    });
-                }
+    pub fn from_table(t: &readback::KernelTable) -> KernelTable {
+        let mut out = KernelTable::default();
+        for rule in t.chains.iter().flat_map(|c| &c.rules) {
+            let comment = rule.comment.clone().unwrap_or_default();
+            if comment == "pw-edge:established" {
+                out.established_packets = rule.packets;
+            }
+            out.chain_rules.push(comment);
+        }
+        let mut names: Vec<&String> = t.sets.keys().collect();
+        names.sort();
+        for name in names {
+            out.set_names.push(name.clone());
+            let Some(set) = SetId::from_name(name) else {
+                continue;
+            };
+            for e in &t.sets[name] {
+                out.elements.push(KernelElement {
+                    set,
+                    key: e.key.as_deref().and_then(|parts| decode_key(set, parts)),
+                    packets: e.packets,
+                    bytes: e.bytes,
+                });
             }
         }
-        t
+        out
     }
 
     /// How the kernel's table differs from `expected`; empty when they agree.

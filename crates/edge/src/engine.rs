@@ -24,6 +24,7 @@
 use crate::compile::{self, Element, KernelTable, Key, Owner, SetId, TableSpec};
 use crate::EdgeError;
 use model::network::sync::{RuleCounter, ServerPolicy, SyncResponse};
+use netfilter::Kernel;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -50,17 +51,8 @@ impl PolicySnapshot {
     }
 }
 
-/// How a change reached the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApplyMode {
-    /// The table was replaced whole.
-    Replace,
-    /// Only the elements that differ were added and removed.
-    Elements,
-    /// The kernel already held it.
-    Unchanged,
-}
+/// How a change reached the kernel (the host's modes, shared).
+pub use netfilter::ApplyMode;
 
 /// What [`Engine::apply`] did.
 #[derive(Debug, Clone, Serialize)]
@@ -86,12 +78,17 @@ pub struct EngineOptions {
     /// elements (a netlink dump reads 100k elements in well under a second;
     /// `nft -j list`, the fallback, takes several).
     pub verify_limit: usize,
+    /// How the kernel is reached: netlink (the default) or the `nft` binary;
+    /// the binary chooses ([`netfilter::Kernel::detect_nftables`], or its
+    /// flag).
+    pub kernel: Kernel,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             verify_limit: 20_000,
+            kernel: Kernel::Netlink,
         }
     }
 }
@@ -436,7 +433,8 @@ impl Engine {
             return Ok((ApplyMode::Unchanged, false));
         }
         let batch = compile::delta_batch(&self.table, removed, added);
-        match netfilter::nft::run_with_set_counters(&batch, || compile::batch_json(&batch)) {
+        let json = || netfilter::nft::json_with_set_counters(&batch);
+        match self.opts.kernel.apply_batch(&batch, true, json) {
             Ok(()) => Ok((ApplyMode::Elements, false)),
             Err(e) => {
                 tracing::warn!(error = %e, "the kernel refused an element delta; replacing the table");
@@ -451,7 +449,8 @@ impl Engine {
     /// Replaces the table whole; reads it back when that is cheap.
     fn replace(&self, elements: &HashMap<IpAddr, Vec<Element>>) -> Result<bool, EdgeError> {
         let batch = compile::full_batch(&self.table, elements.values().flatten());
-        match netfilter::nft::run_with_set_counters(&batch, || compile::batch_json(&batch)) {
+        let json = || netfilter::nft::json_with_set_counters(&batch);
+        match self.opts.kernel.apply_batch(&batch, true, json) {
             Err(netfilter::NftError::Rejected(m))
                 if self.table.mode == crate::Mode::Bridge && m.contains("Protocol error") =>
             {
@@ -479,7 +478,7 @@ impl Engine {
 
     /// The kernel's table, `None` if it does not exist.
     pub fn read_kernel(&self) -> Result<Option<KernelTable>, EdgeError> {
-        read_kernel(&self.table)
+        read_kernel_with(self.opts.kernel, &self.table)
     }
 
     /// The hit counters of the table in force, per rule and (rule None) dropped
@@ -492,12 +491,21 @@ impl Engine {
     }
 }
 
-/// Reads the edge table from the kernel.
+/// Reads the edge table from the kernel, reached as
+/// [`Kernel::detect_nftables`] finds (for readers without an engine).
 pub fn read_kernel(table: &TableSpec) -> Result<Option<KernelTable>, EdgeError> {
-    Ok(
-        netfilter::nft::list_table(table.mode.family_name(), &table.name)?
-            .map(|v| KernelTable::from_json(&v)),
-    )
+    read_kernel_with(Kernel::detect_nftables(), table)
+}
+
+/// Reads the edge table from the kernel through `kernel`, decoded into the
+/// edge's keys.
+pub fn read_kernel_with(
+    kernel: Kernel,
+    table: &TableSpec,
+) -> Result<Option<KernelTable>, EdgeError> {
+    Ok(kernel
+        .read_table(table.mode.family_name(), &table.name)?
+        .map(|t| KernelTable::from_table(&t)))
 }
 
 /// Sums the kernel's element counters per owner of `elements`. Every enforced

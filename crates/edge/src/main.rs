@@ -222,6 +222,12 @@ fn run(a: EdgeSettings) -> anyhow::Result<()> {
             .unwrap_or(edge::config::DEFAULT_BACKOFF_MAX)
             .max(1),
     );
+    // How the kernel is reached, chosen once here: netlink unless the kernel
+    // has none, or `PORTWALL_NFT_BACKEND=nft` (the `nft` binary).
+    cfg.engine.kernel = match std::env::var("PORTWALL_NFT_BACKEND").as_deref() {
+        Ok("nft") => netfilter::Kernel::NftBinary,
+        _ => netfilter::Kernel::detect_nftables(),
+    };
     let metrics_listen = a.metrics_listen;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -281,7 +281,9 @@ fn os_firewall(w: &World, rules: &[&str]) {
         logging: Default::default(),
     };
     w.r.server
-        .run(|| netfilter::apply_atomically(&ruleset, None, netfilter::ApplyOptions::default()))
+        .run(|| {
+            netfilter::Kernel::Netlink.apply(&ruleset, None, netfilter::ApplyOptions::default())
+        })
         .expect("the OS firewall applies");
 }
 

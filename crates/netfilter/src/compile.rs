@@ -43,6 +43,10 @@
 //! is exact because one model rule is a product of its lists: rules are only
 //! grouped into a set when their port lists are equal (`A×P ∪ B×P = (A∪B)×P`).
 
+use crate::expressions::{
+    self, counter, ct_state, matches, meta, neighbour_discovery, net_value, original_ct, payload,
+    ports_value, proto_value,
+};
 use ipnet::IpNet;
 use model::{Action, Direction, Logging, Policy, PortRange, Protocol, Rule, Ruleset};
 use nftables::expr::{self, Expression, NamedExpression};
@@ -290,7 +294,7 @@ impl CompiledTable {
 
     /// [`CompiledTable::full_batch`] as the `nftables` crate's typed value,
     /// without the sets' `counter` statement (the netlink backend adds it:
-    /// [`crate::nft::run_with_set_counters`]).
+    /// [`crate::Kernel::apply_batch`]).
     pub fn full_batch_typed(&self) -> schema::Nftables<'static> {
         self.replace_batch_typed(true)
     }
@@ -466,14 +470,6 @@ fn set_type(kind: DimKind, family: Family) -> SetType {
 
 /// The packet field a dimension matches.
 fn dim_expr(kind: DimKind, family: Family, direction: Direction) -> Expression<'static> {
-    let payload = |protocol: &'static str, field: &'static str| {
-        Expression::Named(NamedExpression::Payload(expr::Payload::PayloadField(
-            expr::PayloadField {
-                protocol: Cow::Borrowed(protocol),
-                field: Cow::Borrowed(field),
-            },
-        )))
-    };
     let ip = if family == Family::V6 { "ip6" } else { "ip" };
     match kind {
         DimKind::Source => payload(ip, "saddr"),
@@ -492,101 +488,16 @@ fn dim_expr(kind: DimKind, family: Family, direction: Direction) -> Expression<'
     }
 }
 
-/// A field of the conntrack entry's original tuple.
-fn original_ct(key: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::CT(expr::CT {
-        key: Cow::Borrowed(key),
-        family: None,
-        dir: Some(expr::CTDir::Original),
-    }))
-}
-
-fn meta(key: expr::MetaKey) -> Expression<'static> {
-    Expression::Named(NamedExpression::Meta(expr::Meta { key }))
-}
-
-fn proto_name(p: u8) -> Expression<'static> {
-    match p {
-        6 => Expression::String(Cow::Borrowed("tcp")),
-        17 => Expression::String(Cow::Borrowed("udp")),
-        1 => Expression::String(Cow::Borrowed("icmp")),
-        58 => Expression::String(Cow::Borrowed("ipv6-icmp")),
-        n => Expression::Number(n as u32),
-    }
-}
-
 fn dim_value(d: &Dim) -> Expression<'static> {
     match d {
-        Dim::Source(n) | Dim::Destination(n) => {
-            if n.prefix_len() == n.max_prefix_len() {
-                Expression::String(Cow::Owned(n.addr().to_string()))
-            } else {
-                Expression::Named(NamedExpression::Prefix(expr::Prefix {
-                    addr: Box::new(Expression::String(Cow::Owned(n.network().to_string()))),
-                    len: n.prefix_len() as u32,
-                }))
-            }
-        }
-        Dim::Proto(p) => proto_name(*p),
-        Dim::SourcePort(r) | Dim::DestinationPort(r) => {
-            if r.start == r.end {
-                Expression::Number(r.start as u32)
-            } else {
-                Expression::Range(Box::new(expr::Range {
-                    range: [
-                        Expression::Number(r.start as u32),
-                        Expression::Number(r.end as u32),
-                    ],
-                }))
-            }
-        }
+        Dim::Source(n) | Dim::Destination(n) => net_value(n),
+        Dim::Proto(p) => proto_value(*p),
+        Dim::SourcePort(r) | Dim::DestinationPort(r) => ports_value(r),
     }
 }
 
 fn element_value(key: &[Dim]) -> Expression<'static> {
-    if key.len() == 1 {
-        dim_value(&key[0])
-    } else {
-        Expression::Named(NamedExpression::Concat(key.iter().map(dim_value).collect()))
-    }
-}
-
-fn counter() -> Statement<'static> {
-    Statement::Counter(stmt::Counter::Anonymous(None))
-}
-
-fn matches(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(stmt::Match {
-        left,
-        right,
-        op: stmt::Operator::EQ,
-    })
-}
-
-fn ct_state(states: &[&'static str]) -> Statement<'static> {
-    let right = if states.len() == 1 {
-        Expression::String(Cow::Borrowed(states[0]))
-    } else {
-        Expression::List(
-            states
-                .iter()
-                .map(|s| Expression::String(Cow::Borrowed(s)))
-                .collect(),
-        )
-    };
-    let left = Expression::Named(NamedExpression::CT(expr::CT {
-        key: Cow::Borrowed("state"),
-        family: None,
-        dir: None,
-    }));
-    // A list needs `in` (any of these flags): with `==`, nft 1.0.6 compares the
-    // state with the OR of the flags, which no packet has.
-    let op = if states.len() == 1 {
-        stmt::Operator::EQ
-    } else {
-        stmt::Operator::IN
-    };
-    Statement::Match(stmt::Match { left, right, op })
+    expressions::element_value(key.iter().map(dim_value).collect())
 }
 
 fn log(prefix: String) -> [Statement<'static>; 2] {
@@ -894,7 +805,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                     // that match whole; after the protocol, which gives nft the
                     // type of `ct original proto-dst`.
                     let ports_name = format!("{name}{ORIGINAL_PORTS_SUFFIX}");
-                    lookup.push(matches(meta(expr::MetaKey::L4proto), proto_name(*proto)));
+                    lookup.push(matches(meta(expr::MetaKey::L4proto), proto_value(*proto)));
                     lookup.push(matches(
                         original_ct("proto-dst"),
                         Expression::String(Cow::Owned(format!("@{ports_name}"))),
@@ -1113,24 +1024,7 @@ fn preamble(direction: Direction) -> Vec<RuleSpec> {
         });
         rules.push(RuleSpec {
             origin: Origin::Builtin("neighbour-discovery"),
-            stmts: vec![
-                matches(
-                    Expression::Named(NamedExpression::Payload(expr::Payload::PayloadField(
-                        expr::PayloadField {
-                            protocol: Cow::Borrowed("icmpv6"),
-                            field: Cow::Borrowed("type"),
-                        },
-                    ))),
-                    Expression::Range(Box::new(expr::Range {
-                        range: [
-                            Expression::Number(*model::evaluate::ND_TYPES.start() as u32),
-                            Expression::Number(*model::evaluate::ND_TYPES.end() as u32),
-                        ],
-                    })),
-                ),
-                counter(),
-                Statement::Accept(None),
-            ],
+            stmts: vec![neighbour_discovery(), counter(), Statement::Accept(None)],
         });
     }
     rules

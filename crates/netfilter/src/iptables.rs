@@ -85,34 +85,6 @@ impl std::str::FromStr for Backend {
     }
 }
 
-/// The backend this host should use: nftables when the kernel's nf_tables
-/// answers (a table listing over netlink, or `nft list tables` when the `nft`
-/// binary is the chosen path), else iptables when its tools run, else nftables
-/// (whose error then says what to install).
-///
-/// Asking the kernel directly costs a netlink round trip; running `nft` cost a
-/// process start on every command.
-pub fn detect() -> Backend {
-    let nft_works = if crate::nft::backend() == crate::nft::Backend::Netlink {
-        crate::netlink::try_list_table_names("inet").is_ok()
-    } else {
-        Command::new("nft")
-            .args(["list", "tables"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if nft_works {
-        Backend::Nftables
-    } else if available() {
-        Backend::Iptables
-    } else {
-        Backend::Nftables
-    }
-}
-
 /// What went wrong driving iptables.
 #[derive(Debug, thiserror::Error)]
 pub enum IptablesError {

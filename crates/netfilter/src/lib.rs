@@ -18,13 +18,19 @@
 //!   [`netlink::verify`]; [`ApplyOptions::full_readback`] reads every
 //!   element). After an element change only the changed elements are read
 //!   back.
-//! - The kernel is reached over nf_tables netlink ([`netlink`]): one batch in,
-//!   dumps out, no process spawned; the `nft` binary is the fallback ([`nft`]).
+//! - Which program reaches the kernel is one value, [`Kernel`], chosen once by
+//!   the binary and passed down: nf_tables netlink ([`netlink`]: one batch
+//!   in, dumps out, no process spawned), the `nft` binary ([`nft`]) where the
+//!   kernel has no nf_tables netlink, or iptables ([`iptables`]) on hosts
+//!   without nftables. No function here reads the environment.
 
 pub mod compile;
+pub mod expressions;
 pub mod iptables;
+pub mod kernel;
 pub mod netlink;
 pub mod nft;
+pub mod nft_json;
 pub mod readback;
 
 use compile::{compile, CompiledTable, Origin, TABLE};
@@ -33,6 +39,7 @@ use readback::KernelTable;
 use serde::Serialize;
 use std::collections::HashMap;
 
+pub use kernel::Kernel;
 pub use nft::NftError;
 
 /// What went wrong talking to the packet filter.
@@ -40,6 +47,8 @@ pub use nft::NftError;
 pub enum NetfilterError {
     #[error(transparent)]
     Nft(#[from] NftError),
+    #[error(transparent)]
+    Iptables(#[from] iptables::IptablesError),
     #[error("the kernel's table differs from what was sent ({}); the previous ruleset was restored", .0.join("; "))]
     VerifyFailed(Vec<String>),
 }
@@ -56,7 +65,7 @@ pub enum ApplyMode {
     Unchanged,
 }
 
-/// The result of [`apply_atomically`].
+/// The result of [`Kernel::apply`].
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplyReport {
     pub mode: ApplyMode,
@@ -72,7 +81,7 @@ pub struct ApplyReport {
     pub every_element: bool,
 }
 
-/// Options of [`apply_atomically`].
+/// Options of [`Kernel::apply`].
 #[derive(Debug, Clone, Copy)]
 pub struct ApplyOptions {
     /// Read the table back after a full replace and compare.
@@ -89,201 +98,6 @@ impl Default for ApplyOptions {
             full_readback: false,
         }
     }
-}
-
-/// Makes the kernel enforce `desired` in one transaction.
-///
-/// `previous` is the ruleset portwall applied last (if any, and if the table still
-/// exists): when only set elements differ, only those change, which keeps
-/// counters and takes milliseconds on any size of ruleset.
-pub fn apply_atomically(
-    desired: &Ruleset,
-    previous: Option<&Ruleset>,
-    opts: ApplyOptions,
-) -> Result<ApplyReport, NetfilterError> {
-    // The two compiles are independent: at 100k rules each takes a good
-    // part of a one-rule change, so the previous ruleset is compiled on a
-    // second thread.
-    let _span = tracing::debug_span!("apply_atomically", rules = desired.rules.len()).entered();
-    let (compiled, prev_compiled) = tracing::debug_span!("compile").in_scope(|| {
-        std::thread::scope(|scope| {
-            let prev = previous.map(|p| scope.spawn(move || compile(p, TABLE)));
-            let compiled = compile(desired, TABLE);
-            let prev = prev.map(|thread| {
-                thread
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            });
-            (compiled, prev)
-        })
-    });
-    let table_exists = tracing::debug_span!("table exists")
-        .in_scope(|| nft::list_table_names("inet"))?
-        .iter()
-        .any(|t| t == TABLE);
-    let (chains, nft_rules, sets, elements) = (
-        compiled.chains.len(),
-        compiled.chains.iter().map(|c| c.rules.len()).sum(),
-        compiled.sets.len(),
-        compiled.element_count(),
-    );
-    let sampled = !opts.full_readback && compiled.sets.iter().any(netlink::verify::is_sampled);
-    let report = |mode, verified: bool| ApplyReport {
-        mode,
-        chains,
-        nft_rules,
-        sets,
-        elements,
-        verified,
-        // An element delta reads back every element it changed.
-        every_element: verified && (mode == ApplyMode::Elements || !sampled),
-    };
-    if let (true, Some(prev)) = (table_exists, &prev_compiled) {
-        let delta = tracing::debug_span!("delta").in_scope(|| compiled.delta_batch(prev));
-        if let Some(delta) = delta {
-            if delta.objects.is_empty() {
-                return Ok(report(ApplyMode::Unchanged, false));
-            }
-            // A delta that the kernel refuses (someone edited the table by hand),
-            // or whose elements do not read back, falls through to a full
-            // replace.
-            if nft::run(&delta).is_ok() {
-                match opts.verify.then(|| verify_delta(&delta)) {
-                    None => return Ok(report(ApplyMode::Elements, false)),
-                    Some(Some(true)) => return Ok(report(ApplyMode::Elements, true)),
-                    Some(None) => return Ok(report(ApplyMode::Elements, false)),
-                    Some(Some(false)) => {}
-                }
-            }
-        }
-    }
-    replace(&compiled)?;
-    if opts.verify {
-        let diffs = if opts.full_readback {
-            verify(&compiled)?
-        } else {
-            verify_applied(&compiled)?
-        };
-        if !diffs.is_empty() {
-            match prev_compiled.as_ref() {
-                Some(prev) => replace(prev)?,
-                None => {
-                    nft::delete_table("inet", TABLE)?;
-                }
-            }
-            return Err(NetfilterError::VerifyFailed(diffs));
-        }
-    }
-    Ok(report(ApplyMode::Replace, opts.verify))
-}
-
-/// Replaces the table whole with `compiled` in one transaction.
-///
-/// Over netlink the sets' elements are written straight from the compiled
-/// elements (no nft expression in between).
-#[tracing::instrument(level = "debug", skip_all)]
-fn replace(compiled: &CompiledTable) -> Result<(), NftError> {
-    if nft::backend() == nft::Backend::Netlink {
-        let skeleton =
-            tracing::debug_span!("skeleton").in_scope(|| compiled.replace_batch_typed(false));
-        let by_set: HashMap<&str, &[compile::Element]> = compiled
-            .sets
-            .iter()
-            .map(|s| (s.name.as_str(), s.elements.as_slice()))
-            .collect();
-        match netlink::try_apply_compiled(&skeleton, &by_set) {
-            Ok(()) => return Ok(()),
-            Err(e) if !e.use_nft_instead() => return Err(e.into()),
-            Err(_) => {}
-        }
-    }
-    nft::run_nft(&compiled.full_batch().to_string())
-}
-
-/// Whether an applied element delta reads back: `None` when that cannot be
-/// told (the `nft` backend).
-fn verify_delta(delta: &nftables::schema::Nftables<'_>) -> Option<bool> {
-    if nft::backend() != nft::Backend::Netlink {
-        return None;
-    }
-    netlink::try_verify_delta(delta).ok().map(|d| d.is_empty())
-}
-
-/// [`verify`] as an apply reads back: the structure whole, every element of
-/// the sets of up to 16k elements, a sample of larger ones
-/// ([`netlink::verify`]).
-#[tracing::instrument(level = "debug", skip_all)]
-pub fn verify_applied(compiled: &CompiledTable) -> Result<Vec<String>, NetfilterError> {
-    match verify_over_netlink(compiled, netlink::try_verify_applied)? {
-        Some(d) => Ok(d),
-        None => verify(compiled),
-    }
-}
-
-/// Compares the kernel's table with `compiled`, every element; empty when
-/// they agree.
-#[tracing::instrument(level = "debug", skip_all)]
-pub fn verify(compiled: &CompiledTable) -> Result<Vec<String>, NetfilterError> {
-    if let Some(d) = verify_over_netlink(compiled, netlink::try_verify_compiled)? {
-        return Ok(d);
-    }
-    match nft::list_table("inet", &compiled.table)? {
-        None => Ok(vec![missing_table(compiled)]),
-        Some(v) => Ok(readback::differences(compiled, &KernelTable::from_json(&v))),
-    }
-}
-
-/// The differences `read` finds over netlink; `None` when the `nft` binary
-/// is to be used instead.
-fn verify_over_netlink(
-    compiled: &CompiledTable,
-    read: fn(&CompiledTable) -> Result<Option<Vec<String>>, netlink::Error>,
-) -> Result<Option<Vec<String>>, NetfilterError> {
-    if nft::backend() != nft::Backend::Netlink {
-        return Ok(None);
-    }
-    match read(compiled) {
-        Ok(Some(d)) => Ok(Some(d)),
-        Ok(None) => Ok(Some(vec![missing_table(compiled)])),
-        Err(e) if !e.use_nft_instead() => Err(NftError::from(e).into()),
-        Err(_) => Ok(None),
-    }
-}
-
-fn missing_table(compiled: &CompiledTable) -> String {
-    format!("table inet {} does not exist", compiled.table)
-}
-
-/// How the kernel's table differs from `ruleset` (someone ran `nft` by hand);
-/// `None` when there is no portwall table.
-pub fn drift(ruleset: &Ruleset) -> Result<Option<Vec<String>>, NetfilterError> {
-    let compiled = compile(ruleset, TABLE);
-    // Over netlink, compared on the elements' bytes as `verify` does: at 100k
-    // elements several times cheaper than building and parsing nft's JSON.
-    if nft::backend() == nft::Backend::Netlink {
-        match netlink::try_verify_compiled(&compiled) {
-            Ok(d) => return Ok(d),
-            Err(e) if !e.use_nft_instead() => return Err(NftError::from(e).into()),
-            Err(_) => {}
-        }
-    }
-    match nft::list_table("inet", TABLE)? {
-        None => Ok(None),
-        Some(v) => Ok(Some(readback::differences(
-            &compiled,
-            &KernelTable::from_json(&v),
-        ))),
-    }
-}
-
-/// Removes portwall's table (`portwall disable`). Returns whether it existed.
-pub fn remove() -> Result<bool, NetfilterError> {
-    Ok(nft::delete_table("inet", TABLE)?)
-}
-
-/// Whether portwall's table is loaded.
-pub fn is_loaded() -> Result<bool, NetfilterError> {
-    Ok(nft::list_table_names("inet")?.iter().any(|t| t == TABLE))
 }
 
 /// Packets and bytes.
@@ -335,52 +149,25 @@ impl Counters {
     }
 }
 
-/// Reads the counters of the loaded table for `ruleset` (which should be the
-/// ruleset that is loaded; see [`drift`]). `None` when no table is loaded.
-pub fn counters(ruleset: &Ruleset) -> Result<Option<Counters>, NetfilterError> {
-    let compiled = compile(ruleset, TABLE);
-    // Over netlink, matched on the elements' bytes: no JSON of 100k elements
-    // to build and parse again.
-    if nft::backend() == nft::Backend::Netlink {
-        match netlink::counters::read_counters(&compiled, ruleset.rules.len()) {
-            Ok(c) => return Ok(c),
-            Err(e) if !e.use_nft_instead() => return Err(NftError::from(e).into()),
-            Err(_) => {}
-        }
-    }
-    let Some(v) = nft::list_table("inet", TABLE)? else {
-        return Ok(None);
-    };
-    Ok(Some(counters_from_json(ruleset, &v)))
-}
-
-/// [`drift`] and [`counters`] of one ruleset (the one that is loaded), from
-/// one read of the table where netlink is used: `status --verbose` wants
-/// both, and at 100k elements each read of a set costs a good part of a
-/// second. `None` when no table is loaded.
-pub fn drift_and_counters(
-    ruleset: &Ruleset,
-) -> Result<Option<(Vec<String>, Counters)>, NetfilterError> {
-    if nft::backend() == nft::Backend::Netlink {
-        let compiled = compile(ruleset, TABLE);
-        match netlink::counters::differences_and_counters(&compiled, ruleset.rules.len()) {
-            Ok(both) => return Ok(both),
-            Err(e) if !e.use_nft_instead() => return Err(NftError::from(e).into()),
-            Err(_) => {}
-        }
-    }
-    match (drift(ruleset)?, counters(ruleset)?) {
-        (Some(d), Some(c)) => Ok(Some((d, c))),
-        _ => Ok(None),
-    }
-}
-
 /// The counters of `ruleset`'s table in `v`, the table as `nft -j list
-/// table` prints it (the path of the `nft` backend).
+/// table` prints it.
 pub fn counters_from_json(ruleset: &Ruleset, v: &serde_json::Value) -> Counters {
-    let compiled = compile(ruleset, TABLE);
-    let kernel = KernelTable::from_json(v);
-    let mut c = Counters::for_rules(ruleset.rules.len());
+    counters_from_table(
+        &compile(ruleset, TABLE),
+        ruleset.rules.len(),
+        &KernelTable::from_json(v),
+    )
+}
+
+/// The counters of the table `kernel` read back, mapped to the `rules`
+/// model rules `compiled` was built from (the path of the `nft` binary; over
+/// netlink, [`netlink::counters`] matches the elements on their bytes).
+pub(crate) fn counters_from_table(
+    compiled: &CompiledTable,
+    rules: usize,
+    kernel: &KernelTable,
+) -> Counters {
+    let mut c = Counters::for_rules(rules);
     for set in compiled.sets.iter().filter(|s| s.counts_rules) {
         let Some(kelems) = kernel.sets.get(&set.name) else {
             continue;
@@ -412,11 +199,4 @@ pub fn counters_from_json(ruleset: &Ruleset, v: &serde_json::Value) -> Counters 
         }
     }
     c
-}
-
-/// Sets every counter to zero by replacing the table with itself in one
-/// transaction (nft 1.0.6 cannot reset anonymous rule counters in place).
-pub fn zero_counters(ruleset: &Ruleset) -> Result<(), NetfilterError> {
-    replace(&compile(ruleset, TABLE))?;
-    Ok(())
 }

@@ -1,15 +1,15 @@
-//! nftables JSON: one transaction in, the kernel's answer out.
+//! The `nft` binary: nftables JSON in (`nft -j -f -`), the kernel's tables
+//! out (`nft -j list table`).
 //!
-//! Every function here talks to the kernel through [`crate::netlink`] (one
-//! netlink batch, netlink dumps), and falls back to the `nft` binary when netlink
-//! cannot do it: no nf_tables netlink (`EPROTONOSUPPORT`, ...) or JSON outside the
-//! subset the netlink backend translates. `PORTWALL_NFT_BACKEND=nft` selects the
-//! `nft` binary always. Either way the whole batch is one transaction: the kernel
-//! commits all of it or none of it, so a rejected batch leaves the previous
-//! ruleset in force. This module is the only place that spawns `nft`.
+//! [`crate::Kernel::NftBinary`] reaches the kernel through here; the default,
+//! [`crate::Kernel::Netlink`], does not spawn anything. The whole batch is one
+//! transaction: the kernel commits all of it or none of it, so a rejected
+//! batch leaves the previous ruleset in force. This module is the only place
+//! that spawns `nft`.
 
 use nftables::helper::{self, NftablesError};
-use nftables::schema::Nftables;
+use nftables::schema::{self, NfCmd, NfListObject, NfObject, Nftables};
+use serde::Serialize;
 use serde_json::Value;
 
 /// An `nft` invocation that failed.
@@ -38,76 +38,61 @@ fn map_err(e: NftablesError) -> NftError {
     }
 }
 
-/// Which program talks to the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// nf_tables netlink directly (the default).
-    Netlink,
-    /// The `nft` binary (`PORTWALL_NFT_BACKEND=nft`).
-    Nft,
+/// Whether `nft list tables` runs and succeeds here.
+pub fn works() -> bool {
+    std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
-/// The backend in use: `PORTWALL_NFT_BACKEND=nft` selects the `nft` binary.
-pub fn backend() -> Backend {
-    match std::env::var("PORTWALL_NFT_BACKEND").as_deref() {
-        Ok("nft") => Backend::Nft,
-        _ => Backend::Netlink,
+/// The batch as the JSON `nft -j -f` reads, with a `counter` statement on
+/// every set it adds: each element then gets its own counter, also the ones
+/// added later.
+///
+/// The set's `stmt` property is the one thing the `nftables` crate's schema
+/// lacks, so it is added to the serialized value. (Per-element `counter`
+/// keys, which the schema has, are ignored by nft 1.0.6's JSON parser.)
+pub fn json_with_set_counters(batch: &Nftables<'_>) -> String {
+    #[derive(Serialize)]
+    struct Batch<'b, 'a> {
+        nftables: Vec<Obj<'b, 'a>>,
     }
-}
-
-/// The netlink attempt's result: `None` when the `nft` binary should be used.
-fn via_netlink<T>(
-    f: impl FnOnce() -> Result<T, crate::netlink::Error>,
-) -> Option<Result<T, NftError>> {
-    if backend() == Backend::Nft {
-        return None;
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Obj<'b, 'a> {
+        Typed(&'b NfObject<'a>),
+        Set { add: AddSet<'b, 'a> },
     }
-    match f() {
-        Ok(v) => Some(Ok(v)),
-        Err(e) if e.use_nft_instead() => None,
-        Err(e) => Some(Err(e.into())),
+    #[derive(Serialize)]
+    struct AddSet<'b, 'a> {
+        set: SetWithCounter<'b, 'a>,
     }
-}
-
-/// Applies `batch` as one transaction.
-pub fn run(batch: &Nftables<'_>) -> Result<(), NftError> {
-    if let Some(r) = via_netlink(|| crate::netlink::try_apply_typed(batch, false)) {
-        return r;
+    #[derive(Serialize)]
+    struct SetWithCounter<'b, 'a> {
+        #[serde(flatten)]
+        set: &'b schema::Set<'a>,
+        stmt: [Value; 1],
     }
-    let payload = serde_json::to_string(batch).map_err(|e| NftError::Output(e.to_string()))?;
-    run_nft(&payload)
-}
-
-/// Applies a typed batch as one transaction, giving every set it adds a
-/// `counter` statement (so each element has its own counter).
-pub fn run_with_set_counters(
-    batch: &Nftables<'_>,
-    json: impl FnOnce() -> String,
-) -> Result<(), NftError> {
-    if let Some(r) = via_netlink(|| crate::netlink::try_apply_typed(batch, true)) {
-        return r;
-    }
-    run_nft(&json())
-}
-
-/// Applies a JSON batch (as built by [`crate::compile`]) as one transaction.
-pub fn run_value(batch: &Value) -> Result<(), NftError> {
-    if let Some(r) = via_netlink(|| crate::netlink::try_apply_json(batch)) {
-        return r;
-    }
-    run_nft(&batch.to_string())
-}
-
-/// Applies an already serialized JSON batch as one transaction.
-pub fn run_json(payload: &str) -> Result<(), NftError> {
-    if backend() == Backend::Netlink {
-        let v: Value =
-            serde_json::from_str(payload).map_err(|e| NftError::Output(e.to_string()))?;
-        if let Some(r) = via_netlink(|| crate::netlink::try_apply_json(&v)) {
-            return r;
-        }
-    }
-    run_nft(payload)
+    let objs = batch
+        .objects
+        .iter()
+        .map(|o| match o {
+            NfObject::CmdObject(NfCmd::Add(NfListObject::Set(set))) => Obj::Set {
+                add: AddSet {
+                    set: SetWithCounter {
+                        set,
+                        stmt: [serde_json::json!({ "counter": null })],
+                    },
+                },
+            },
+            other => Obj::Typed(other),
+        })
+        .collect();
+    serde_json::to_string(&Batch { nftables: objs }).expect("an nftables batch serializes")
 }
 
 /// `nft -j -f -` with `payload`.
@@ -144,14 +129,6 @@ pub fn run_nft(payload: &str) -> Result<(), NftError> {
 
 /// `nft -j list table FAMILY NAME`, or `None` when the table does not exist.
 pub fn list_table(family: &str, name: &str) -> Result<Option<Value>, NftError> {
-    if let Some(r) = via_netlink(|| crate::netlink::try_list_table(family, name)) {
-        return r;
-    }
-    list_table_nft(family, name)
-}
-
-/// `nft -j list table FAMILY NAME` by running `nft`.
-pub fn list_table_nft(family: &str, name: &str) -> Result<Option<Value>, NftError> {
     match helper::get_current_ruleset_raw(None::<&str>, ["list", "table", family, name]) {
         Ok(out) => serde_json::from_str(&out)
             .map(Some)
@@ -165,22 +142,15 @@ pub fn list_table_nft(family: &str, name: &str) -> Result<Option<Value>, NftErro
     }
 }
 
-/// Deletes the table if it exists; returns whether it did.
-pub fn delete_table(family: &str, name: &str) -> Result<bool, NftError> {
-    if list_table_names(family)?.iter().any(|n| n == name) {
-        let payload = serde_json::json!({"nftables": [{"delete": {"table": {"family": family, "name": name}}}]});
-        run_json(&payload.to_string())?;
-        Ok(true)
-    } else {
-        Ok(false)
-    }
+/// Deletes the table (which must exist).
+pub fn delete_table(family: &str, name: &str) -> Result<(), NftError> {
+    let payload =
+        serde_json::json!({"nftables": [{"delete": {"table": {"family": family, "name": name}}}]});
+    run_nft(&payload.to_string())
 }
 
 /// The names of the tables of one family.
 pub fn list_table_names(family: &str) -> Result<Vec<String>, NftError> {
-    if let Some(r) = via_netlink(|| crate::netlink::try_list_table_names(family)) {
-        return r;
-    }
     let out = helper::get_current_ruleset_raw(None::<&str>, ["list", "tables", family])
         .map_err(map_err)?;
     let v: Value = serde_json::from_str(&out).map_err(|e| NftError::Output(e.to_string()))?;

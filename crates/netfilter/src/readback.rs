@@ -1,5 +1,10 @@
 //! Reading the table back from the kernel: to verify an apply, to find drift, and
 //! to read counters.
+//!
+//! [`KernelTable`] is the table as typed values (chains, rules with their
+//! comments and counters, set elements as [`KeyPart`]s), whichever program
+//! read it; the host compares it with its compiled table ([`differences`]),
+//! the edge with its elements (crate `edge`).
 
 use crate::compile::{CompiledTable, Dim};
 use ipnet::IpNet;
@@ -24,17 +29,63 @@ pub struct KernelChain {
     pub rules: Vec<KernelRule>,
 }
 
-/// A set element as the kernel holds it (the raw JSON value, decoded later
-/// against the expected shape).
-#[derive(Debug, Clone)]
+/// One part of a set element's key as the kernel holds it, decoded by the
+/// set's key type: what both the host's and the edge's sets are made of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyPart {
+    /// An address or a prefix (`ipv4_addr`, `ipv6_addr`).
+    Net(IpNet),
+    /// An IP protocol (`inet_proto`).
+    Proto(u8),
+    /// A port or a range of ports (`inet_service`).
+    Ports(PortRange),
+}
+
+/// A key type of a set, as far as [`KeyPart`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PartType {
+    Addr,
+    Proto,
+    Service,
+    /// A type portwall's sets do not have: its parts do not decode.
+    Other,
+}
+
+impl PartType {
+    /// The type as nft names it (`ipv4_addr`, ...).
+    fn from_name(name: &str) -> PartType {
+        match name {
+            "ipv4_addr" | "ipv6_addr" => PartType::Addr,
+            "inet_proto" => PartType::Proto,
+            "inet_service" => PartType::Service,
+            _ => PartType::Other,
+        }
+    }
+
+    /// A part as `nft -j` prints it.
+    fn part_from_json(self, v: &Value) -> Option<KeyPart> {
+        match self {
+            PartType::Addr => parse_net(v).map(KeyPart::Net),
+            PartType::Proto => parse_proto(v).map(KeyPart::Proto),
+            PartType::Service => parse_port_range(v).map(KeyPart::Ports),
+            PartType::Other => None,
+        }
+    }
+}
+
+/// A set element as the kernel holds it: its key decoded into typed parts
+/// (`None` when it does not decode) and its counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelElement {
-    pub val: Value,
+    pub key: Option<Vec<KeyPart>>,
     pub packets: u64,
     pub bytes: u64,
 }
 
-/// The table as read from the kernel.
-#[derive(Debug, Clone, Default)]
+/// The table as read from the kernel: over netlink
+/// ([`crate::netlink::try_read_table`]) or from `nft -j list table`
+/// ([`KernelTable::from_json`]), the same typed values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelTable {
     pub chains: Vec<KernelChain>,
     pub sets: HashMap<String, Vec<KernelElement>>,
@@ -52,8 +103,25 @@ fn counter_of(exprs: &[Value]) -> (u64, u64) {
     (0, 0)
 }
 
+/// A key as `nft -j` prints it (a value, or a `concat` of values), decoded by
+/// the set's key types.
+fn key_from_json(types: &[PartType], val: &Value) -> Option<Vec<KeyPart>> {
+    let parts: Vec<&Value> = match val.get("concat").and_then(Value::as_array) {
+        Some(a) => a.iter().collect(),
+        None => vec![val],
+    };
+    if parts.len() != types.len() {
+        return None;
+    }
+    parts
+        .iter()
+        .zip(types)
+        .map(|(v, t)| t.part_from_json(v))
+        .collect()
+}
+
 impl KernelTable {
-    /// Parses the output of `nft -j list table`.
+    /// Parses the output of `nft -j list table` (the `nft` binary's path).
     pub fn from_json(v: &Value) -> KernelTable {
         let mut t = KernelTable::default();
         let mut chain_index: HashMap<String, usize> = HashMap::new();
@@ -68,8 +136,8 @@ impl KernelTable {
                     rules: Vec::new(),
                 });
             } else if let Some(r) = obj.get("rule") {
-                let exprs = r["expr"].as_array().cloned().unwrap_or_default();
-                let (packets, bytes) = counter_of(&exprs);
+                let exprs = r["expr"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                let (packets, bytes) = counter_of(exprs);
                 let rule = KernelRule {
                     comment: r["comment"].as_str().map(String::from),
                     packets,
@@ -80,18 +148,25 @@ impl KernelTable {
                 }
             } else if let Some(s) = obj.get("set") {
                 let name = s["name"].as_str().unwrap_or_default().to_string();
+                let types: Vec<PartType> = match &s["type"] {
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|t| PartType::from_name(t.as_str().unwrap_or_default()))
+                        .collect(),
+                    t => vec![PartType::from_name(t.as_str().unwrap_or_default())],
+                };
                 let elems = s["elem"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .map(|e| match e.get("elem") {
                         Some(inner) => KernelElement {
-                            val: inner["val"].clone(),
+                            key: key_from_json(&types, &inner["val"]),
                             packets: inner["counter"]["packets"].as_u64().unwrap_or(0),
                             bytes: inner["counter"]["bytes"].as_u64().unwrap_or(0),
                         },
                         None => KernelElement {
-                            val: e.clone(),
+                            key: key_from_json(&types, e),
                             packets: 0,
                             bytes: 0,
                         },
@@ -142,24 +217,21 @@ pub fn parse_proto(v: &Value) -> Option<u8> {
     }
 }
 
-/// Decodes a kernel element against the shape the set should have.
-pub fn decode_element(val: &Value, kinds: &[Dim]) -> Option<Vec<Dim>> {
-    let parts: Vec<&Value> = match val.get("concat").and_then(Value::as_array) {
-        Some(a) => a.iter().collect(),
-        None => vec![val],
-    };
+/// Decodes a kernel element's parts against the shape the set should have.
+pub fn decode_element(parts: &[KeyPart], kinds: &[Dim]) -> Option<Vec<Dim>> {
     if parts.len() != kinds.len() {
         return None;
     }
     parts
         .iter()
         .zip(kinds)
-        .map(|(v, template)| match template {
-            Dim::Source(_) => parse_net(v).map(Dim::Source),
-            Dim::Destination(_) => parse_net(v).map(Dim::Destination),
-            Dim::Proto(_) => parse_proto(v).map(Dim::Proto),
-            Dim::SourcePort(_) => parse_port_range(v).map(Dim::SourcePort),
-            Dim::DestinationPort(_) => parse_port_range(v).map(Dim::DestinationPort),
+        .map(|(part, template)| match (template, part) {
+            (Dim::Source(_), KeyPart::Net(n)) => Some(Dim::Source(*n)),
+            (Dim::Destination(_), KeyPart::Net(n)) => Some(Dim::Destination(*n)),
+            (Dim::Proto(_), KeyPart::Proto(p)) => Some(Dim::Proto(*p)),
+            (Dim::SourcePort(_), KeyPart::Ports(r)) => Some(Dim::SourcePort(*r)),
+            (Dim::DestinationPort(_), KeyPart::Ports(r)) => Some(Dim::DestinationPort(*r)),
+            _ => None,
         })
         .collect()
 }
@@ -169,12 +241,15 @@ pub fn decoded_elements(
     expected: &crate::compile::SetSpec,
     kernel: &[KernelElement],
 ) -> Vec<(Option<Vec<Dim>>, u64, u64)> {
-    let Some(template) = expected.elements.first() else {
-        return kernel.iter().map(|e| (None, e.packets, e.bytes)).collect();
-    };
+    let template = expected.elements.first();
     kernel
         .iter()
-        .map(|e| (decode_element(&e.val, &template.key), e.packets, e.bytes))
+        .map(|e| {
+            let key = template
+                .zip(e.key.as_deref())
+                .and_then(|(t, parts)| decode_element(parts, &t.key));
+            (key, e.packets, e.bytes)
+        })
         .collect()
 }
 

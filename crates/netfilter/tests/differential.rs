@@ -11,13 +11,13 @@
 mod common;
 
 use model::{Direction, Ruleset};
-use netfilter::{apply_atomically, ApplyOptions};
+use netfilter::{ApplyOptions, Kernel};
 use testns::Netns;
 
 /// Applies `rs` with the nftables backend in `ns` (the receiver, the sender
 /// or the gateway, by the rules' direction).
 fn apply_in(ns: &Netns, rs: &Ruleset) -> Result<(), String> {
-    ns.run(|| apply_atomically(rs, None, ApplyOptions::default()))
+    ns.run(|| Kernel::Netlink.apply(rs, None, ApplyOptions::default()))
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

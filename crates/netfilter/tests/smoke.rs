@@ -4,13 +4,13 @@ mod common;
 
 use common::ruleset;
 
-use netfilter::{apply_atomically, ApplyMode, ApplyOptions};
+use netfilter::{ApplyMode, ApplyOptions, Kernel};
 use testns::Netns;
 
 /// The kernel's table in `ns` is loaded and holds exactly `rs`.
 fn assert_no_drift(ns: &Netns, rs: &model::Ruleset) {
     let drift = ns
-        .run(|| netfilter::drift(rs))
+        .run(|| Kernel::Netlink.drift(rs))
         .unwrap()
         .expect("table loaded");
     assert!(drift.is_empty(), "{drift:?}");
@@ -36,7 +36,7 @@ fn every_shape_applies_and_reads_back_equal() {
         "deny from any",
     ]);
     let report = ns
-        .run(|| apply_atomically(&rs, None, ApplyOptions::default()))
+        .run(|| Kernel::Netlink.apply(&rs, None, ApplyOptions::default()))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.mode, ApplyMode::Replace);
     assert!(report.verified);
@@ -54,15 +54,15 @@ fn element_change_is_a_delta_and_keeps_the_table() {
     lines.push("deny from 10.9.9.9".into());
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     let after = ruleset(&refs);
-    ns.run(|| apply_atomically(&before, None, ApplyOptions::default()))
+    ns.run(|| Kernel::Netlink.apply(&before, None, ApplyOptions::default()))
         .unwrap();
     let r = ns
-        .run(|| apply_atomically(&after, Some(&before), ApplyOptions::default()))
+        .run(|| Kernel::Netlink.apply(&after, Some(&before), ApplyOptions::default()))
         .unwrap();
     assert_eq!(r.mode, ApplyMode::Elements);
     assert_no_drift(&ns, &after);
     let r = ns
-        .run(|| apply_atomically(&after, Some(&after), ApplyOptions::default()))
+        .run(|| Kernel::Netlink.apply(&after, Some(&after), ApplyOptions::default()))
         .unwrap();
     assert_eq!(r.mode, ApplyMode::Unchanged);
 }
@@ -96,7 +96,7 @@ fn a_hash_set_that_outgrows_its_capacity_is_replaced_bigger() {
     };
     // 512 rules: capacity 512, which 1025 would not fit in.
     let small = set(&rules(512));
-    ns.run(|| apply_atomically(&small, None, ApplyOptions::default()))
+    ns.run(|| Kernel::Netlink.apply(&small, None, ApplyOptions::default()))
         .unwrap();
     assert_eq!(size_in_kernel(), 512);
     let full = set(&rules(1025));
@@ -105,7 +105,7 @@ fn a_hash_set_that_outgrows_its_capacity_is_replaced_bigger() {
         Some(2048)
     );
     let r = ns
-        .run(|| apply_atomically(&full, Some(&small), ApplyOptions::default()))
+        .run(|| Kernel::Netlink.apply(&full, Some(&small), ApplyOptions::default()))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         r.mode,
@@ -116,7 +116,7 @@ fn a_hash_set_that_outgrows_its_capacity_is_replaced_bigger() {
     assert_eq!(size_in_kernel(), 2048);
     let one_more = set(&rules(1026));
     let r = ns
-        .run(|| apply_atomically(&one_more, Some(&full), ApplyOptions::default()))
+        .run(|| Kernel::Netlink.apply(&one_more, Some(&full), ApplyOptions::default()))
         .unwrap();
     assert_eq!(r.mode, ApplyMode::Elements);
     assert_no_drift(&ns, &one_more);
@@ -126,7 +126,7 @@ fn a_hash_set_that_outgrows_its_capacity_is_replaced_bigger() {
 fn a_refused_transaction_leaves_the_previous_ruleset() {
     let ns = Netns::new();
     let good = ruleset(&["allow 22/tcp"]);
-    ns.run(|| apply_atomically(&good, None, ApplyOptions::default()))
+    ns.run(|| Kernel::Netlink.apply(&good, None, ApplyOptions::default()))
         .unwrap();
     let before = ns.exec_ok(&["nft", "list", "table", "inet", "portwall"]);
     // The full replacement of a bigger ruleset, plus one rule the kernel refuses
@@ -137,9 +137,7 @@ fn a_refused_transaction_leaves_the_previous_ruleset() {
         "family": "inet", "table": "portwall", "chain": "input",
         "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": "@nonexistent"}}, {"accept": null}]
     }}}));
-    let err = ns
-        .run(|| netfilter::nft::run_json(&batch.to_string()))
-        .unwrap_err();
+    let err = ns.run(|| Kernel::Netlink.apply_json(&batch)).unwrap_err();
     assert!(matches!(err, netfilter::NftError::Rejected(_)), "{err}");
     assert!(
         err.to_string().contains("No such file or directory"),
@@ -165,7 +163,7 @@ fn golden_kernel_listing() {
         "deny from 198.51.100.7",
         "deny routed 8080/tcp",
     ]);
-    ns.run(|| apply_atomically(&rs, None, ApplyOptions::default()))
+    ns.run(|| Kernel::Netlink.apply(&rs, None, ApplyOptions::default()))
         .unwrap();
     insta::assert_snapshot!(ns.exec_ok(&["nft", "list", "table", "inet", "portwall"]));
 }

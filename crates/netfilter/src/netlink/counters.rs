@@ -44,13 +44,14 @@ pub fn differences_and_counters(
 fn count(compiled: &CompiledTable, rules: usize, loaded: &LoadedTable) -> Counters {
     let mut c = Counters::for_rules(rules);
     for chain in &compiled.chains {
-        let Some((_, kernel_rules)) = loaded.chains.iter().find(|(n, _)| *n == chain.name) else {
+        let Some(kernel) = loaded.chains.iter().find(|k| k.name == chain.name) else {
             continue;
         };
-        for (spec, (_, counter)) in chain.rules.iter().zip(kernel_rules) {
-            let n = counter
-                .map(|(packets, bytes)| Count { packets, bytes })
-                .unwrap_or_default();
+        for (spec, rule) in chain.rules.iter().zip(&kernel.rules) {
+            let n = Count {
+                packets: rule.packets,
+                bytes: rule.bytes,
+            };
             c.add_rule(&spec.origin, n);
         }
     }

@@ -1,7 +1,11 @@
-//! nft JSON commands → one nf_tables netlink batch, written the way nft 1.0.6
-//! writes them (same expressions, registers, dependencies, set flags and user
-//! data), so that the kernel holds exactly what `nft -j -f` would have made of
-//! the same JSON and `nft list` prints the same text.
+//! Typed nftables objects → one nf_tables netlink batch, written the way nft
+//! 1.0.6 writes them (same expressions, registers, dependencies, set flags and
+//! user data), so that the kernel holds exactly what `nft -f` would have made
+//! of the same table and `nft list` prints the same text. Attribute and
+//! expression numbers are the constants of linux/netfilter/nf_tables.h
+//! ([`super::types`]). [`Batch::typed`] takes the `nftables` crate's typed
+//! commands (the compiled tables' path: no JSON anywhere); nft's JSON as input
+//! is [`crate::nft_json`]'s, which writes through the same emitters.
 //!
 //! The attributes are written by hand into one buffer: a batch of 100k set
 //! elements is one pass over the elements with each nest's length patched when
@@ -11,8 +15,10 @@ use super::types::*;
 use super::Error;
 use crate::compile::Dim;
 use ipnet::IpNet;
-use nftables::expr::{Expression, NamedExpression};
-use serde_json::Value;
+use nftables::expr::{CTDir, Expression, MetaKey, NamedExpression, Payload};
+use nftables::schema::{NfCmd, NfListObject, NfObject, SetFlag, SetType, SetTypeValue};
+use nftables::stmt::{self, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::collections::HashMap;
 
 /// A netlink message buffer.
@@ -130,14 +136,7 @@ pub struct Key {
     pub len: usize,
 }
 
-/// A scalar of an element or match: a string or a number.
-#[derive(Clone, Copy)]
-enum Scalar<'a> {
-    Str(&'a str),
-    Num(u64),
-}
-
-fn scalar_into(t: DataType, s: Scalar<'_>, out: &mut [u8]) -> Result<(), String> {
+pub(crate) fn scalar_into(t: DataType, s: Scalar<'_>, out: &mut [u8]) -> Result<(), String> {
     match (t, s) {
         (DataType::Ipv4Addr, Scalar::Str(x)) => {
             let a: std::net::Ipv4Addr = x
@@ -159,11 +158,7 @@ fn scalar_into(t: DataType, s: Scalar<'_>, out: &mut [u8]) -> Result<(), String>
             out[0] = proto_number(x).ok_or_else(|| format!("'{x}' is not a protocol"))?;
         }
         _ => {
-            let v = match s {
-                Scalar::Str(x) => Value::String(x.to_string()),
-                Scalar::Num(n) => Value::from(n),
-            };
-            let b = t.parse(&v)?;
+            let b = t.parse_scalar(s)?;
             out[..b.len()].copy_from_slice(&b);
         }
     }
@@ -172,7 +167,12 @@ fn scalar_into(t: DataType, s: Scalar<'_>, out: &mut [u8]) -> Result<(), String>
 
 /// Host mask of a prefix over `len` bytes: sets `start` to the network and
 /// `end` to the last address.
-fn apply_prefix(bits: u32, len: usize, start: &mut [u8], end: &mut [u8]) -> Result<(), String> {
+pub(crate) fn apply_prefix(
+    bits: u32,
+    len: usize,
+    start: &mut [u8],
+    end: &mut [u8],
+) -> Result<(), String> {
     if bits as usize > len * 8 {
         return Err(format!("prefix length {bits} is too long"));
     }
@@ -185,54 +185,12 @@ fn apply_prefix(bits: u32, len: usize, start: &mut [u8], end: &mut [u8]) -> Resu
     Ok(())
 }
 
-fn json_scalar(t: DataType, v: &Value) -> Result<Option<Scalar<'_>>, String> {
-    Ok(match v {
-        Value::String(s) => Some(Scalar::Str(s)),
-        Value::Number(n) => {
-            Some(Scalar::Num(n.as_u64().ok_or_else(|| {
-                format!("'{n}' is not a valid {}", t.name())
-            })?))
-        }
-        _ => None,
-    })
-}
-
 fn typed_scalar<'e>(e: &'e Expression<'_>) -> Option<Scalar<'e>> {
     match e {
         Expression::String(s) => Some(Scalar::Str(s)),
         Expression::Number(n) => Some(Scalar::Num(*n as u64)),
         _ => None,
     }
-}
-
-/// One field of an element from nft JSON: a value, a prefix or a range.
-fn field_json(t: DataType, v: &Value, start: &mut [u8], end: &mut [u8]) -> Result<(), String> {
-    let scalar = |v| json_scalar(t, v);
-    if let Some(s) = scalar(v)? {
-        scalar_into(t, s, start)?;
-        end[..t.len()].copy_from_slice(&start[..t.len()]);
-        return Ok(());
-    }
-    if let Some(p) = v.get("prefix") {
-        let addr = scalar(&p["addr"])?.ok_or_else(|| format!("bad prefix {v}"))?;
-        scalar_into(t, addr, start)?;
-        let bits = p["len"]
-            .as_u64()
-            .ok_or_else(|| format!("bad prefix length in {v}"))? as u32;
-        return apply_prefix(bits, t.len(), start, end);
-    }
-    if let Some(r) = v.get("range").and_then(Value::as_array) {
-        if r.len() == 2 {
-            let a = scalar(&r[0])?.ok_or_else(|| format!("bad range {v}"))?;
-            let b = scalar(&r[1])?.ok_or_else(|| format!("bad range {v}"))?;
-            scalar_into(t, a, start)?;
-            return scalar_into(t, b, end);
-        }
-    }
-    if let Some(inner) = v.get("elem") {
-        return field_json(t, &inner["val"], start, end);
-    }
-    Err(format!("'{v}' is not a valid {} element", t.name()))
 }
 
 fn field_typed(
@@ -315,7 +273,8 @@ pub fn dims_key(set: &SetInfo, dims: &[Dim]) -> Result<Key, String> {
 /// Where element values come from.
 #[derive(Clone, Copy)]
 pub enum Elems<'a> {
-    Json(&'a [Value]),
+    /// Keys already laid out (nft's JSON, parsed by [`crate::nft_json`]).
+    Keys(&'a [Key]),
     Typed(&'a [Expression<'a>]),
     /// Compiled elements, written without any text in between.
     Dims(&'a [crate::compile::Element]),
@@ -324,7 +283,7 @@ pub enum Elems<'a> {
 impl Elems<'_> {
     fn len(&self) -> usize {
         match self {
-            Elems::Json(v) => v.len(),
+            Elems::Keys(v) => v.len(),
             Elems::Typed(v) => v.len(),
             Elems::Dims(v) => v.len(),
         }
@@ -336,8 +295,10 @@ impl Elems<'_> {
     }
 
     fn key(&self, i: usize, set: &SetInfo) -> Result<Key, String> {
-        if let Elems::Dims(v) = self {
-            return dims_key(set, &v[i].key);
+        match self {
+            Elems::Dims(v) => return dims_key(set, &v[i].key),
+            Elems::Keys(v) => return Ok(v[i].clone()),
+            Elems::Typed(_) => {}
         }
         let mut k = Key {
             start: [0; 64],
@@ -350,31 +311,6 @@ impl Elems<'_> {
         let mut off = 0;
         let concat = set.concat();
         match self {
-            Elems::Json(v) => {
-                let mut val = &v[i];
-                if let Some(inner) = val.get("elem") {
-                    val = &inner["val"];
-                }
-                let parts: Vec<&Value> = if concat {
-                    val.get("concat")
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().collect())
-                        .ok_or_else(|| format!("'{val}' is not a concatenation"))?
-                } else {
-                    vec![val]
-                };
-                if parts.len() != set.types.len() {
-                    return Err(format!(
-                        "'{val}' has {} fields, the set's key {}",
-                        parts.len(),
-                        set.types.len()
-                    ));
-                }
-                for (t, p) in set.types.iter().zip(parts) {
-                    field_json(*t, p, &mut k.start[off..], &mut k.end[off..])?;
-                    off += if concat { reg_space(t.len()) } else { t.len() };
-                }
-            }
             Elems::Typed(v) => {
                 let mut e = &v[i];
                 if let Expression::Named(NamedExpression::Elem(el)) = e {
@@ -393,7 +329,7 @@ impl Elems<'_> {
                     off += if concat { reg_space(t.len()) } else { t.len() };
                 }
             }
-            Elems::Dims(_) => unreachable!("handled above"),
+            Elems::Dims(_) | Elems::Keys(_) => unreachable!("handled above"),
         }
         Ok(k)
     }
@@ -434,35 +370,160 @@ fn successor(v: &[u8]) -> Option<Vec<u8>> {
 /// Sets of the batch and of the kernel, by (family, table, name).
 pub type SetKey = (u8, String, String);
 
-/// Resolves a set that the batch does not create (a kernel lookup).
-pub type Resolver<'a> = dyn FnMut(u8, &str, &str) -> Result<Option<SetInfo>, Error> + 'a;
+/// What a command does to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Add,
+    Create,
+    Insert,
+    Delete,
+    Destroy,
+    Flush,
+}
+
+impl Verb {
+    /// The verb as nft's JSON names it.
+    pub fn from_name(s: &str) -> Option<Verb> {
+        Some(match s {
+            "add" => Verb::Add,
+            "create" => Verb::Create,
+            "insert" => Verb::Insert,
+            "delete" => Verb::Delete,
+            "destroy" => Verb::Destroy,
+            "flush" => Verb::Flush,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Add => "add",
+            Verb::Create => "create",
+            Verb::Insert => "insert",
+            Verb::Delete => "delete",
+            Verb::Destroy => "destroy",
+            Verb::Flush => "flush",
+        }
+    }
+}
+
+/// A base chain's hook, type and policy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hook<'a> {
+    pub(crate) hooknum: u32,
+    pub(crate) prio: i32,
+    pub(crate) ty: &'a str,
+    /// `NF_ACCEPT` or `NF_DROP`.
+    pub(crate) policy: Option<u32>,
+    pub(crate) dev: Option<&'a str>,
+}
+
+/// The `NFPROTO_*` number of a family.
+pub(crate) fn nf_family(f: NfFamily) -> u8 {
+    match f {
+        NfFamily::INet => NFPROTO_INET,
+        NfFamily::IP => NFPROTO_IPV4,
+        NfFamily::IP6 => NFPROTO_IPV6,
+        NfFamily::ARP => NFPROTO_ARP,
+        NfFamily::Bridge => NFPROTO_BRIDGE,
+        NfFamily::NetDev => NFPROTO_NETDEV,
+    }
+}
+
+/// The `NF_INET_*` number of a hook.
+fn hook_of(h: NfHook) -> u32 {
+    match h {
+        NfHook::Prerouting => 0,
+        NfHook::Input => 1,
+        NfHook::Forward => 2,
+        NfHook::Output => 3,
+        NfHook::Postrouting => 4,
+        NfHook::Ingress => 0,
+        NfHook::Egress => 1,
+    }
+}
+
+/// The key type of a typed set.
+fn data_type_of(t: SetType) -> Option<DataType> {
+    Some(match t {
+        SetType::Ipv4Addr => DataType::Ipv4Addr,
+        SetType::Ipv6Addr => DataType::Ipv6Addr,
+        SetType::InetProto => DataType::InetProto,
+        SetType::InetService => DataType::InetService,
+        SetType::Mark => DataType::Mark,
+        SetType::Ifname => DataType::Ifname,
+        _ => return None,
+    })
+}
+
+/// The tables whose sets a typed batch uses without creating them: element
+/// commands and lookups in sets the batch does not add before.
+pub(crate) fn tables_used(batch: &nftables::schema::Nftables<'_>) -> Vec<(u8, String)> {
+    let mut created: std::collections::HashSet<(u8, &str, &str)> = Default::default();
+    let mut out = Vec::new();
+    let mut need = |family: u8, table: &str| {
+        if !out
+            .iter()
+            .any(|(f, t): &(u8, String)| *f == family && t == table)
+        {
+            out.push((family, table.to_string()));
+        }
+    };
+    for obj in batch.objects.iter() {
+        let o = match obj {
+            NfObject::CmdObject(
+                NfCmd::Add(o) | NfCmd::Create(o) | NfCmd::Insert(o) | NfCmd::Delete(o),
+            )
+            | NfObject::ListObject(o) => o,
+            _ => continue,
+        };
+        match o {
+            NfListObject::Set(s) => {
+                created.insert((nf_family(s.family), &s.table, &s.name));
+            }
+            NfListObject::Element(e) => {
+                let family = nf_family(e.family);
+                if !created.contains(&(family, &*e.table, &*e.name)) {
+                    need(family, &e.table);
+                }
+            }
+            NfListObject::Rule(r) => {
+                let family = nf_family(r.family);
+                let looks_up = |s: &Statement<'_>| match s {
+                    Statement::Match(m) => match &m.right {
+                        Expression::String(v) => v
+                            .strip_prefix('@')
+                            .is_some_and(|set| !created.contains(&(family, &*r.table, set))),
+                        _ => false,
+                    },
+                    _ => false,
+                };
+                if r.expr.iter().any(looks_up) {
+                    need(family, &r.table);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
 
 /// The batch being written.
-pub struct Batch<'r> {
+pub struct Batch {
     pub w: Writer,
     pub msgs: Vec<Msg>,
     pub begin_seq: u32,
     next_seq: u32,
     sets: HashMap<SetKey, SetInfo>,
     next_set_id: u32,
-    resolver: &'r mut Resolver<'r>,
+    /// The kernel's sets the batch uses, read before it is encoded.
+    kernel_sets: super::KernelSets,
 }
 
 const ELEMENT_CHUNK: usize = 60_000;
 
-fn str_of<'v>(v: &'v Value, key: &str, what: &str) -> Result<&'v str, Error> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::Unsupported(format!("{what} without '{key}': {v}")))
-}
-
-fn family_of(v: &Value, what: &str) -> Result<u8, Error> {
-    let f = str_of(v, "family", what)?;
-    family_number(f).ok_or_else(|| Error::Invalid(format!("'{f}' is not a family")))
-}
-
-impl<'r> Batch<'r> {
-    pub fn new(first_seq: u32, resolver: &'r mut Resolver<'r>) -> Batch<'r> {
+impl Batch {
+    pub fn new(first_seq: u32, kernel_sets: super::KernelSets) -> Batch {
         let mut w = Writer::default();
         let b = w.begin_msg(
             NFNL_MSG_BATCH_BEGIN,
@@ -479,7 +540,7 @@ impl<'r> Batch<'r> {
             next_seq: first_seq + 1,
             sets: HashMap::new(),
             next_set_id: 1,
-            resolver,
+            kernel_sets,
         }
     }
 
@@ -523,12 +584,22 @@ impl<'r> Batch<'r> {
         start
     }
 
-    fn set_info(&mut self, family: u8, table: &str, name: &str) -> Result<SetInfo, Error> {
+    pub(crate) fn set_info(
+        &mut self,
+        family: u8,
+        table: &str,
+        name: &str,
+    ) -> Result<SetInfo, Error> {
         let key = (family, table.to_string(), name.to_string());
         if let Some(s) = self.sets.get(&key) {
             return Ok(s.clone());
         }
-        match (self.resolver)(family, table, name)? {
+        let known = self
+            .kernel_sets
+            .get(&(family, table.to_string()))
+            .and_then(|sets| sets.iter().find(|s| s.name == name))
+            .cloned();
+        match known {
             Some(s) => {
                 self.sets.insert(key, s.clone());
                 Ok(s)
@@ -543,333 +614,362 @@ impl<'r> Batch<'r> {
 
     // ---- commands -----------------------------------------------------------------
 
-    /// One command of an nft JSON batch (`{"add": {"table": {...}}}` and so on).
-    pub fn command(&mut self, obj: &Value) -> Result<(), Error> {
-        let Some(map) = obj.as_object() else {
-            return Err(Error::Unsupported(format!("not a command: {obj}")));
+    /// One command of a typed batch: the compiled tables' path, written
+    /// without any JSON. With `set_counters`, every set it adds gets a
+    /// `counter` statement; the sets named in `compiled` take their elements
+    /// from there.
+    pub fn typed(
+        &mut self,
+        obj: &NfObject<'_>,
+        set_counters: bool,
+        compiled: Option<&HashMap<&str, &[crate::compile::Element]>>,
+    ) -> Result<(), Error> {
+        let (verb, o) = match obj {
+            NfObject::CmdObject(NfCmd::Add(o)) | NfObject::ListObject(o) => (Verb::Add, o),
+            NfObject::CmdObject(NfCmd::Create(o)) => (Verb::Create, o),
+            NfObject::CmdObject(NfCmd::Insert(o)) => (Verb::Insert, o),
+            NfObject::CmdObject(NfCmd::Delete(o)) => (Verb::Delete, o),
+            other => return Err(Error::Unsupported(format!("command {other:?}"))),
         };
-        for (verb, body) in map {
-            match verb.as_str() {
-                "metainfo" => {}
-                "add" | "create" | "insert" | "delete" | "destroy" | "flush" => {
-                    let Some(inner) = body.as_object() else {
-                        return Err(Error::Unsupported(format!("{verb} of {body}")));
-                    };
-                    for (kind, v) in inner {
-                        self.object(verb, kind, v, None)?;
-                    }
-                }
-                // A bare object is an implicit add.
-                kind => self.object("add", kind, body, None)?,
+        match o {
+            NfListObject::Table(t) => self.table(verb, nf_family(t.family), &t.name),
+            NfListObject::Chain(c) if verb == Verb::Delete => {
+                self.table_object(verb, nf_family(c.family), "chain", &c.table, &c.name)
             }
+            NfListObject::Chain(c) => {
+                let family = nf_family(c.family);
+                let hook = c.hook.map(|h| Hook {
+                    hooknum: hook_of(h),
+                    prio: c.prio.unwrap_or(0),
+                    ty: match c._type {
+                        Some(NfChainType::Route) => "route",
+                        Some(NfChainType::NAT) => "nat",
+                        _ => "filter",
+                    },
+                    policy: c.policy.map(|p| match p {
+                        NfChainPolicy::Accept => NF_ACCEPT as u32,
+                        NfChainPolicy::Drop => NF_DROP as u32,
+                    }),
+                    dev: c.dev.as_deref(),
+                });
+                self.chain(verb, family, &c.table, &c.name, hook);
+                Ok(())
+            }
+            NfListObject::Set(set) if verb == Verb::Delete => {
+                self.table_object(verb, nf_family(set.family), "set", &set.table, &set.name)
+            }
+            NfListObject::Set(set) => {
+                let unsupported = || Error::Unsupported(format!("set {}", set.name));
+                if set.timeout.is_some() || set.gc_interval.is_some() || set.policy.is_some() {
+                    return Err(unsupported());
+                }
+                let types: Vec<DataType> = match &set.set_type {
+                    SetTypeValue::Single(t) => vec![data_type_of(*t).ok_or_else(unsupported)?],
+                    SetTypeValue::Concatenated(ts) => ts
+                        .iter()
+                        .map(|t| data_type_of(*t).ok_or_else(unsupported))
+                        .collect::<Result<_, _>>()?,
+                };
+                let mut flags = 0;
+                for f in set.flags.iter().flatten() {
+                    flags |= match f {
+                        SetFlag::Interval => NFT_SET_INTERVAL,
+                        SetFlag::Constant => NFT_SET_CONSTANT,
+                        _ => return Err(unsupported()),
+                    };
+                }
+                if types.len() > 1 && flags & NFT_SET_INTERVAL != 0 {
+                    flags |= NFT_SET_CONCAT;
+                }
+                let info = SetInfo {
+                    name: set.name.to_string(),
+                    types,
+                    flags,
+                    id: None,
+                };
+                let elems = match compiled.and_then(|c| c.get(set.name.as_ref())) {
+                    Some(dims) => Some(Elems::Dims(dims)),
+                    None => set.elem.as_deref().map(Elems::Typed),
+                };
+                let family = nf_family(set.family);
+                self.set(
+                    verb,
+                    family,
+                    &set.table,
+                    info,
+                    set.size,
+                    set_counters,
+                    elems,
+                )
+            }
+            NfListObject::Element(e) => {
+                let family = nf_family(e.family);
+                self.element_command(verb, family, &e.table, &e.name, Elems::Typed(&e.elem))
+            }
+            NfListObject::Rule(r) if verb == Verb::Delete => {
+                let handle = r.handle.ok_or_else(|| {
+                    Error::Invalid(format!("delete rule needs a handle: {}", r.chain))
+                })?;
+                let family = nf_family(r.family);
+                self.delete_rule(verb, family, &r.table, &r.chain, handle as u64);
+                Ok(())
+            }
+            NfListObject::Rule(r) => {
+                let family = nf_family(r.family);
+                let mut lin = Lin::new(family);
+                for st in r.expr.iter() {
+                    lin.statement(self, &r.table, st)?;
+                }
+                self.rule(verb, family, &r.table, &r.chain, r.comment.as_deref(), lin);
+                Ok(())
+            }
+            other => Err(Error::Unsupported(format!("object {other:?}"))),
         }
-        Ok(())
     }
 
-    /// One object of a command. `typed` elements replace the JSON `elem`.
-    pub fn object(
-        &mut self,
-        verb: &str,
-        kind: &str,
-        v: &Value,
-        typed: Option<Elems<'_>>,
-    ) -> Result<(), Error> {
-        let family = family_of(v, kind)?;
+    /// Adds, creates or deletes a table; a flush deletes its rules.
+    pub(crate) fn table(&mut self, verb: Verb, family: u8, name: &str) -> Result<(), Error> {
         let fam = family_name(family);
-        match (verb, kind) {
-            ("add" | "create", "table") => {
-                let name = str_of(v, "name", "table")?;
-                let flags = if verb == "create" { NLM_F_EXCL } else { 0 };
-                let at = self.msg(
-                    NFT_MSG_NEWTABLE,
-                    flags,
-                    family,
-                    format!("{verb} table {fam} {name}"),
-                    None,
-                );
+        let what = format!("{} table {fam} {name}", verb.as_str());
+        match verb {
+            Verb::Add | Verb::Create => {
+                let flags = if verb == Verb::Create { NLM_F_EXCL } else { 0 };
+                let at = self.msg(NFT_MSG_NEWTABLE, flags, family, what, None);
                 self.w.put_str(NFTA_TABLE_NAME, name);
                 self.w.put_be32(NFTA_TABLE_FLAGS, 0);
                 self.w.end_msg(at);
                 // A table added again keeps its sets; a deleted one loses them.
             }
-            ("delete" | "destroy", "table") => {
-                let name = str_of(v, "name", "table")?;
-                let at = self.msg(
-                    if verb == "destroy" {
-                        26
-                    } else {
-                        NFT_MSG_DELTABLE
-                    },
-                    0,
-                    family,
-                    format!("{verb} table {fam} {name}"),
-                    None,
-                );
+            Verb::Delete | Verb::Destroy => {
+                let ty = if verb == Verb::Destroy {
+                    NFT_MSG_DESTROYTABLE
+                } else {
+                    NFT_MSG_DELTABLE
+                };
+                let at = self.msg(ty, 0, family, what, None);
                 self.w.put_str(NFTA_TABLE_NAME, name);
                 self.w.end_msg(at);
                 self.sets
                     .retain(|(f, t, _), _| !(*f == family && t == name));
             }
-            ("flush", "table") => {
-                let name = str_of(v, "name", "table")?;
-                let at = self.msg(
-                    NFT_MSG_DELRULE,
-                    0,
-                    family,
-                    format!("flush table {fam} {name}"),
-                    None,
-                );
+            Verb::Flush => {
+                let at = self.msg(NFT_MSG_DELRULE, 0, family, what, None);
                 self.w.put_str(NFTA_RULE_TABLE, name);
                 self.w.end_msg(at);
             }
-            ("add" | "create", "chain") => self.add_chain(verb, family, v)?,
-            ("delete" | "destroy", "chain") => {
-                let table = str_of(v, "table", "chain")?;
-                let name = str_of(v, "name", "chain")?;
-                let at = self.msg(
-                    NFT_MSG_DELCHAIN,
-                    0,
-                    family,
-                    format!("{verb} chain {fam} {table} {name}"),
-                    None,
-                );
-                self.w.put_str(NFTA_CHAIN_TABLE, table);
-                self.w.put_str(NFTA_CHAIN_NAME, name);
-                self.w.end_msg(at);
-            }
-            ("flush", "chain") => {
-                let table = str_of(v, "table", "chain")?;
-                let name = str_of(v, "name", "chain")?;
-                let at = self.msg(
-                    NFT_MSG_DELRULE,
-                    0,
-                    family,
-                    format!("flush chain {fam} {table} {name}"),
-                    None,
-                );
-                self.w.put_str(NFTA_RULE_TABLE, table);
-                self.w.put_str(NFTA_RULE_CHAIN, name);
-                self.w.end_msg(at);
-            }
-            ("add" | "create", "set") => self.add_set(verb, family, v, typed)?,
-            ("delete" | "destroy", "set") => {
-                let table = str_of(v, "table", "set")?;
-                let name = str_of(v, "name", "set")?;
-                let at = self.msg(
-                    NFT_MSG_DELSET,
-                    0,
-                    family,
-                    format!("{verb} set {fam} {table} {name}"),
-                    None,
-                );
-                self.w.put_str(NFTA_SET_TABLE, table);
-                self.w.put_str(NFTA_SET_NAME, name);
-                self.w.end_msg(at);
-                self.sets
-                    .remove(&(family, table.to_string(), name.to_string()));
-            }
-            ("flush", "set") => {
-                let table = str_of(v, "table", "set")?;
-                let name = str_of(v, "name", "set")?;
-                let at = self.msg(
-                    NFT_MSG_DELSETELEM,
-                    0,
-                    family,
-                    format!("flush set {fam} {table} {name}"),
-                    None,
-                );
-                self.w.put_str(NFTA_SET_ELEM_LIST_SET, name);
-                self.w.put_str(NFTA_SET_ELEM_LIST_TABLE, table);
-                self.w.end_msg(at);
-            }
-            ("add" | "create" | "delete" | "destroy", "element") => {
-                let table = str_of(v, "table", "element")?;
-                let name = str_of(v, "name", "element")?;
-                let set = self.set_info(family, table, name)?;
-                let elems = match typed {
-                    Some(t) => t,
-                    None => Elems::Json(
-                        v.get("elem")
-                            .and_then(Value::as_array)
-                            .map(Vec::as_slice)
-                            .unwrap_or(&[]),
-                    ),
-                };
-                let del = matches!(verb, "delete" | "destroy");
-                self.elements(family, table, &set, elems, del, verb == "create", false)?;
-            }
-            ("add" | "create" | "insert", "rule") => self.add_rule(verb, family, v)?,
-            ("delete" | "destroy", "rule") => {
-                let table = str_of(v, "table", "rule")?;
-                let chain = str_of(v, "chain", "rule")?;
-                let handle = v
-                    .get("handle")
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| Error::Invalid(format!("delete rule needs a handle: {v}")))?;
-                let at = self.msg(
-                    NFT_MSG_DELRULE,
-                    0,
-                    family,
-                    format!("{verb} rule {fam} {table} {chain} handle {handle}"),
-                    None,
-                );
-                self.w.put_str(NFTA_RULE_TABLE, table);
-                self.w.put_str(NFTA_RULE_CHAIN, chain);
-                self.w.put_be64(NFTA_RULE_HANDLE, handle);
-                self.w.end_msg(at);
-            }
-            _ => {
-                return Err(Error::Unsupported(format!(
-                    "'{verb} {kind}' is not supported by the netlink backend"
-                )))
+            Verb::Insert => {
+                return Err(Error::Unsupported(
+                    "'insert table' is not supported by the netlink backend".into(),
+                ))
             }
         }
         Ok(())
     }
 
-    fn add_chain(&mut self, verb: &str, family: u8, v: &Value) -> Result<(), Error> {
-        let table = str_of(v, "table", "chain")?;
-        let name = str_of(v, "name", "chain")?;
-        let flags = NLM_F_CREATE | if verb == "create" { NLM_F_EXCL } else { 0 };
+    /// Deletes (or flushes) a chain or a set of a table.
+    pub(crate) fn table_object(
+        &mut self,
+        verb: Verb,
+        family: u8,
+        kind: &str,
+        table: &str,
+        name: &str,
+    ) -> Result<(), Error> {
+        let what = format!(
+            "{} {kind} {} {table} {name}",
+            verb.as_str(),
+            family_name(family)
+        );
+        let (ty, table_attr, name_attr) = match (verb, kind) {
+            (Verb::Delete | Verb::Destroy, "chain") => {
+                (NFT_MSG_DELCHAIN, NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME)
+            }
+            (Verb::Flush, "chain") => (NFT_MSG_DELRULE, NFTA_RULE_TABLE, NFTA_RULE_CHAIN),
+            (Verb::Delete | Verb::Destroy, "set") => {
+                (NFT_MSG_DELSET, NFTA_SET_TABLE, NFTA_SET_NAME)
+            }
+            (Verb::Flush, "set") => (
+                NFT_MSG_DELSETELEM,
+                NFTA_SET_ELEM_LIST_TABLE,
+                NFTA_SET_ELEM_LIST_SET,
+            ),
+            _ => {
+                return Err(Error::Unsupported(format!(
+                    "'{} {kind}' is not supported by the netlink backend",
+                    verb.as_str()
+                )))
+            }
+        };
+        let at = self.msg(ty, 0, family, what, None);
+        if ty == NFT_MSG_DELSETELEM {
+            // The order nft writes them in.
+            self.w.put_str(name_attr, name);
+            self.w.put_str(table_attr, table);
+        } else {
+            self.w.put_str(table_attr, table);
+            self.w.put_str(name_attr, name);
+        }
+        self.w.end_msg(at);
+        if ty == NFT_MSG_DELSET {
+            self.sets
+                .remove(&(family, table.to_string(), name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Adds (or creates) a chain, a base chain when it has a hook.
+    pub(crate) fn chain(
+        &mut self,
+        verb: Verb,
+        family: u8,
+        table: &str,
+        name: &str,
+        hook: Option<Hook<'_>>,
+    ) {
+        let flags = NLM_F_CREATE | if verb == Verb::Create { NLM_F_EXCL } else { 0 };
         let at = self.msg(
             NFT_MSG_NEWCHAIN,
             flags,
             family,
-            format!("{verb} chain {} {table} {name}", family_name(family)),
+            format!(
+                "{} chain {} {table} {name}",
+                verb.as_str(),
+                family_name(family)
+            ),
             None,
         );
         self.w.put_str(NFTA_CHAIN_TABLE, table);
         self.w.put_str(NFTA_CHAIN_NAME, name);
-        if let Some(hook) = v.get("hook").and_then(Value::as_str) {
-            let hooknum = hook_number(hook)
-                .ok_or_else(|| Error::Invalid(format!("'{hook}' is not a hook")))?;
-            let ty = v.get("type").and_then(Value::as_str).unwrap_or("filter");
-            let prio: i32 = match v.get("prio") {
-                Some(Value::Number(n)) => n.as_i64().unwrap_or(0) as i32,
-                Some(Value::String(s)) => match s.as_str() {
-                    "raw" => -300,
-                    "mangle" => -150,
-                    "dstnat" => -100,
-                    "filter" => 0,
-                    "security" => 50,
-                    "srcnat" => 100,
-                    other => return Err(Error::Unsupported(format!("chain priority '{other}'"))),
-                },
-                _ => 0,
-            };
-            self.w.put_str(NFTA_CHAIN_TYPE, ty);
-            if let Some(p) = v.get("policy").and_then(Value::as_str) {
-                let code = match p {
-                    "accept" => 1,
-                    "drop" => 0,
-                    other => return Err(Error::Invalid(format!("'{other}' is not a policy"))),
-                };
-                self.w.put_be32(NFTA_CHAIN_POLICY, code);
+        if let Some(hook) = hook {
+            self.w.put_str(NFTA_CHAIN_TYPE, hook.ty);
+            if let Some(p) = hook.policy {
+                self.w.put_be32(NFTA_CHAIN_POLICY, p);
             }
             let h = self.w.nest(NFTA_CHAIN_HOOK);
-            self.w.put_be32(NFTA_HOOK_HOOKNUM, hooknum);
-            self.w.put_be32(NFTA_HOOK_PRIORITY, prio as u32);
-            if let Some(dev) = v.get("dev").and_then(Value::as_str) {
+            self.w.put_be32(NFTA_HOOK_HOOKNUM, hook.hooknum);
+            self.w.put_be32(NFTA_HOOK_PRIORITY, hook.prio as u32);
+            if let Some(dev) = hook.dev {
                 self.w.put_str(NFTA_HOOK_DEV, dev);
             }
             self.w.end_nest(h);
         }
         self.w.end_msg(at);
-        Ok(())
     }
 
-    /// The set's header from JSON (its `elem` are sent by the caller).
-    pub fn set_from_json(v: &Value) -> Result<(SetInfo, Option<u32>, bool), Error> {
-        let name = str_of(v, "name", "set")?;
-        let types: Vec<DataType> = match v.get("type") {
-            Some(Value::String(s)) => vec![DataType::from_name(s)
-                .ok_or_else(|| Error::Unsupported(format!("set type '{s}'")))?],
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|t| {
-                    t.as_str()
-                        .and_then(DataType::from_name)
-                        .ok_or_else(|| Error::Unsupported(format!("set type '{t}'")))
-                })
-                .collect::<Result<_, _>>()?,
-            _ => return Err(Error::Unsupported(format!("set without a type: {v}"))),
-        };
-        let mut flags = 0;
-        for f in v
-            .get("flags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            flags |= match f.as_str() {
-                Some("interval") => NFT_SET_INTERVAL,
-                Some("constant") => NFT_SET_CONSTANT,
-                Some(other) => return Err(Error::Unsupported(format!("set flag '{other}'"))),
-                None => 0,
-            };
-        }
-        if types.len() > 1 && flags & NFT_SET_INTERVAL != 0 {
-            flags |= NFT_SET_CONCAT;
-        }
-        for unsupported in ["timeout", "gc-interval", "policy", "comment", "map"] {
-            if v.get(unsupported).is_some_and(|x| !x.is_null()) {
-                return Err(Error::Unsupported(format!("set property '{unsupported}'")));
-            }
-        }
-        let mut counter = false;
-        for s in v
-            .get("stmt")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if s.get("counter").is_some() {
-                counter = true;
-            } else {
-                return Err(Error::Unsupported(format!("set statement {s}")));
-            }
-        }
-        let size = v.get("size").and_then(Value::as_u64).map(|s| s as u32);
-        Ok((
-            SetInfo {
-                name: name.to_string(),
-                types,
-                flags,
-                id: None,
-            },
-            size,
-            counter,
-        ))
-    }
-
-    fn add_set(
+    /// Adds (or creates) a set, then its elements.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn set(
         &mut self,
-        verb: &str,
+        verb: Verb,
         family: u8,
-        v: &Value,
-        typed: Option<Elems<'_>>,
+        table: &str,
+        mut set: SetInfo,
+        size: Option<u32>,
+        counter: bool,
+        elems: Option<Elems<'_>>,
     ) -> Result<(), Error> {
-        let table = str_of(v, "table", "set")?;
-        let (mut set, size, counter) = Self::set_from_json(v)?;
         set.id = Some(self.next_set_id);
         self.next_set_id += 1;
-        let excl = if verb == "create" { NLM_F_EXCL } else { 0 };
-        self.emit_set(family, table, &set, size, counter, excl, verb);
+        let excl = if verb == Verb::Create { NLM_F_EXCL } else { 0 };
+        self.emit_set(family, table, &set, size, counter, excl, verb.as_str());
         self.sets
             .insert((family, table.to_string(), set.name.clone()), set.clone());
-        let elems = match typed {
-            Some(t) => Some(t),
-            None => v
-                .get("elem")
-                .and_then(Value::as_array)
-                .map(|a| Elems::Json(a.as_slice())),
-        };
         if let Some(e) = elems {
             if e.len() > 0 {
                 self.elements(family, table, &set, e, false, false, true)?;
             }
         }
         Ok(())
+    }
+
+    /// Adds, creates or deletes elements of a set of the batch or the kernel.
+    pub(crate) fn element_command(
+        &mut self,
+        verb: Verb,
+        family: u8,
+        table: &str,
+        name: &str,
+        elems: Elems<'_>,
+    ) -> Result<(), Error> {
+        let set = self.set_info(family, table, name)?;
+        let del = matches!(verb, Verb::Delete | Verb::Destroy);
+        self.elements(family, table, &set, elems, del, verb == Verb::Create, false)
+    }
+
+    /// Deletes the rule with `handle`.
+    pub(crate) fn delete_rule(
+        &mut self,
+        verb: Verb,
+        family: u8,
+        table: &str,
+        chain: &str,
+        handle: u64,
+    ) {
+        let at = self.msg(
+            NFT_MSG_DELRULE,
+            0,
+            family,
+            format!(
+                "{} rule {} {table} {chain} handle {handle}",
+                verb.as_str(),
+                family_name(family)
+            ),
+            None,
+        );
+        self.w.put_str(NFTA_RULE_TABLE, table);
+        self.w.put_str(NFTA_RULE_CHAIN, chain);
+        self.w.put_be64(NFTA_RULE_HANDLE, handle);
+        self.w.end_msg(at);
+    }
+
+    /// Adds (appends, inserts or creates) a rule of `lin`'s expressions;
+    /// the sets of its meters come first.
+    pub(crate) fn rule(
+        &mut self,
+        verb: Verb,
+        family: u8,
+        table: &str,
+        chain: &str,
+        comment: Option<&str>,
+        mut lin: Lin,
+    ) {
+        for (set, size) in std::mem::take(&mut lin.meters) {
+            self.emit_set(family, table, &set, Some(size), false, 0, "add");
+            self.sets
+                .insert((family, table.to_string(), set.name.clone()), set);
+        }
+        let flags = NLM_F_CREATE
+            | match verb {
+                Verb::Insert => 0,
+                Verb::Create => NLM_F_APPEND | NLM_F_EXCL,
+                _ => NLM_F_APPEND,
+            };
+        let what = match comment {
+            Some(c) => format!(
+                "{} rule {} {table} {chain} (comment \"{c}\")",
+                verb.as_str(),
+                family_name(family)
+            ),
+            None => format!(
+                "{} rule {} {table} {chain}",
+                verb.as_str(),
+                family_name(family)
+            ),
+        };
+        let at = self.msg(NFT_MSG_NEWRULE, flags, family, what, None);
+        self.w.put_str(NFTA_RULE_TABLE, table);
+        self.w.put_str(NFTA_RULE_CHAIN, chain);
+        let e = self.w.nest(NFTA_RULE_EXPRESSIONS);
+        self.w.buf.extend_from_slice(&lin.w.buf);
+        self.w.end_nest(e);
+        if let Some(c) = comment {
+            // NFTNL_UDATA_RULE_COMMENT
+            let mut ud = vec![0u8, (c.len() + 1) as u8];
+            ud.extend_from_slice(c.as_bytes());
+            ud.push(0);
+            self.w.put(NFTA_RULE_USERDATA, &ud);
+        }
+        self.w.end_msg(at);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1071,193 +1171,123 @@ impl<'r> Batch<'r> {
         }
         Ok(())
     }
-
-    fn add_rule(&mut self, verb: &str, family: u8, v: &Value) -> Result<(), Error> {
-        let table = str_of(v, "table", "rule")?;
-        let chain = str_of(v, "chain", "rule")?;
-        let comment = v.get("comment").and_then(Value::as_str);
-        let stmts = v
-            .get("expr")
-            .and_then(Value::as_array)
-            .ok_or_else(|| Error::Invalid(format!("rule without 'expr': {v}")))?;
-        let mut lin = Lin::new(family);
-        for s in stmts {
-            lin.stmt(self, table, s)?;
-        }
-        // Meters' sets come before the rule that fills them.
-        for (set, size) in std::mem::take(&mut lin.meters) {
-            self.emit_set(family, table, &set, Some(size), false, 0, "add");
-            self.sets
-                .insert((family, table.to_string(), set.name.clone()), set);
-        }
-        let flags = NLM_F_CREATE
-            | match verb {
-                "insert" => 0,
-                "create" => NLM_F_APPEND | NLM_F_EXCL,
-                _ => NLM_F_APPEND,
-            };
-        let what = match comment {
-            Some(c) => format!(
-                "{verb} rule {} {table} {chain} (comment \"{c}\")",
-                family_name(family)
-            ),
-            None => format!("{verb} rule {} {table} {chain}", family_name(family)),
-        };
-        let at = self.msg(NFT_MSG_NEWRULE, flags, family, what, None);
-        self.w.put_str(NFTA_RULE_TABLE, table);
-        self.w.put_str(NFTA_RULE_CHAIN, chain);
-        let e = self.w.nest(NFTA_RULE_EXPRESSIONS);
-        self.w.buf.extend_from_slice(&lin.w.buf);
-        self.w.end_nest(e);
-        if let Some(c) = comment {
-            let mut ud = vec![0u8, (c.len() + 1) as u8];
-            ud.extend_from_slice(c.as_bytes());
-            ud.push(0);
-            self.w.put(NFTA_RULE_USERDATA, &ud);
-        }
-        self.w.end_msg(at);
-        Ok(())
-    }
 }
 
 // ---- rules: statements → kernel expressions ----------------------------------------
 
 /// What a left-hand expression loads.
 #[derive(Debug, Clone)]
-enum Load {
+pub(crate) enum Load {
     Meta(u32),
     Payload { base: u32, offset: u32 },
     Ct { key: u32, dir: Option<u8> },
 }
 
 #[derive(Debug, Clone)]
-struct Left {
-    load: Load,
-    dt: DataType,
-    len: usize,
+pub(crate) struct Left {
+    pub(crate) load: Load,
+    pub(crate) dt: DataType,
+    pub(crate) len: usize,
     /// Needs this network protocol (nfproto 2 or 10).
-    net: Option<u8>,
+    pub(crate) net: Option<u8>,
     /// Needs this transport protocol.
-    l4: Option<u8>,
+    pub(crate) l4: Option<u8>,
     /// Host byte order in registers.
-    host: bool,
+    pub(crate) host: bool,
 }
 
-fn left_of(v: &Value) -> Result<Left, Error> {
-    let unsupported = || Error::Unsupported(format!("expression {v}"));
-    if let Some(m) = v.get("meta") {
-        let key = m
-            .get("key")
-            .and_then(Value::as_str)
-            .ok_or_else(unsupported)?;
-        let (k, dt, host) = match key {
-            "iifname" => (6, DataType::Ifname, true),
-            "oifname" => (7, DataType::Ifname, true),
-            "l4proto" => (16, DataType::InetProto, true),
-            "nfproto" => (15, DataType::Nfproto, true),
-            "protocol" => (1, DataType::EtherType, false),
-            "mark" => (3, DataType::Mark, true),
-            _ => return Err(unsupported()),
-        };
-        return Ok(Left {
-            load: Load::Meta(k),
-            dt,
-            len: dt.len(),
-            net: None,
-            l4: None,
-            host,
-        });
-    }
-    if let Some(p) = v.get("payload") {
-        let proto = p
-            .get("protocol")
-            .and_then(Value::as_str)
-            .ok_or_else(unsupported)?;
-        let field = p
-            .get("field")
-            .and_then(Value::as_str)
-            .ok_or_else(unsupported)?;
-        let (base, offset, dt, net, l4) = match (proto, field) {
-            ("ip", "saddr") => (1, 12, DataType::Ipv4Addr, Some(2), None),
-            ("ip", "daddr") => (1, 16, DataType::Ipv4Addr, Some(2), None),
-            ("ip", "protocol") => (1, 9, DataType::InetProto, Some(2), None),
-            ("ip6", "saddr") => (1, 8, DataType::Ipv6Addr, Some(10), None),
-            ("ip6", "daddr") => (1, 24, DataType::Ipv6Addr, Some(10), None),
-            ("ip6", "nexthdr") => (1, 6, DataType::InetProto, Some(10), None),
-            ("th", "sport") => (2, 0, DataType::InetService, None, None),
-            ("th", "dport") => (2, 2, DataType::InetService, None, None),
-            ("tcp", "sport") => (2, 0, DataType::InetService, None, Some(6)),
-            ("tcp", "dport") => (2, 2, DataType::InetService, None, Some(6)),
-            ("udp", "sport") => (2, 0, DataType::InetService, None, Some(17)),
-            ("udp", "dport") => (2, 2, DataType::InetService, None, Some(17)),
-            ("icmp", "type") => (2, 0, DataType::IcmpType, Some(2), Some(1)),
-            ("icmpv6", "type") => (2, 0, DataType::Icmpv6Type, Some(10), Some(58)),
-            _ => return Err(unsupported()),
-        };
-        return Ok(Left {
-            load: Load::Payload { base, offset },
-            dt,
-            len: dt.len(),
-            net,
-            l4,
-            host: false,
-        });
-    }
-    if let Some(c) = v.get("ct") {
-        let key = c
-            .get("key")
-            .and_then(Value::as_str)
-            .ok_or_else(unsupported)?;
-        let dir = match c.get("dir").and_then(Value::as_str) {
-            None => None,
-            Some("original") => Some(0u8),
-            Some("reply") => Some(1u8),
-            Some(_) => return Err(unsupported()),
-        };
-        let (k, dt, host) = match key {
-            "state" => (0, DataType::CtState, true),
-            "mark" => (3, DataType::Mark, true),
-            "l3proto" => (7, DataType::Nfproto, true),
-            "protocol" => (10, DataType::InetProto, false),
-            "proto-src" => (11, DataType::InetService, false),
-            "proto-dst" => (12, DataType::InetService, false),
-            "ip saddr" => (19, DataType::Ipv4Addr, false),
-            "ip daddr" => (20, DataType::Ipv4Addr, false),
-            "ip6 saddr" => (21, DataType::Ipv6Addr, false),
-            "ip6 daddr" => (22, DataType::Ipv6Addr, false),
-            _ => return Err(unsupported()),
-        };
-        return Ok(Left {
-            load: Load::Ct { key: k, dir },
-            dt,
-            len: dt.len(),
-            net: None,
-            l4: None,
-            host,
-        });
-    }
-    Err(unsupported())
+/// `meta KEY`, for the keys portwall's tables use.
+pub(crate) fn meta_left(key: &str) -> Option<Left> {
+    let (k, dt, host) = match key {
+        "iifname" => (NFT_META_IIFNAME, DataType::Ifname, true),
+        "oifname" => (NFT_META_OIFNAME, DataType::Ifname, true),
+        "l4proto" => (NFT_META_L4PROTO, DataType::InetProto, true),
+        "nfproto" => (NFT_META_NFPROTO, DataType::Nfproto, true),
+        "protocol" => (NFT_META_PROTOCOL, DataType::EtherType, false),
+        "mark" => (NFT_META_MARK, DataType::Mark, true),
+        _ => return None,
+    };
+    Some(Left {
+        load: Load::Meta(k),
+        dt,
+        len: dt.len(),
+        net: None,
+        l4: None,
+        host,
+    })
+}
+
+/// A header field (`ip saddr`, `th dport`, ...): where it lies and which
+/// protocols it needs.
+pub(crate) fn payload_left(proto: &str, field: &str) -> Option<Left> {
+    use DataType as T;
+    const NH: u32 = NFT_PAYLOAD_NETWORK_HEADER;
+    const TH: u32 = NFT_PAYLOAD_TRANSPORT_HEADER;
+    let (v4, v6) = (Some(NFPROTO_IPV4), Some(NFPROTO_IPV6));
+    let (base, offset, dt, net, l4) = match (proto, field) {
+        ("ip", "saddr") => (NH, 12, T::Ipv4Addr, v4, None),
+        ("ip", "daddr") => (NH, 16, T::Ipv4Addr, v4, None),
+        ("ip", "protocol") => (NH, 9, T::InetProto, v4, None),
+        ("ip6", "saddr") => (NH, 8, T::Ipv6Addr, v6, None),
+        ("ip6", "daddr") => (NH, 24, T::Ipv6Addr, v6, None),
+        ("ip6", "nexthdr") => (NH, 6, T::InetProto, v6, None),
+        ("th", "sport") => (TH, 0, T::InetService, None, None),
+        ("th", "dport") => (TH, 2, T::InetService, None, None),
+        ("tcp", "sport") => (TH, 0, T::InetService, None, Some(IPPROTO_TCP)),
+        ("tcp", "dport") => (TH, 2, T::InetService, None, Some(IPPROTO_TCP)),
+        ("udp", "sport") => (TH, 0, T::InetService, None, Some(IPPROTO_UDP)),
+        ("udp", "dport") => (TH, 2, T::InetService, None, Some(IPPROTO_UDP)),
+        ("icmp", "type") => (TH, 0, T::IcmpType, v4, Some(IPPROTO_ICMP)),
+        ("icmpv6", "type") => (TH, 0, T::Icmpv6Type, v6, Some(IPPROTO_ICMPV6)),
+        _ => return None,
+    };
+    Some(Left {
+        load: Load::Payload { base, offset },
+        dt,
+        len: dt.len(),
+        net,
+        l4,
+        host: false,
+    })
+}
+
+/// `ct [DIR] KEY`.
+pub(crate) fn ct_left(key: &str, dir: Option<u8>) -> Option<Left> {
+    let (k, dt, host) = match key {
+        "state" => (NFT_CT_STATE, DataType::CtState, true),
+        "mark" => (NFT_CT_MARK, DataType::Mark, true),
+        "l3proto" => (NFT_CT_L3PROTOCOL, DataType::Nfproto, true),
+        "protocol" => (NFT_CT_PROTOCOL, DataType::InetProto, false),
+        "proto-src" => (NFT_CT_PROTO_SRC, DataType::InetService, false),
+        "proto-dst" => (NFT_CT_PROTO_DST, DataType::InetService, false),
+        "ip saddr" => (NFT_CT_SRC_IP, DataType::Ipv4Addr, false),
+        "ip daddr" => (NFT_CT_DST_IP, DataType::Ipv4Addr, false),
+        "ip6 saddr" => (NFT_CT_SRC_IP6, DataType::Ipv6Addr, false),
+        "ip6 daddr" => (NFT_CT_DST_IP6, DataType::Ipv6Addr, false),
+        _ => return None,
+    };
+    Some(Left {
+        load: Load::Ct { key: k, dir },
+        dt,
+        len: dt.len(),
+        net: None,
+        l4: None,
+        host,
+    })
 }
 
 /// Register number of a 32-bit register unit as nft writes it (128-bit
 /// registers where aligned, for compatibility).
 fn reg(unit: usize) -> u32 {
     if unit.is_multiple_of(4) {
-        1 + (unit / 4) as u32
+        NFT_REG_1 + (unit / 4) as u32
     } else {
-        8 + unit as u32
+        NFT_REG32_00 + unit as u32
     }
 }
 
-const CMP_EQ: u32 = 0;
-const CMP_NEQ: u32 = 1;
-const CMP_LT: u32 = 2;
-const CMP_LTE: u32 = 3;
-const CMP_GT: u32 = 4;
-const CMP_GTE: u32 = 5;
-
 /// Linearizes one rule's statements.
-struct Lin {
+pub(crate) struct Lin {
     family: u8,
     w: Writer,
     /// The network protocol the rule has established (nfproto number).
@@ -1268,10 +1298,9 @@ struct Lin {
 }
 
 impl Lin {
-    fn new(family: u8) -> Lin {
+    pub(crate) fn new(family: u8) -> Lin {
         let net = match family {
-            2 => Some(2),
-            10 => Some(10),
+            NFPROTO_IPV4 | NFPROTO_IPV6 => Some(family),
             _ => None,
         };
         Lin {
@@ -1283,7 +1312,7 @@ impl Lin {
         }
     }
 
-    fn expr(&mut self, name: &str, f: impl FnOnce(&mut Writer)) {
+    pub(crate) fn expr(&mut self, name: &str, f: impl FnOnce(&mut Writer)) {
         let e = self.w.nest(NFTA_LIST_ELEM);
         self.w.put_str(NFTA_EXPR_NAME, name);
         let d = self.w.nest(NFTA_EXPR_DATA);
@@ -1294,21 +1323,21 @@ impl Lin {
 
     fn cmp(&mut self, sreg: u32, op: u32, data: &[u8]) {
         self.expr("cmp", |w| {
-            w.put_be32(1, sreg);
-            w.put_be32(2, op);
-            w.put_data(3, data);
+            w.put_be32(NFTA_CMP_SREG, sreg);
+            w.put_be32(NFTA_CMP_OP, op);
+            w.put_data(NFTA_CMP_DATA, data);
         });
     }
 
     fn meta_load(&mut self, key: u32, dreg: u32) {
         self.expr("meta", |w| {
-            w.put_be32(2, key);
-            w.put_be32(1, dreg);
+            w.put_be32(NFTA_META_KEY, key);
+            w.put_be32(NFTA_META_DREG, dreg);
         });
     }
 
     /// The dependencies nft adds before an expression that needs a protocol.
-    fn deps(&mut self, l: &Left) -> Result<(), Error> {
+    pub(crate) fn deps(&mut self, l: &Left) -> Result<(), Error> {
         if let Some(net) = l.net {
             match self.net {
                 Some(n) if n == net => {}
@@ -1319,14 +1348,18 @@ impl Lin {
                 }
                 None => {
                     match self.family {
-                        1 => {
-                            self.meta_load(15, 1);
-                            self.cmp(1, CMP_EQ, &[net]);
+                        NFPROTO_INET => {
+                            self.meta_load(NFT_META_NFPROTO, NFT_REG_1);
+                            self.cmp(NFT_REG_1, NFT_CMP_EQ, &[net]);
                         }
-                        7 | 5 => {
-                            let et: u16 = if net == 2 { 0x0800 } else { 0x86dd };
-                            self.meta_load(1, 1);
-                            self.cmp(1, CMP_EQ, &et.to_be_bytes());
+                        NFPROTO_BRIDGE | NFPROTO_NETDEV => {
+                            let et: u16 = if net == NFPROTO_IPV4 {
+                                ETH_P_IP
+                            } else {
+                                ETH_P_IPV6
+                            };
+                            self.meta_load(NFT_META_PROTOCOL, NFT_REG_1);
+                            self.cmp(NFT_REG_1, NFT_CMP_EQ, &et.to_be_bytes());
                         }
                         _ => {
                             return Err(Error::Unsupported(format!(
@@ -1346,8 +1379,8 @@ impl Lin {
                         "conflicting transport protocols in one rule".into(),
                     ));
                 }
-                self.meta_load(16, 1);
-                self.cmp(1, CMP_EQ, &[l4]);
+                self.meta_load(NFT_META_L4PROTO, NFT_REG_1);
+                self.cmp(NFT_REG_1, NFT_CMP_EQ, &[l4]);
                 self.l4 = Some(l4);
             }
         }
@@ -1358,25 +1391,25 @@ impl Lin {
         match l.load {
             Load::Meta(k) => self.meta_load(k, dreg),
             Load::Payload { base, offset } => self.expr("payload", |w| {
-                w.put_be32(1, dreg);
-                w.put_be32(2, base);
-                w.put_be32(3, offset);
-                w.put_be32(4, l.len as u32);
+                w.put_be32(NFTA_PAYLOAD_DREG, dreg);
+                w.put_be32(NFTA_PAYLOAD_BASE, base);
+                w.put_be32(NFTA_PAYLOAD_OFFSET, offset);
+                w.put_be32(NFTA_PAYLOAD_LEN, l.len as u32);
             }),
             Load::Ct { key, dir } => self.expr("ct", |w| {
-                w.put_be32(2, key);
-                w.put_be32(1, dreg);
+                w.put_be32(NFTA_CT_KEY, key);
+                w.put_be32(NFTA_CT_DREG, dreg);
                 if let Some(d) = dir {
-                    w.put(3, &[d]);
+                    w.put(NFTA_CT_DIRECTION, &[d]);
                 }
             }),
         }
     }
 
-    fn verdict(&mut self, code: i32, chain: Option<&str>) {
+    pub(crate) fn verdict(&mut self, code: i32, chain: Option<&str>) {
         self.expr("immediate", |w| {
-            w.put_be32(1, 0);
-            let d = w.nest(2);
+            w.put_be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+            let d = w.nest(NFTA_IMMEDIATE_DATA);
             let v = w.nest(NFTA_DATA_VERDICT);
             w.put_be32(NFTA_VERDICT_CODE, code as u32);
             if let Some(c) = chain {
@@ -1387,173 +1420,85 @@ impl Lin {
         });
     }
 
-    fn stmt(&mut self, b: &mut Batch<'_>, table: &str, s: &Value) -> Result<(), Error> {
-        let unsupported = || Error::Unsupported(format!("statement {s}"));
-        let Some(obj) = s.as_object() else {
-            return Err(unsupported());
-        };
-        let Some((name, body)) = obj.iter().next() else {
-            return Err(unsupported());
-        };
-        match name.as_str() {
-            "match" => self.matches(b, table, body),
-            "counter" => {
-                self.expr("counter", |_| {});
-                Ok(())
-            }
-            "accept" => {
-                self.verdict(NF_ACCEPT, None);
-                Ok(())
-            }
-            "drop" => {
-                self.verdict(NF_DROP, None);
-                Ok(())
-            }
-            "continue" => {
-                self.verdict(NFT_CONTINUE, None);
-                Ok(())
-            }
-            "return" => {
-                self.verdict(NFT_RETURN, None);
-                Ok(())
-            }
-            "jump" | "goto" => {
-                let target = body
-                    .get("target")
-                    .and_then(Value::as_str)
-                    .ok_or_else(unsupported)?;
-                let code = if name == "jump" { NFT_JUMP } else { NFT_GOTO };
-                self.verdict(code, Some(target));
-                Ok(())
-            }
-            "limit" => self.limit(body),
-            "log" => self.log(body),
-            "reject" => self.reject(body),
-            "meter" => self.meter(b, body),
-            _ => Err(unsupported()),
-        }
-    }
-
-    fn limit(&mut self, l: &Value) -> Result<(), Error> {
-        let bad = || Error::Unsupported(format!("limit {l}"));
-        let rate = l.get("rate").and_then(Value::as_u64).ok_or_else(bad)?;
-        let unit: u64 = match l.get("per").and_then(Value::as_str).unwrap_or("second") {
-            "second" => 1,
-            "minute" => 60,
-            "hour" => 3600,
-            "day" => 86400,
-            "week" => 604800,
-            _ => return Err(bad()),
-        };
-        if l.get("rate_unit").is_some_and(|u| u != "packets") {
-            return Err(bad());
-        }
-        let burst = l.get("burst").and_then(Value::as_u64).unwrap_or(5) as u32;
-        let inv = l.get("inv").and_then(Value::as_bool).unwrap_or(false);
+    pub(crate) fn limit(&mut self, l: LimitSpec) {
         self.expr("limit", |w| {
-            w.put_be64(1, rate);
-            w.put_be64(2, unit);
-            w.put_be32(3, burst);
-            w.put_be32(4, 0);
-            w.put_be32(5, inv as u32);
+            w.put_be64(NFTA_LIMIT_RATE, l.rate);
+            w.put_be64(NFTA_LIMIT_UNIT, l.unit);
+            w.put_be32(NFTA_LIMIT_BURST, l.burst);
+            w.put_be32(NFTA_LIMIT_TYPE, NFT_LIMIT_PKTS);
+            w.put_be32(NFTA_LIMIT_FLAGS, if l.inv { NFT_LIMIT_F_INV } else { 0 });
         });
-        Ok(())
     }
 
-    fn log(&mut self, l: &Value) -> Result<(), Error> {
-        let bad = || Error::Unsupported(format!("log {l}"));
-        let prefix = l.get("prefix").and_then(Value::as_str);
-        let level = match l.get("level").and_then(Value::as_str) {
-            None => None,
-            Some(s) => Some(
-                [
-                    "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit",
-                ]
-                .iter()
-                .position(|x| *x == s)
-                .ok_or_else(bad)? as u32,
-            ),
-        };
-        let mut flags = 0u32;
-        for f in l
-            .get("flags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            flags |= match f.as_str() {
-                Some("tcp sequence") => 1,
-                Some("tcp options") => 2,
-                Some("ip options") => 4,
-                Some("skuid") => 8,
-                Some("ether") => 0x20,
-                Some("all") => 0x2f,
-                _ => return Err(bad()),
-            };
-        }
-        if l.get("group").is_some() || l.get("snaplen").is_some() {
-            return Err(bad());
-        }
+    pub(crate) fn emit_log(&mut self, prefix: Option<&str>, level: Option<u32>, flags: u32) {
         self.expr("log", |w| {
             if let Some(p) = prefix {
-                w.put_str(2, p);
+                w.put_str(NFTA_LOG_PREFIX, p);
             }
             if let Some(lv) = level {
-                w.put_be32(5, lv);
+                w.put_be32(NFTA_LOG_LEVEL, lv);
             }
             if flags != 0 {
-                w.put_be32(6, flags);
+                w.put_be32(NFTA_LOG_FLAGS, flags);
             }
         });
-        Ok(())
     }
 
-    fn reject(&mut self, r: &Value) -> Result<(), Error> {
-        let bad = || Error::Unsupported(format!("reject {r}"));
-        let ty = r.get("type").and_then(Value::as_str);
-        let code_name = r.get("expr").and_then(Value::as_str);
+    /// `reject` of type `ty` (`tcp reset`, `icmpx`) with the code named
+    /// `code_name`.
+    pub(crate) fn reject(
+        &mut self,
+        ty: Option<&str>,
+        code_name: Option<&str>,
+        bad: &dyn Fn() -> Error,
+    ) -> Result<(), Error> {
         let (kind, code): (u32, u8) = match (ty, self.family) {
             (Some("tcp reset"), _) => {
                 self.deps(&Left {
-                    load: Load::Meta(16),
+                    load: Load::Meta(NFT_META_L4PROTO),
                     dt: DataType::InetProto,
                     len: 1,
                     net: None,
-                    l4: Some(6),
+                    l4: Some(IPPROTO_TCP),
                     host: true,
                 })?;
-                (1, 0)
+                (NFT_REJECT_TCP_RST, 0)
             }
-            (Some("icmpx"), _) | (None, 1) | (None, 7) | (None, 5) => {
+            (Some("icmpx"), _)
+            | (None, NFPROTO_INET)
+            | (None, NFPROTO_BRIDGE)
+            | (None, NFPROTO_NETDEV) => {
                 let c = match code_name.unwrap_or("port-unreachable") {
-                    "no-route" => 0,
-                    "port-unreachable" => 1,
-                    "host-unreachable" => 2,
-                    "admin-prohibited" => 3,
+                    "no-route" => NFT_REJECT_ICMPX_NO_ROUTE,
+                    "port-unreachable" => NFT_REJECT_ICMPX_PORT_UNREACH,
+                    "host-unreachable" => NFT_REJECT_ICMPX_HOST_UNREACH,
+                    "admin-prohibited" => NFT_REJECT_ICMPX_ADMIN_PROHIBITED,
                     _ => return Err(bad()),
                 };
-                (2, c)
+                (NFT_REJECT_ICMPX_UNREACH, c)
             }
             _ => return Err(bad()),
         };
         self.expr("reject", |w| {
-            w.put_be32(1, kind);
-            w.put(2, &[code]);
+            w.put_be32(NFTA_REJECT_TYPE, kind);
+            w.put(NFTA_REJECT_ICMP_CODE, &[code]);
         });
         Ok(())
     }
 
-    fn meter(&mut self, b: &mut Batch<'_>, m: &Value) -> Result<(), Error> {
-        let bad = || Error::Unsupported(format!("meter {m}"));
-        let name = m.get("name").and_then(Value::as_str).ok_or_else(bad)?;
-        let key = left_of(m.get("key").ok_or_else(bad)?)?;
-        let inner = m.get("stmt").ok_or_else(bad)?;
-        let limit = inner.get("limit").ok_or_else(bad)?;
-        let size = m.get("size").and_then(Value::as_u64).unwrap_or(0xffff) as u32;
+    /// A meter: a dynamic set of the key's values, each with its own limit.
+    pub(crate) fn emit_meter(
+        &mut self,
+        b: &mut Batch,
+        name: &str,
+        key: &Left,
+        limit: LimitSpec,
+        size: u32,
+    ) -> Result<(), Error> {
         let id = b.next_set_id;
         b.next_set_id += 1;
-        self.deps(&key)?;
-        self.load(&key, 1);
+        self.deps(key)?;
+        self.load(key, NFT_REG_1);
         let set = SetInfo {
             name: name.to_string(),
             types: vec![key.dt],
@@ -1562,15 +1507,15 @@ impl Lin {
         };
         // The limit is written inside the dynset expression.
         let mut sub = Lin::new(self.family);
-        sub.limit(limit)?;
+        sub.limit(limit);
         // `sub.w` holds one NFTA_LIST_ELEM nest: its content is the expression.
         let inner_bytes = sub.w.buf[4..].to_vec();
         self.expr("dynset", |w| {
-            w.put_be32(4, 1);
-            w.put_be32(3, 0);
-            w.put_str(1, name);
-            w.put_be32(2, id);
-            let e = w.nest(7);
+            w.put_be32(NFTA_DYNSET_SREG_KEY, NFT_REG_1);
+            w.put_be32(NFTA_DYNSET_OP, NFT_DYNSET_OP_ADD);
+            w.put_str(NFTA_DYNSET_SET_NAME, name);
+            w.put_be32(NFTA_DYNSET_SET_ID, id);
+            let e = w.nest(NFTA_DYNSET_EXPR);
             w.buf.extend_from_slice(&inner_bytes);
             w.end_nest(e);
         });
@@ -1578,170 +1523,440 @@ impl Lin {
         Ok(())
     }
 
-    fn matches(&mut self, b: &mut Batch<'_>, table: &str, m: &Value) -> Result<(), Error> {
-        let bad = || Error::Unsupported(format!("match {m}"));
-        let op = m.get("op").and_then(Value::as_str).unwrap_or("==");
-        let left = m.get("left").ok_or_else(bad)?;
-        let right = m.get("right").ok_or_else(bad)?;
-        // Set lookup.
-        if let Some(name) = right.as_str().and_then(|s| s.strip_prefix('@')) {
-            let set = b.set_info(self.family, table, name)?;
-            let fields: Vec<Left> = match left.get("concat").and_then(Value::as_array) {
-                Some(parts) => parts.iter().map(left_of).collect::<Result<_, _>>()?,
-                None => vec![left_of(left)?],
-            };
-            if fields.len() != set.types.len() {
-                return Err(Error::Invalid(format!(
-                    "the key of set {name} has {} fields, the lookup {}",
-                    set.types.len(),
-                    fields.len()
-                )));
-            }
-            for f in &fields {
-                self.deps(f)?;
-            }
-            let mut unit = 0;
-            for f in &fields {
-                let r = reg(unit);
-                self.load(f, r);
-                if set.concat() && set.interval() && f.host {
-                    if f.len != 1 {
-                        return Err(Error::Unsupported(format!(
-                            "host-order field in a concatenated interval set: {m}"
-                        )));
-                    }
-                    self.expr("byteorder", |w| {
-                        w.put_be32(1, r);
-                        w.put_be32(2, r);
-                        w.put_be32(3, 1);
-                        w.put_be32(4, 1);
-                        w.put_be32(5, 2);
-                    });
-                }
-                unit += reg_space(f.len) / 4;
-            }
-            let inv = match op {
-                "==" | "in" => false,
-                "!=" => true,
-                _ => return Err(bad()),
-            };
-            self.expr("lookup", |w| {
-                w.put_be32(2, 1);
-                w.put_str(1, name);
-                if let Some(id) = set.id {
-                    w.put_be32(4, id);
-                }
-                if inv {
-                    w.put_be32(5, 1);
-                }
-            });
-            return Ok(());
+    /// A lookup of `fields` in the set `name`.
+    pub(crate) fn lookup(
+        &mut self,
+        b: &mut Batch,
+        table: &str,
+        name: &str,
+        fields: &[Left],
+        op: &str,
+        bad: &dyn Fn() -> Error,
+    ) -> Result<(), Error> {
+        let set = b.set_info(self.family, table, name)?;
+        if fields.len() != set.types.len() {
+            return Err(Error::Invalid(format!(
+                "the key of set {name} has {} fields, the lookup {}",
+                set.types.len(),
+                fields.len()
+            )));
         }
-        let l = left_of(left)?;
-        self.deps(&l)?;
-        // ct state and other flags: a list (or `in`) tests for any of the bits.
-        if l.dt == DataType::CtState && (op == "in" || (right.is_array() && op != "==")) {
-            let mask = l.dt.parse(right).map_err(Error::Invalid)?;
-            self.load(&l, 1);
-            self.expr("bitwise", |w| {
-                w.put_be32(1, 1);
-                w.put_be32(2, 1);
-                w.put_be32(3, 4);
-                w.put_data(4, &mask);
-                w.put_data(5, &[0, 0, 0, 0]);
-            });
-            self.cmp(1, if op == "!=" { CMP_EQ } else { CMP_NEQ }, &[0, 0, 0, 0]);
-            return Ok(());
+        for f in fields {
+            self.deps(f)?;
         }
-        if let Some(r) = right.get("range").and_then(Value::as_array) {
-            if r.len() != 2 || l.host {
-                return Err(bad());
-            }
-            let lo = l.dt.parse(&r[0]).map_err(Error::Invalid)?;
-            let hi = l.dt.parse(&r[1]).map_err(Error::Invalid)?;
-            self.load(&l, 1);
-            match op {
-                "==" => {
-                    self.cmp(1, CMP_GTE, &lo);
-                    self.cmp(1, CMP_LTE, &hi);
+        let mut unit = 0;
+        for f in fields {
+            let r = reg(unit);
+            self.load(f, r);
+            if set.concat() && set.interval() && f.host {
+                if f.len != 1 {
+                    return Err(Error::Unsupported(format!(
+                        "host-order field in a concatenated interval set: lookup in {name}"
+                    )));
                 }
-                "!=" => self.expr("range", |w| {
-                    w.put_be32(1, 1);
-                    w.put_be32(2, 1);
-                    w.put_data(3, &lo);
-                    w.put_data(4, &hi);
-                }),
-                _ => return Err(bad()),
-            }
-            return Ok(());
-        }
-        if let Some(p) = right.get("prefix") {
-            if !l.dt.prefixes() {
-                return Err(bad());
-            }
-            let mut start = [0u8; 64];
-            let mut end = [0u8; 64];
-            field_json(l.dt, right, &mut start, &mut end).map_err(Error::Invalid)?;
-            let bits = p.get("len").and_then(Value::as_u64).ok_or_else(bad)? as usize;
-            // nft loads only the prefix's bytes when it ends on a byte, else
-            // the whole field and a mask.
-            let bytes = if bits.is_multiple_of(8) {
-                bits / 8
-            } else {
-                l.len
-            };
-            let mut short = l.clone();
-            short.len = bytes;
-            self.load(&short, 1);
-            if !bits.is_multiple_of(8) {
-                let mut mask = vec![0u8; bytes];
-                for (i, m) in mask.iter_mut().enumerate() {
-                    let keep = (bits as i64 - (i as i64) * 8).clamp(0, 8) as u32;
-                    *m = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
-                }
-                self.expr("bitwise", |w| {
-                    w.put_be32(1, 1);
-                    w.put_be32(2, 1);
-                    w.put_be32(3, bytes as u32);
-                    w.put_data(4, &mask);
-                    w.put_data(5, &vec![0u8; bytes]);
+                self.expr("byteorder", |w| {
+                    w.put_be32(NFTA_BYTEORDER_SREG, r);
+                    w.put_be32(NFTA_BYTEORDER_DREG, r);
+                    w.put_be32(NFTA_BYTEORDER_OP, NFT_BYTEORDER_HTON);
+                    w.put_be32(NFTA_BYTEORDER_LEN, 1);
+                    w.put_be32(NFTA_BYTEORDER_SIZE, 2);
                 });
             }
-            let cop = match op {
-                "==" => CMP_EQ,
-                "!=" => CMP_NEQ,
-                _ => return Err(bad()),
-            };
-            self.cmp(1, cop, &start[..bytes]);
-            return Ok(());
+            unit += reg_space(f.len) / 4;
         }
-        if right.is_array() && l.dt != DataType::CtState {
-            return Err(Error::Unsupported(format!("anonymous set in {m}")));
-        }
-        if l.dt == DataType::Ifname && right.as_str().is_some_and(|s| s.ends_with('*')) {
-            return Err(Error::Unsupported(format!("interface wildcard in {m}")));
-        }
-        let data = l.dt.parse(right).map_err(Error::Invalid)?;
-        let cop = match op {
-            "==" => CMP_EQ,
-            "!=" => CMP_NEQ,
-            "<" => CMP_LT,
-            "<=" => CMP_LTE,
-            ">" => CMP_GT,
-            ">=" => CMP_GTE,
+        let inv = match op {
+            "==" | "in" => false,
+            "!=" => true,
             _ => return Err(bad()),
         };
-        self.load(&l, 1);
-        self.cmp(1, cop, &data);
-        if cop == CMP_EQ {
+        self.expr("lookup", |w| {
+            w.put_be32(NFTA_LOOKUP_SREG, NFT_REG_1);
+            w.put_str(NFTA_LOOKUP_SET, name);
+            if let Some(id) = set.id {
+                w.put_be32(NFTA_LOOKUP_SET_ID, id);
+            }
+            if inv {
+                w.put_be32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+            }
+        });
+        Ok(())
+    }
+
+    /// Whether any bit of `mask` is set (`ct state established,related`).
+    pub(crate) fn any_bit(&mut self, l: &Left, mask: &[u8], op: &str) {
+        self.load(l, NFT_REG_1);
+        self.expr("bitwise", |w| {
+            w.put_be32(NFTA_BITWISE_SREG, NFT_REG_1);
+            w.put_be32(NFTA_BITWISE_DREG, NFT_REG_1);
+            w.put_be32(NFTA_BITWISE_LEN, 4);
+            w.put_data(NFTA_BITWISE_MASK, mask);
+            w.put_data(NFTA_BITWISE_XOR, &[0, 0, 0, 0]);
+        });
+        let cop = if op == "!=" { NFT_CMP_EQ } else { NFT_CMP_NEQ };
+        self.cmp(NFT_REG_1, cop, &[0, 0, 0, 0]);
+    }
+
+    /// `lo..=hi` (or not).
+    pub(crate) fn range(
+        &mut self,
+        l: &Left,
+        lo: &[u8],
+        hi: &[u8],
+        op: &str,
+        bad: &dyn Fn() -> Error,
+    ) -> Result<(), Error> {
+        if l.host {
+            return Err(bad());
+        }
+        self.load(l, NFT_REG_1);
+        match op {
+            "==" => {
+                self.cmp(NFT_REG_1, NFT_CMP_GTE, lo);
+                self.cmp(NFT_REG_1, NFT_CMP_LTE, hi);
+            }
+            "!=" => self.expr("range", |w| {
+                w.put_be32(NFTA_RANGE_SREG, NFT_REG_1);
+                w.put_be32(NFTA_RANGE_OP, NFT_RANGE_NEQ);
+                w.put_data(NFTA_RANGE_FROM_DATA, lo);
+                w.put_data(NFTA_RANGE_TO_DATA, hi);
+            }),
+            _ => return Err(bad()),
+        }
+        Ok(())
+    }
+
+    /// Within the prefix `start/bits`: nft loads only the prefix's bytes
+    /// when it ends on a byte, else the whole field and a mask.
+    pub(crate) fn prefix(
+        &mut self,
+        l: &Left,
+        start: &[u8],
+        bits: usize,
+        op: &str,
+        bad: &dyn Fn() -> Error,
+    ) -> Result<(), Error> {
+        let bytes = if bits.is_multiple_of(8) {
+            bits / 8
+        } else {
+            l.len
+        };
+        let mut short = l.clone();
+        short.len = bytes;
+        self.load(&short, NFT_REG_1);
+        if !bits.is_multiple_of(8) {
+            let mut mask = vec![0u8; bytes];
+            for (i, m) in mask.iter_mut().enumerate() {
+                let keep = (bits as i64 - (i as i64) * 8).clamp(0, 8) as u32;
+                *m = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+            }
+            self.expr("bitwise", |w| {
+                w.put_be32(NFTA_BITWISE_SREG, NFT_REG_1);
+                w.put_be32(NFTA_BITWISE_DREG, NFT_REG_1);
+                w.put_be32(NFTA_BITWISE_LEN, bytes as u32);
+                w.put_data(NFTA_BITWISE_MASK, &mask);
+                w.put_data(NFTA_BITWISE_XOR, &vec![0u8; bytes]);
+            });
+        }
+        let cop = match op {
+            "==" => NFT_CMP_EQ,
+            "!=" => NFT_CMP_NEQ,
+            _ => return Err(bad()),
+        };
+        self.cmp(NFT_REG_1, cop, &start[..bytes]);
+        Ok(())
+    }
+
+    /// `LEFT OP data`; an equality on `meta l4proto` or `meta nfproto`
+    /// establishes that protocol for what follows in the rule.
+    pub(crate) fn compare(
+        &mut self,
+        l: &Left,
+        data: &[u8],
+        op: &str,
+        bad: &dyn Fn() -> Error,
+    ) -> Result<(), Error> {
+        let cop = match op {
+            "==" => NFT_CMP_EQ,
+            "!=" => NFT_CMP_NEQ,
+            "<" => NFT_CMP_LT,
+            "<=" => NFT_CMP_LTE,
+            ">" => NFT_CMP_GT,
+            ">=" => NFT_CMP_GTE,
+            _ => return Err(bad()),
+        };
+        self.load(l, NFT_REG_1);
+        self.cmp(NFT_REG_1, cop, data);
+        if cop == NFT_CMP_EQ {
             match l.load {
-                Load::Meta(16) => self.l4 = Some(data[0]),
-                Load::Meta(15) => self.net = Some(data[0]),
-                Load::Meta(1) if data == [0x08, 0x00] => self.net = Some(2),
-                Load::Meta(1) if data == [0x86, 0xdd] => self.net = Some(10),
+                Load::Meta(NFT_META_L4PROTO) => self.l4 = Some(data[0]),
+                Load::Meta(NFT_META_NFPROTO) => self.net = Some(data[0]),
+                Load::Meta(NFT_META_PROTOCOL) if data == [0x08, 0x00] => {
+                    self.net = Some(NFPROTO_IPV4)
+                }
+                Load::Meta(NFT_META_PROTOCOL) if data == [0x86, 0xdd] => {
+                    self.net = Some(NFPROTO_IPV6)
+                }
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    // ---- typed statements: the compiled tables' path, no JSON in between ----------
+
+    /// One typed statement.
+    fn statement(&mut self, b: &mut Batch, table: &str, s: &Statement<'_>) -> Result<(), Error> {
+        let unsupported = || Error::Unsupported(format!("statement {s:?}"));
+        match s {
+            Statement::Match(m) => self.match_typed(b, table, m),
+            Statement::Counter(stmt::Counter::Anonymous(_)) => {
+                self.expr("counter", |_| {});
+                Ok(())
+            }
+            Statement::Accept(_) => {
+                self.verdict(NF_ACCEPT, None);
+                Ok(())
+            }
+            Statement::Drop(_) => {
+                self.verdict(NF_DROP, None);
+                Ok(())
+            }
+            Statement::Continue(_) => {
+                self.verdict(NFT_CONTINUE, None);
+                Ok(())
+            }
+            Statement::Return(_) => {
+                self.verdict(NFT_RETURN, None);
+                Ok(())
+            }
+            Statement::Jump(t) => {
+                self.verdict(NFT_JUMP, Some(&t.target));
+                Ok(())
+            }
+            Statement::Goto(t) => {
+                self.verdict(NFT_GOTO, Some(&t.target));
+                Ok(())
+            }
+            Statement::Limit(l) => {
+                let spec = LimitSpec::typed(l)?;
+                self.limit(spec);
+                Ok(())
+            }
+            Statement::Log(l) => {
+                let default = stmt::Log::new(None);
+                let l = l.as_ref().unwrap_or(&default);
+                if l.group.is_some() || l.snaplen.is_some() || l.queue_threshold.is_some() {
+                    return Err(unsupported());
+                }
+                let level = l.level.map(|lv| lv as u32);
+                let mut flags = 0u32;
+                for f in l.flags.iter().flatten() {
+                    flags |= match f {
+                        stmt::LogFlag::TCPSequence => NF_LOG_TCPSEQ,
+                        stmt::LogFlag::TCPOptions => NF_LOG_TCPOPT,
+                        stmt::LogFlag::IPOptions => NF_LOG_IPOPT,
+                        stmt::LogFlag::Skuid => NF_LOG_UID,
+                        stmt::LogFlag::Ether => NF_LOG_MACDECODE,
+                        stmt::LogFlag::All => NF_LOG_MASK,
+                    };
+                }
+                self.emit_log(l.prefix.as_deref(), level, flags);
+                Ok(())
+            }
+            Statement::Reject(r) => {
+                let (ty, code) = match r {
+                    Some(r) => (r._type.map(reject_type_name), r.expr.map(reject_code_name)),
+                    None => (None, None),
+                };
+                self.reject(ty, code.flatten(), &unsupported)
+            }
+            Statement::Meter(m) => {
+                let Statement::Limit(l) = m.stmt.as_ref() else {
+                    return Err(unsupported());
+                };
+                let key = left_typed(&m.key)?;
+                self.emit_meter(b, &m.name, &key, LimitSpec::typed(l)?, 0xffff)
+            }
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// A typed match.
+    fn match_typed(
+        &mut self,
+        b: &mut Batch,
+        table: &str,
+        m: &stmt::Match<'_>,
+    ) -> Result<(), Error> {
+        let bad = || Error::Unsupported(format!("match {m:?}"));
+        let op = operator(m.op).ok_or_else(bad)?;
+        if let Expression::String(s) = &m.right {
+            if let Some(name) = s.strip_prefix('@') {
+                let fields: Vec<Left> = match &m.left {
+                    Expression::Named(NamedExpression::Concat(parts)) => {
+                        parts.iter().map(left_typed).collect::<Result<_, _>>()?
+                    }
+                    e => vec![left_typed(e)?],
+                };
+                return self.lookup(b, table, name, &fields, op, &bad);
+            }
+        }
+        let l = left_typed(&m.left)?;
+        self.deps(&l)?;
+        let value = |e: &Expression<'_>| -> Result<Vec<u8>, Error> {
+            let s = typed_scalar(e).ok_or_else(bad)?;
+            l.dt.parse_scalar(s).map_err(Error::Invalid)
+        };
+        let is_list = matches!(m.right, Expression::List(_));
+        if l.dt == DataType::CtState && (op == "in" || (is_list && op != "==")) {
+            let mut bits = 0u32;
+            let single = std::slice::from_ref(&m.right);
+            let states = match &m.right {
+                Expression::List(v) => v.as_slice(),
+                _ => single,
+            };
+            for e in states {
+                let b = value(e)?;
+                bits |= u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            }
+            self.any_bit(&l, &bits.to_ne_bytes(), op);
+            return Ok(());
+        }
+        match &m.right {
+            Expression::Range(r) => {
+                let (lo, hi) = (value(&r.range[0])?, value(&r.range[1])?);
+                self.range(&l, &lo, &hi, op, &bad)
+            }
+            Expression::Named(NamedExpression::Prefix(p)) => {
+                if !l.dt.prefixes() {
+                    return Err(bad());
+                }
+                let addr = value(p.addr.as_ref())?;
+                let mut start = [0u8; 64];
+                let mut end = [0u8; 64];
+                start[..addr.len()].copy_from_slice(&addr);
+                apply_prefix(p.len, l.dt.len(), &mut start, &mut end).map_err(Error::Invalid)?;
+                self.prefix(&l, &start, p.len as usize, op, &bad)
+            }
+            Expression::List(_) => Err(Error::Unsupported(format!("anonymous set in {m:?}"))),
+            Expression::String(s) if l.dt == DataType::Ifname && s.ends_with('*') => {
+                Err(Error::Unsupported(format!("interface wildcard in {m:?}")))
+            }
+            e => {
+                let data = value(e)?;
+                self.compare(&l, &data, op, &bad)
+            }
+        }
+    }
+}
+
+/// A `limit` statement's values.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LimitSpec {
+    pub(crate) rate: u64,
+    /// Seconds per unit of the rate.
+    pub(crate) unit: u64,
+    pub(crate) burst: u32,
+    pub(crate) inv: bool,
+}
+
+/// Seconds of a rate's unit as nft names it.
+pub(crate) fn seconds_per(per: &str) -> Option<u64> {
+    Some(match per {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86400,
+        "week" => 604800,
+        _ => return None,
+    })
+}
+
+impl LimitSpec {
+    fn typed(l: &stmt::Limit<'_>) -> Result<LimitSpec, Error> {
+        let bad = || Error::Unsupported(format!("limit {l:?}"));
+        let unit = seconds_per(l.per.as_deref().unwrap_or("second")).ok_or_else(bad)?;
+        if l.rate_unit.as_deref().is_some_and(|u| u != "packets") || l.burst_unit.is_some() {
+            return Err(bad());
+        }
+        Ok(LimitSpec {
+            rate: l.rate as u64,
+            unit,
+            burst: l.burst.unwrap_or(5),
+            inv: l.inv.unwrap_or(false),
+        })
+    }
+}
+
+/// The log levels in the kernel's order (`NFTA_LOG_LEVEL`).
+pub(crate) const LOG_LEVELS: [&str; 9] = [
+    "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit",
+];
+
+fn reject_type_name(t: stmt::RejectType) -> &'static str {
+    match t {
+        stmt::RejectType::TCPReset => "tcp reset",
+        stmt::RejectType::ICMPX => "icmpx",
+        stmt::RejectType::ICMP => "icmp",
+        stmt::RejectType::ICMPv6 => "icmpv6",
+    }
+}
+
+fn reject_code_name(c: nftables::types::RejectCode) -> Option<&'static str> {
+    use nftables::types::RejectCode as C;
+    Some(match c {
+        C::NoRoute => "no-route",
+        C::PortUnreach => "port-unreachable",
+        C::HostUnreach => "host-unreachable",
+        C::AdminProhibited => "admin-prohibited",
+        _ => return None,
+    })
+}
+
+/// The operator as nft's JSON spells it; `None` for the bitwise ones.
+fn operator(op: stmt::Operator) -> Option<&'static str> {
+    use stmt::Operator as O;
+    Some(match op {
+        O::EQ => "==",
+        O::NEQ => "!=",
+        O::LT => "<",
+        O::GT => ">",
+        O::LEQ => "<=",
+        O::GEQ => ">=",
+        O::IN => "in",
+        _ => return None,
+    })
+}
+
+/// A typed left-hand expression: what it loads.
+fn left_typed(e: &Expression<'_>) -> Result<Left, Error> {
+    let unsupported = || Error::Unsupported(format!("expression {e:?}"));
+    match e {
+        Expression::Named(NamedExpression::Meta(m)) => {
+            let key = match m.key {
+                MetaKey::Iifname => "iifname",
+                MetaKey::Oifname => "oifname",
+                MetaKey::L4proto => "l4proto",
+                MetaKey::Nfproto => "nfproto",
+                MetaKey::Protocol => "protocol",
+                MetaKey::Mark => "mark",
+                _ => return Err(unsupported()),
+            };
+            meta_left(key).ok_or_else(unsupported)
+        }
+        Expression::Named(NamedExpression::Payload(Payload::PayloadField(p))) => {
+            payload_left(&p.protocol, &p.field).ok_or_else(unsupported)
+        }
+        Expression::Named(NamedExpression::CT(c)) => {
+            let dir = c.dir.map(|d| match d {
+                CTDir::Original => IP_CT_DIR_ORIGINAL,
+                CTDir::Reply => IP_CT_DIR_REPLY,
+            });
+            if c.family.is_some() {
+                return Err(unsupported());
+            }
+            ct_left(&c.key, dir).ok_or_else(unsupported)
+        }
+        _ => Err(unsupported()),
     }
 }

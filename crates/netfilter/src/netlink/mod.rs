@@ -1,5 +1,5 @@
-//! nf_tables over netlink: the two operations of [`crate::nft`] (apply a JSON
-//! batch, list a table as JSON) without spawning `nft`.
+//! nf_tables over netlink: what the `nft` binary does for portwall (apply a
+//! batch, list a table) without spawning it ([`crate::Kernel::Netlink`]).
 //!
 //! **Why.** `nft -j -f` spends most of a 100k-element load parsing JSON and
 //! evaluating it, and `nft -j list table` as long again printing it; portwall's
@@ -7,30 +7,30 @@
 //! 10 ms) leave no room for either. The kernel's side of both is fast: one
 //! netlink batch in, a few netlink dumps out.
 //!
-//! **Design.**
+//! **Design.** Typed from end to end: no text between the compiled table
+//! and the kernel's bytes, either way.
 //!
-//! - [`apply_json`] translates the nft JSON commands portwall emits (tables,
-//!   base and regular chains, named sets with concatenated and interval keys and
-//!   a `counter` statement, elements, rules with meta/payload/ct matches,
-//!   lookups, counters, verdicts, limit, log, reject and meters) into nf_tables
-//!   messages, all in ONE batch (`NFNL_MSG_BATCH_BEGIN` … `END`) with
-//!   `NLM_F_ACK` on each message: the kernel commits all of it or none of it.
-//!   Every message is what nft 1.0.6 sends for the same JSON (expressions,
-//!   registers, the dependencies nft adds such as `meta nfproto ipv4` before
-//!   `ip saddr`, set flags, key types and the user data nft reads back), so the
-//!   kernel ends up holding exactly what `nft -j -f` would have made, and `nft
-//!   list` prints the same text. ([`encode`])
+//! - [`try_apply_typed`] / [`try_apply_compiled`] write the `nftables`
+//!   crate's typed commands (tables, base and regular chains, named sets with
+//!   concatenated and interval keys and a `counter` statement, elements, rules
+//!   with meta/payload/ct matches, lookups, counters, verdicts, limit, log,
+//!   reject and meters) as nf_tables messages ([`encode`]), all in ONE batch
+//!   (`NFNL_MSG_BATCH_BEGIN` … `END`) with `NLM_F_ACK` on each message: the
+//!   kernel commits all of it or none of it. Every message is what nft 1.0.6
+//!   sends for the same table (expressions, registers, the dependencies nft
+//!   adds such as `meta nfproto ipv4` before `ip saddr`, set flags, key types
+//!   and the user data nft reads back), so `nft list` prints the same text.
+//!   A compiled table's 100k elements are written straight from their keys.
 //! - An error acknowledgement is mapped back to the message it answers; with the
 //!   extended ack the kernel also names the attribute, so the error names the
 //!   object and, for elements, the element (`add element inet portwall in_2 {
 //!   10.0.0.0/8 . tcp . 22 }: File exists`).
-//! - [`list_table`] dumps the table, its sets and their elements, its chains
-//!   and its rules, and prints them as `nft -j list table` does ([`decode`]), so
-//!   the readers of that JSON (`readback`, the edge) work unchanged.
-//! - JSON outside that subset is [`Error::Unsupported`]: [`crate::nft`] then
-//!   runs the `nft` binary instead, as it does when netlink is unavailable.
-//! - [`apply_typed`] takes the typed batch of the `nftables` crate directly, so
-//!   that 100k elements are written to netlink without building a JSON tree.
+//! - Reading back: [`verify`] compares the kernel's element bytes with the
+//!   compiled ones, [`counters`] matches counters on those bytes, and
+//!   [`read`] decodes a table into the typed [`crate::readback::KernelTable`]
+//!   (the edge's read-back, and any table through [`crate::Kernel::read_table`]).
+//! - nft's JSON, where it is the interface (JSON given as input, the listing
+//!   the oracle tests compare with `nft -j`), is [`crate::nft_json`]'s.
 //!
 //! Every call opens its own socket on the calling thread: a netlink socket
 //! belongs to the network namespace of the thread that opens it.
@@ -38,14 +38,13 @@
 pub mod counters;
 pub mod decode;
 pub mod encode;
+pub mod read;
 pub mod socket;
 pub mod types;
 pub mod verify;
 
-use crate::nft::NftError;
 use encode::{Batch, SetInfo};
 use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
-use serde_json::{json, Value};
 use socket::NfSocket;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -61,9 +60,18 @@ pub enum Error {
     /// The batch is wrong before the kernel sees it (as nft's own refusals).
     #[error("{0}")]
     Invalid(String),
-    /// No nf_tables netlink here.
+    /// This kernel has no nf_tables over netlink: the socket family or the
+    /// nf_tables subsystem is missing (`EPROTONOSUPPORT`, `EAFNOSUPPORT`).
+    #[error("this kernel has no nf_tables netlink: {0}")]
+    NoNfTables(std::io::Error),
+    /// Not allowed to open the socket (`EPERM`, `EACCES`): the `nft` binary
+    /// would be refused as well.
+    #[error("not permitted to talk to nf_tables ({0}); run as root (CAP_NET_ADMIN)")]
+    NotPermitted(std::io::Error),
+    /// Opening the socket failed for another reason (out of file
+    /// descriptors or memory).
     #[error("cannot open an nf_tables netlink socket: {0}")]
-    Unavailable(std::io::Error),
+    Socket(std::io::Error),
     /// The kernel refused a message of the batch.
     #[error("Could not process rule: {detail}: {what}")]
     Kernel {
@@ -75,26 +83,33 @@ pub enum Error {
     Io(std::io::Error),
 }
 
-impl Error {
-    /// Whether the `nft` binary should be tried instead.
-    pub fn use_nft_instead(&self) -> bool {
-        match self {
-            Error::Unsupported(_) | Error::Unavailable(_) => true,
-            Error::Kernel { errno, .. } => {
-                // EPROTONOSUPPORT, EAFNOSUPPORT: no nf_tables in this kernel.
-                *errno == 93 || *errno == 97
-            }
-            _ => false,
-        }
-    }
+/// Why the `nft` binary is used instead of netlink (see [`Error::fallback`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// The kernel has no nf_tables over netlink ([`Error::NoNfTables`], or
+    /// the kernel answers `EPROTONOSUPPORT` / `EAFNOSUPPORT`).
+    NoNfTables,
+    /// A JSON batch given as input uses what the netlink encoder does not
+    /// translate ([`Error::Unsupported`]).
+    UntranslatedJson,
 }
 
-impl From<Error> for NftError {
-    fn from(e: Error) -> NftError {
-        match e {
-            Error::Kernel { .. } | Error::Invalid(_) => NftError::Rejected(e.to_string()),
-            Error::Unavailable(_) => NftError::NotInstalled(e.to_string()),
-            Error::Unsupported(_) | Error::Io(_) => NftError::Output(e.to_string()),
+const EPERM: i32 = 1;
+const EACCES: i32 = 13;
+const EPROTONOSUPPORT: i32 = 93;
+const EAFNOSUPPORT: i32 = 97;
+
+impl Error {
+    /// Whether the `nft` binary can do what netlink could not, and why; `None`
+    /// when the error stands (a refusal, a bad batch, no permission).
+    pub fn fallback(&self) -> Option<Fallback> {
+        match self {
+            Error::NoNfTables(_) => Some(Fallback::NoNfTables),
+            Error::Kernel { errno, .. } if matches!(*errno, EPROTONOSUPPORT | EAFNOSUPPORT) => {
+                Some(Fallback::NoNfTables)
+            }
+            Error::Unsupported(_) => Some(Fallback::UntranslatedJson),
+            _ => None,
         }
     }
 }
@@ -128,31 +143,55 @@ pub(crate) fn next_seq_advance(n: u32) {
     SEQ.fetch_add(n, Ordering::Relaxed);
 }
 
-fn open() -> Result<NfSocket, Error> {
+pub(crate) fn open() -> Result<NfSocket, Error> {
     NfSocket::open().map_err(|e| match e.raw_os_error() {
-        Some(93) | Some(97) | Some(1) | Some(13) => Error::Unavailable(e),
-        _ => Error::Unavailable(e),
+        Some(EPROTONOSUPPORT | EAFNOSUPPORT) => Error::NoNfTables(e),
+        Some(EPERM | EACCES) => Error::NotPermitted(e),
+        _ => Error::Socket(e),
     })
 }
 
+/// Whether nf_tables answers over netlink here: opens a socket and lists the
+/// tables of family `inet` (what [`crate::Kernel::detect`] asks once).
+pub fn probe() -> Result<(), Error> {
+    try_list_table_names("inet").map(drop)
+}
+
+/// The sets of the kernel's tables a batch uses without creating them
+/// (elements added to an existing set, lookups in one), by (family, table):
+/// read before the batch is encoded, so that encoding never waits on the
+/// kernel.
+pub(crate) type KernelSets = HashMap<(u8, String), Vec<SetInfo>>;
+
+/// Reads the sets of `tables` (those that do not exist have none).
+fn read_sets(
+    sock: &mut NfSocket,
+    tables: impl IntoIterator<Item = (u8, String)>,
+) -> Result<KernelSets, Error> {
+    let mut out = KernelSets::new();
+    for (family, table) in tables {
+        if !out.contains_key(&(family, table.clone())) {
+            let sets = decode::table_sets(sock, family, &table)?;
+            out.insert((family, table), sets.iter().map(|s| s.info()).collect());
+        }
+    }
+    Ok(out)
+}
+
 /// Writes a batch with `fill`, sends it, and maps a refusal to the object.
-fn apply_with(fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>) -> Result<(), Error> {
+/// `tables`: the tables whose sets the batch uses without creating them.
+pub(crate) fn apply_with(
+    tables: impl IntoIterator<Item = (u8, String)>,
+    fill: impl FnOnce(&mut Batch) -> Result<(), Error>,
+) -> Result<(), Error> {
     let mut sock = tracing::debug_span!("open socket").in_scope(open)?;
+    let kernel_sets =
+        tracing::debug_span!("kernel sets").in_scope(|| read_sets(&mut sock, tables))?;
     let encode = tracing::debug_span!("encode batch").entered();
     let (buf, msgs, first) = {
-        let mut cache: HashMap<(u8, String), Vec<SetInfo>> = HashMap::new();
-        let sock_ref = &mut sock;
-        let mut resolver = move |family: u8, table: &str, name: &str| {
-            let key = (family, table.to_string());
-            if !cache.contains_key(&key) {
-                let sets = decode::table_sets(sock_ref, family, table)?;
-                cache.insert(key.clone(), sets.iter().map(|s| s.info()).collect());
-            }
-            Ok(cache[&key].iter().find(|s| s.name == name).cloned())
-        };
         // Reserve the batch's sequence numbers.
         let first_seq = next_seq();
-        let mut batch = Batch::new(first_seq, &mut resolver);
+        let mut batch = Batch::new(first_seq, kernel_sets);
         fill(&mut batch)?;
         let (buf, msgs, first) = batch.finish();
         SEQ.fetch_add(msgs.len() as u32 + 2, Ordering::Relaxed);
@@ -161,10 +200,6 @@ fn apply_with(fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>) -> Result<
     drop(encode);
     if msgs.is_empty() {
         return Ok(());
-    }
-    // A debugging aid: the raw batch, to compare with what nft sends.
-    if let Some(path) = std::env::var_os("PORTWALL_NETLINK_DUMP") {
-        let _ = std::fs::write(path, &buf);
     }
     let nacks = tracing::debug_span!("kernel batch", messages = msgs.len(), bytes = buf.len())
         .in_scope(|| sock.send_batch(&buf, msgs.len() as u32, first))
@@ -202,27 +237,6 @@ fn apply_with(fill: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>) -> Result<
     })
 }
 
-/// Applies an nft JSON batch (`{"nftables": [...]}`) in one transaction.
-pub fn try_apply_json(batch: &Value) -> Result<(), Error> {
-    let cmds = batch
-        .get("nftables")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::Invalid("the batch has no 'nftables' array".into()))?;
-    apply_with(|b| {
-        for c in cmds {
-            b.command(c)?;
-        }
-        Ok(())
-    })
-}
-
-/// Applies an nft JSON batch in one transaction over netlink (see the module
-/// documentation); [`crate::nft::run_value`] is the entry point that falls back
-/// to the `nft` binary.
-pub fn apply_json(batch: &Value) -> Result<(), NftError> {
-    Ok(try_apply_json(batch)?)
-}
-
 /// Applies a typed batch in one transaction. With `set_counters`, every set it
 /// adds gets a `counter` statement (each element its own counter), which the
 /// `nftables` crate's `Set` cannot express.
@@ -245,99 +259,54 @@ fn apply_typed_with(
     set_counters: bool,
     compiled: Option<&HashMap<&str, &[crate::compile::Element]>>,
 ) -> Result<(), Error> {
-    apply_with(|b| {
+    apply_with(encode::tables_used(batch), |b| {
         for obj in batch.objects.iter() {
-            let (verb, o) = match obj {
-                NfObject::CmdObject(NfCmd::Add(o)) => ("add", o),
-                NfObject::CmdObject(NfCmd::Create(o)) => ("create", o),
-                NfObject::CmdObject(NfCmd::Insert(o)) => ("insert", o),
-                NfObject::CmdObject(NfCmd::Delete(o)) => ("delete", o),
-                NfObject::CmdObject(NfCmd::Flush(f)) => {
-                    let v = serde_json::to_value(f).map_err(|e| Error::Invalid(e.to_string()))?;
-                    for (kind, body) in v.as_object().into_iter().flatten() {
-                        b.object("flush", kind, body, None)?;
-                    }
-                    continue;
-                }
-                NfObject::ListObject(o) => ("add", o),
-                other => {
-                    return Err(Error::Unsupported(format!(
-                        "command {}",
-                        serde_json::to_string(other).unwrap_or_default()
-                    )))
-                }
-            };
-            match o {
-                NfListObject::Set(set) => {
-                    let mut h = json!({
-                        "family": ser(&set.family),
-                        "table": set.table,
-                        "name": set.name,
-                        "type": ser(&set.set_type),
-                    });
-                    if let Some(f) = &set.flags {
-                        h["flags"] = ser(f);
-                    }
-                    if let Some(s) = set.size {
-                        h["size"] = json!(s);
-                    }
-                    if set.timeout.is_some() || set.gc_interval.is_some() || set.policy.is_some() {
-                        return Err(Error::Unsupported(format!("set {}", set.name)));
-                    }
-                    if set_counters {
-                        h["stmt"] = json!([{ "counter": null }]);
-                    }
-                    let elems: &[nftables::expr::Expression<'_>] =
-                        set.elem.as_deref().unwrap_or(&[]);
-                    let elems = match compiled.and_then(|c| c.get(set.name.as_ref())) {
-                        Some(dims) => encode::Elems::Dims(dims),
-                        None => encode::Elems::Typed(elems),
-                    };
-                    b.object(verb, "set", &h, Some(elems))?;
-                }
-                NfListObject::Element(e) => {
-                    let h = json!({
-                        "family": ser(&e.family),
-                        "table": e.table,
-                        "name": e.name,
-                    });
-                    b.object(verb, "element", &h, Some(encode::Elems::Typed(&e.elem)))?;
-                }
-                other => {
-                    let v =
-                        serde_json::to_value(other).map_err(|e| Error::Invalid(e.to_string()))?;
-                    for (kind, body) in v.as_object().into_iter().flatten() {
-                        b.object(verb, kind, body, None)?;
-                    }
-                }
-            }
+            b.typed(obj, set_counters, compiled)?;
         }
         Ok(())
     })
 }
 
-/// [`try_apply_typed`], with [`NftError`]s.
-pub fn apply_typed(batch: &Nftables<'_>, set_counters: bool) -> Result<(), NftError> {
-    Ok(try_apply_typed(batch, set_counters)?)
+/// [`try_apply_typed`].
+pub fn apply_typed(batch: &Nftables<'_>, set_counters: bool) -> Result<(), Error> {
+    try_apply_typed(batch, set_counters)
 }
 
-/// A schema value as JSON (they all serialize).
-fn ser<T: serde::Serialize>(x: &T) -> Value {
-    serde_json::to_value(x).unwrap_or(Value::Null)
+/// Deletes a table in one transaction.
+pub fn try_delete_table(family: &str, name: &str) -> Result<(), Error> {
+    let family = match family {
+        "inet" => nftables::types::NfFamily::INet,
+        "ip" => nftables::types::NfFamily::IP,
+        "ip6" => nftables::types::NfFamily::IP6,
+        "bridge" => nftables::types::NfFamily::Bridge,
+        "arp" => nftables::types::NfFamily::ARP,
+        "netdev" => nftables::types::NfFamily::NetDev,
+        other => return Err(Error::Invalid(format!("'{other}' is not a family"))),
+    };
+    let table = nftables::schema::Table {
+        family,
+        name: name.to_string().into(),
+        handle: None,
+    };
+    let batch = Nftables {
+        objects: vec![NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(
+            table,
+        )))]
+        .into(),
+    };
+    try_apply_typed(&batch, false)
 }
 
-/// `nft -j list table FAMILY NAME` through netlink: the same JSON, or `None`
-/// when the table does not exist.
-pub fn try_list_table(family: &str, name: &str) -> Result<Option<Value>, Error> {
+/// The table decoded into typed values ([`crate::readback::KernelTable`]);
+/// `None` when it does not exist.
+pub fn try_read_table(
+    family: &str,
+    name: &str,
+) -> Result<Option<crate::readback::KernelTable>, Error> {
     let fam = family_number(family)
         .ok_or_else(|| Error::Invalid(format!("'{family}' is not a family")))?;
     let mut sock = open()?;
-    decode::list_table(&mut sock, fam, name)
-}
-
-/// [`try_list_table`], with [`NftError`]s.
-pub fn list_table(family: &str, name: &str) -> Result<Option<Value>, NftError> {
-    Ok(try_list_table(family, name)?)
+    read::read_table(&mut sock, fam, name)
 }
 
 /// The names of the tables of one family.

@@ -1,8 +1,9 @@
-//! nf_tables constants and the data types of nft's language that portwall uses:
-//! how a value of each type is written to the kernel and read back as nft's
-//! JSON prints it.
+//! nf_tables constants, named as in the uapi headers
+//! (linux/netfilter/nf_tables.h and its neighbours), and the data types of
+//! nft's language that portwall uses: how a value of each type is written to
+//! the kernel and shown as text (nft's JSON spelling is
+//! [`crate::nft_json`]'s).
 
-use serde_json::{json, Value};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 // ---- netlink and nfnetlink ------------------------------------------------------
@@ -43,6 +44,7 @@ pub const NFT_MSG_DELSET: u16 = 11;
 pub const NFT_MSG_NEWSETELEM: u16 = 12;
 pub const NFT_MSG_GETSETELEM: u16 = 13;
 pub const NFT_MSG_DELSETELEM: u16 = 14;
+pub const NFT_MSG_DESTROYTABLE: u16 = 26;
 
 // ---- attributes ------------------------------------------------------------------
 
@@ -123,6 +125,138 @@ pub const NFT_JUMP: i32 = -3;
 pub const NFT_GOTO: i32 = -4;
 pub const NFT_RETURN: i32 = -5;
 
+// ---- expressions (linux/netfilter/nf_tables.h) -------------------------------------
+
+/// Registers: the verdict register, the first 128-bit register, the first
+/// 32-bit one (`enum nft_registers`).
+pub const NFT_REG_VERDICT: u32 = 0;
+pub const NFT_REG_1: u32 = 1;
+pub const NFT_REG32_00: u32 = 8;
+
+pub const NFTA_IMMEDIATE_DREG: u16 = 1;
+pub const NFTA_IMMEDIATE_DATA: u16 = 2;
+
+pub const NFTA_CMP_SREG: u16 = 1;
+pub const NFTA_CMP_OP: u16 = 2;
+pub const NFTA_CMP_DATA: u16 = 3;
+pub const NFT_CMP_EQ: u32 = 0;
+pub const NFT_CMP_NEQ: u32 = 1;
+pub const NFT_CMP_LT: u32 = 2;
+pub const NFT_CMP_LTE: u32 = 3;
+pub const NFT_CMP_GT: u32 = 4;
+pub const NFT_CMP_GTE: u32 = 5;
+
+pub const NFTA_RANGE_SREG: u16 = 1;
+pub const NFTA_RANGE_OP: u16 = 2;
+pub const NFTA_RANGE_FROM_DATA: u16 = 3;
+pub const NFTA_RANGE_TO_DATA: u16 = 4;
+pub const NFT_RANGE_NEQ: u32 = 1;
+
+pub const NFTA_BITWISE_SREG: u16 = 1;
+pub const NFTA_BITWISE_DREG: u16 = 2;
+pub const NFTA_BITWISE_LEN: u16 = 3;
+pub const NFTA_BITWISE_MASK: u16 = 4;
+pub const NFTA_BITWISE_XOR: u16 = 5;
+
+pub const NFTA_BYTEORDER_SREG: u16 = 1;
+pub const NFTA_BYTEORDER_DREG: u16 = 2;
+pub const NFTA_BYTEORDER_OP: u16 = 3;
+pub const NFTA_BYTEORDER_LEN: u16 = 4;
+pub const NFTA_BYTEORDER_SIZE: u16 = 5;
+pub const NFT_BYTEORDER_HTON: u32 = 1;
+
+pub const NFTA_PAYLOAD_DREG: u16 = 1;
+pub const NFTA_PAYLOAD_BASE: u16 = 2;
+pub const NFTA_PAYLOAD_OFFSET: u16 = 3;
+pub const NFTA_PAYLOAD_LEN: u16 = 4;
+pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+pub const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+
+pub const NFTA_META_DREG: u16 = 1;
+pub const NFTA_META_KEY: u16 = 2;
+pub const NFT_META_PROTOCOL: u32 = 1;
+pub const NFT_META_MARK: u32 = 3;
+pub const NFT_META_IIFNAME: u32 = 6;
+pub const NFT_META_OIFNAME: u32 = 7;
+pub const NFT_META_NFPROTO: u32 = 15;
+pub const NFT_META_L4PROTO: u32 = 16;
+
+pub const NFTA_CT_DREG: u16 = 1;
+pub const NFTA_CT_KEY: u16 = 2;
+pub const NFTA_CT_DIRECTION: u16 = 3;
+pub const NFT_CT_STATE: u32 = 0;
+pub const NFT_CT_MARK: u32 = 3;
+pub const NFT_CT_L3PROTOCOL: u32 = 7;
+pub const NFT_CT_PROTOCOL: u32 = 10;
+pub const NFT_CT_PROTO_SRC: u32 = 11;
+pub const NFT_CT_PROTO_DST: u32 = 12;
+pub const NFT_CT_SRC_IP: u32 = 19;
+pub const NFT_CT_DST_IP: u32 = 20;
+pub const NFT_CT_SRC_IP6: u32 = 21;
+pub const NFT_CT_DST_IP6: u32 = 22;
+/// `enum ip_conntrack_dir` (linux/netfilter/nf_conntrack_tuple_common.h).
+pub const IP_CT_DIR_ORIGINAL: u8 = 0;
+pub const IP_CT_DIR_REPLY: u8 = 1;
+
+pub const NFTA_LOOKUP_SET: u16 = 1;
+pub const NFTA_LOOKUP_SREG: u16 = 2;
+pub const NFTA_LOOKUP_SET_ID: u16 = 4;
+pub const NFTA_LOOKUP_FLAGS: u16 = 5;
+pub const NFT_LOOKUP_F_INV: u32 = 1;
+
+pub const NFTA_DYNSET_SET_NAME: u16 = 1;
+pub const NFTA_DYNSET_SET_ID: u16 = 2;
+pub const NFTA_DYNSET_OP: u16 = 3;
+pub const NFTA_DYNSET_SREG_KEY: u16 = 4;
+pub const NFTA_DYNSET_EXPR: u16 = 7;
+pub const NFT_DYNSET_OP_ADD: u32 = 0;
+
+pub const NFTA_LIMIT_RATE: u16 = 1;
+pub const NFTA_LIMIT_UNIT: u16 = 2;
+pub const NFTA_LIMIT_BURST: u16 = 3;
+pub const NFTA_LIMIT_TYPE: u16 = 4;
+pub const NFTA_LIMIT_FLAGS: u16 = 5;
+pub const NFT_LIMIT_PKTS: u32 = 0;
+pub const NFT_LIMIT_F_INV: u32 = 1;
+
+pub const NFTA_LOG_PREFIX: u16 = 2;
+pub const NFTA_LOG_LEVEL: u16 = 5;
+pub const NFTA_LOG_FLAGS: u16 = 6;
+/// Log flags (linux/netfilter/nf_log.h).
+pub const NF_LOG_TCPSEQ: u32 = 0x01;
+pub const NF_LOG_TCPOPT: u32 = 0x02;
+pub const NF_LOG_IPOPT: u32 = 0x04;
+pub const NF_LOG_UID: u32 = 0x08;
+pub const NF_LOG_MACDECODE: u32 = 0x20;
+pub const NF_LOG_MASK: u32 = 0x2f;
+
+pub const NFTA_REJECT_TYPE: u16 = 1;
+pub const NFTA_REJECT_ICMP_CODE: u16 = 2;
+pub const NFT_REJECT_TCP_RST: u32 = 1;
+pub const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
+pub const NFT_REJECT_ICMPX_NO_ROUTE: u8 = 0;
+pub const NFT_REJECT_ICMPX_PORT_UNREACH: u8 = 1;
+pub const NFT_REJECT_ICMPX_HOST_UNREACH: u8 = 2;
+pub const NFT_REJECT_ICMPX_ADMIN_PROHIBITED: u8 = 3;
+
+/// `NFPROTO_*` (linux/netfilter.h): the families.
+pub const NFPROTO_INET: u8 = 1;
+pub const NFPROTO_IPV4: u8 = 2;
+pub const NFPROTO_ARP: u8 = 3;
+pub const NFPROTO_NETDEV: u8 = 5;
+pub const NFPROTO_BRIDGE: u8 = 7;
+pub const NFPROTO_IPV6: u8 = 10;
+
+/// EtherTypes (linux/if_ether.h).
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+
+/// IP protocol numbers (linux/in.h).
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
 // ---- families, hooks ---------------------------------------------------------------
 
 /// nft's family name → NFPROTO_* number.
@@ -179,6 +313,23 @@ pub fn hook_name(family: u8, n: u32) -> &'static str {
 pub const BYTEORDER_INVALID: u32 = 0;
 pub const BYTEORDER_HOST: u32 = 1;
 pub const BYTEORDER_BIG: u32 = 2;
+
+/// One value of a match or a set element: a name or a number, as both the
+/// typed statements and nft's JSON give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar<'a> {
+    Str(&'a str),
+    Num(u64),
+}
+
+impl std::fmt::Display for Scalar<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Str(s) => write!(f, "{s}"),
+            Scalar::Num(n) => write!(f, "{n}"),
+        }
+    }
+}
 
 /// A data type of nft's language (a subset: what portwall's tables use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -311,45 +462,47 @@ impl DataType {
     }
 
     /// Parses one value (no prefix or range) into its `len()` bytes.
-    pub fn parse(self, v: &Value) -> Result<Vec<u8>, String> {
+    pub fn parse_scalar(self, v: Scalar<'_>) -> Result<Vec<u8>, String> {
         let bad = || format!("'{v}' is not a valid {}", self.name());
+        let as_str = || match v {
+            Scalar::Str(s) => Some(s),
+            Scalar::Num(_) => None,
+        };
+        let as_u64 = || match v {
+            Scalar::Num(n) => Some(n),
+            Scalar::Str(_) => None,
+        };
         match self {
             DataType::Ipv4Addr => {
-                let a: Ipv4Addr = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+                let a: Ipv4Addr = as_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
                 Ok(a.octets().to_vec())
             }
             DataType::Ipv6Addr => {
-                let a: Ipv6Addr = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+                let a: Ipv6Addr = as_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
                 Ok(a.octets().to_vec())
             }
             DataType::InetProto => {
                 let n = match v {
-                    Value::String(s) => proto_number(s).ok_or_else(bad)?,
-                    _ => v
-                        .as_u64()
-                        .and_then(|n| u8::try_from(n).ok())
-                        .ok_or_else(bad)?,
+                    Scalar::Str(s) => proto_number(s).ok_or_else(bad)?,
+                    Scalar::Num(n) => u8::try_from(n).map_err(|_| bad())?,
                 };
                 Ok(vec![n])
             }
             DataType::InetService | DataType::EtherType => {
                 let n: u16 = match v {
-                    Value::String(s) => match (self, s.as_str()) {
+                    Scalar::Str(s) => match (self, s) {
                         (DataType::EtherType, "ip") => 0x0800,
                         (DataType::EtherType, "ip6") => 0x86dd,
                         (DataType::EtherType, "arp") => 0x0806,
                         (DataType::EtherType, "vlan") => 0x8100,
                         _ => s.parse().ok().or_else(|| service_port(s)).ok_or_else(bad)?,
                     },
-                    _ => v
-                        .as_u64()
-                        .and_then(|n| u16::try_from(n).ok())
-                        .ok_or_else(bad)?,
+                    Scalar::Num(n) => u16::try_from(n).map_err(|_| bad())?,
                 };
                 Ok(n.to_be_bytes().to_vec())
             }
             DataType::Ifname => {
-                let s = v.as_str().ok_or_else(bad)?;
+                let s = as_str().ok_or_else(bad)?;
                 if s.len() >= 16 || s.ends_with('*') {
                     return Err(bad());
                 }
@@ -358,15 +511,14 @@ impl DataType {
                 Ok(b)
             }
             DataType::Mark => {
-                let n = v
-                    .as_u64()
+                let n = as_u64()
                     .and_then(|n| u32::try_from(n).ok())
                     .ok_or_else(bad)?;
                 Ok(n.to_ne_bytes().to_vec())
             }
             DataType::IcmpType | DataType::Icmpv6Type => {
                 let n = match v {
-                    Value::String(s) => {
+                    Scalar::Str(s) => {
                         let table = if self == DataType::IcmpType {
                             ICMP_TYPES
                         } else {
@@ -374,81 +526,70 @@ impl DataType {
                         };
                         table
                             .iter()
-                            .find(|(_, name)| name == s)
+                            .find(|(_, name)| *name == s)
                             .map(|(n, _)| *n)
                             .or_else(|| s.parse().ok())
                             .ok_or_else(bad)?
                     }
-                    _ => v
-                        .as_u64()
-                        .and_then(|n| u8::try_from(n).ok())
-                        .ok_or_else(bad)?,
+                    Scalar::Num(n) => u8::try_from(n).map_err(|_| bad())?,
                 };
                 Ok(vec![n])
             }
             DataType::CtState => {
-                let mut bits = 0u32;
-                let names: Vec<&Value> = match v {
-                    Value::Array(a) => a.iter().collect(),
-                    other => vec![other],
-                };
-                for n in names {
-                    let s = n.as_str().ok_or_else(bad)?;
-                    bits |= CT_STATES
-                        .iter()
-                        .find(|(_, name)| *name == s)
-                        .map(|(b, _)| *b)
-                        .ok_or_else(bad)?;
-                }
+                let s = as_str().ok_or_else(bad)?;
+                let bits = CT_STATES
+                    .iter()
+                    .find(|(_, name)| *name == s)
+                    .map(|(b, _)| *b)
+                    .ok_or_else(bad)?;
                 Ok(bits.to_ne_bytes().to_vec())
             }
             DataType::Nfproto => {
-                let n = match v.as_str() {
-                    Some("ipv4") => 2,
-                    Some("ipv6") => 10,
-                    _ => v
-                        .as_u64()
+                let n = match v {
+                    Scalar::Str("ipv4") => 2,
+                    Scalar::Str("ipv6") => 10,
+                    _ => as_u64()
                         .and_then(|n| u8::try_from(n).ok())
                         .ok_or_else(bad)?,
                 };
                 Ok(vec![n])
             }
             DataType::Integer(len) => {
-                let n = v.as_u64().ok_or_else(bad)?;
+                let n = as_u64().ok_or_else(bad)?;
                 let b = n.to_be_bytes();
                 Ok(b[8 - len as usize..].to_vec())
             }
         }
     }
 
-    /// A value as `nft -j` prints it.
-    pub fn format(self, b: &[u8]) -> Value {
+    /// A value in nft's text syntax, as `nft list` prints it.
+    pub fn text(self, b: &[u8]) -> String {
         match self {
-            DataType::Ipv4Addr if b.len() >= 4 => {
-                Value::String(Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string())
-            }
+            DataType::Ipv4Addr if b.len() >= 4 => Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
             DataType::Ipv6Addr if b.len() >= 16 => {
                 let mut o = [0u8; 16];
                 o.copy_from_slice(&b[..16]);
-                Value::String(Ipv6Addr::from(o).to_string())
+                Ipv6Addr::from(o).to_string()
             }
             DataType::InetProto if !b.is_empty() => match proto_name(b[0]) {
-                Some(n) => Value::String(n.to_string()),
-                None => Value::from(b[0]),
+                Some(n) => n.to_string(),
+                None => b[0].to_string(),
             },
-            DataType::InetService if b.len() >= 2 => Value::from(u16::from_be_bytes([b[0], b[1]])),
+            DataType::InetService if b.len() >= 2 => u16::from_be_bytes([b[0], b[1]]).to_string(),
             DataType::EtherType if b.len() >= 2 => match u16::from_be_bytes([b[0], b[1]]) {
-                0x0800 => json!("ip"),
-                0x86dd => json!("ip6"),
-                0x0806 => json!("arp"),
-                0x8100 => json!("vlan"),
-                n => json!(n),
+                ETH_P_IP => "ip".into(),
+                ETH_P_IPV6 => "ip6".into(),
+                0x0806 => "arp".into(),
+                0x8100 => "vlan".into(),
+                n => n.to_string(),
             },
             DataType::Ifname => {
                 let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-                json!(String::from_utf8_lossy(&b[..end]))
+                String::from_utf8_lossy(&b[..end]).into_owned()
             }
-            DataType::Mark if b.len() >= 4 => json!(u32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
+            DataType::Mark if b.len() >= 4 => {
+                u32::from_ne_bytes([b[0], b[1], b[2], b[3]]).to_string()
+            }
             DataType::IcmpType | DataType::Icmpv6Type if !b.is_empty() => {
                 let table = if self == DataType::IcmpType {
                     ICMP_TYPES
@@ -456,8 +597,8 @@ impl DataType {
                     ICMPV6_TYPES
                 };
                 match table.iter().find(|(n, _)| *n == b[0]) {
-                    Some((_, name)) => json!(name),
-                    None => json!(b[0]),
+                    Some((_, name)) => name.to_string(),
+                    None => b[0].to_string(),
                 }
             }
             DataType::CtState if b.len() >= 4 => {
@@ -467,24 +608,18 @@ impl DataType {
                     .filter(|(bit, _)| bits & bit != 0)
                     .map(|(_, n)| *n)
                     .collect();
-                if names.len() == 1 {
-                    json!(names[0])
-                } else {
-                    json!(names)
-                }
+                names.join(",")
             }
             DataType::Nfproto if !b.is_empty() => match b[0] {
-                2 => json!("ipv4"),
-                10 => json!("ipv6"),
-                n => json!(n),
+                NFPROTO_IPV4 => "ipv4".into(),
+                NFPROTO_IPV6 => "ipv6".into(),
+                n => n.to_string(),
             },
-            _ => {
-                let mut n: u64 = 0;
-                for x in b.iter().take(8) {
-                    n = (n << 8) | *x as u64;
-                }
-                json!(n)
-            }
+            _ => b
+                .iter()
+                .take(8)
+                .fold(0u64, |n, x| (n << 8) | *x as u64)
+                .to_string(),
         }
     }
 }

@@ -26,21 +26,18 @@
 //! of every element stays one command away: `portwall status` (drift) uses
 //! [`verify_compiled`].
 
-use super::decode::{self, cstr, get, name_z, CountedRange, KElem, KSet};
+use super::decode::{self, name_z, CountedRange, KElem, KSet};
 use super::encode::{dims_key, Elems, SetInfo, Writer};
-use super::socket::{attrs, NfSocket, Reply};
+use super::socket::{NfSocket, Reply};
 use super::types::*;
 use super::Error;
 use crate::compile::CompiledTable;
+use crate::readback::KernelChain;
 use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
 use rustc_hash::FxHashSet;
 use std::collections::HashMap;
 
 type Range = (Vec<u8>, Vec<u8>);
-
-/// A rule as read back: its comment (what it stands for) and its counter
-/// (packets, bytes), if it has one.
-pub(crate) type KernelRule = (String, Option<(u64, u64)>);
 
 /// Sets of more elements than this are checked by sample after an apply
 /// (see the module docs); up to it, a dump costs a few milliseconds.
@@ -71,8 +68,8 @@ pub enum Readback {
 /// `status --verbose` reads the table once for both.
 pub(crate) struct LoadedTable {
     /// The chains in the kernel's order, each with its rules' comments and
-    /// counters (packets, bytes), in order.
-    pub(crate) chains: Vec<(String, Vec<KernelRule>)>,
+    /// counters, in order.
+    pub(crate) chains: Vec<KernelChain>,
     /// Every named set of the table.
     pub(crate) sets: Vec<KSet>,
     /// The elements of each set of the compiled table that the kernel has.
@@ -120,46 +117,7 @@ pub(crate) fn read_table(
         return Ok(None);
     }
     let tz = name_z(table);
-    let mut chains: Vec<(String, Vec<KernelRule>)> = Vec::new();
-    for r in decode::dump(&mut sock, NFT_MSG_GETCHAIN, family, &[])? {
-        let Some(p) = r.payload.get(4..) else {
-            continue;
-        };
-        let a: Vec<(u16, &[u8])> = attrs(p).collect();
-        if get(&a, NFTA_CHAIN_TABLE).map(cstr).as_deref() == Some(table) {
-            chains.push((
-                get(&a, NFTA_CHAIN_NAME).map(cstr).unwrap_or_default(),
-                Vec::new(),
-            ));
-        }
-    }
-    for r in decode::dump(
-        &mut sock,
-        NFT_MSG_GETRULE,
-        family,
-        &[(NFTA_RULE_TABLE, &tz)],
-    )? {
-        let Some(p) = r.payload.get(4..) else {
-            continue;
-        };
-        let a: Vec<(u16, &[u8])> = attrs(p).collect();
-        if get(&a, NFTA_RULE_TABLE).map(cstr).as_deref() != Some(table) {
-            continue;
-        }
-        let chain = get(&a, NFTA_RULE_CHAIN).map(cstr).unwrap_or_default();
-        let mut comment = "(no comment)".to_string();
-        if let Some(ud) = get(&a, NFTA_RULE_USERDATA) {
-            if ud.len() >= 2 && ud[0] == 0 {
-                let len = ud[1] as usize;
-                comment = cstr(ud.get(2..2 + len).unwrap_or(&[]));
-            }
-        }
-        let counter = get(&a, NFTA_RULE_EXPRESSIONS)
-            .and_then(|list| attrs(list).find_map(|(_, e)| decode::counter_of(e)));
-        if let Some(c) = chains.iter_mut().find(|(n, _)| *n == chain) {
-            c.1.push((comment, counter));
-        }
-    }
+    let chains = super::read::chains(&mut sock, family, table)?;
     let sets = decode::table_sets(&mut sock, family, table)?;
     let mut elements = HashMap::new();
     for set in &compiled.sets {
@@ -332,9 +290,12 @@ pub(crate) fn differences(compiled: &CompiledTable, loaded: &LoadedTable) -> Vec
     let chains: Vec<(&str, Vec<&str>)> = loaded
         .chains
         .iter()
-        .map(|(name, rules)| {
-            let comments = rules.iter().map(|(comment, _)| comment.as_str());
-            (name.as_str(), comments.collect())
+        .map(|c| {
+            let comments = c
+                .rules
+                .iter()
+                .map(|r| r.comment.as_deref().unwrap_or("(no comment)"));
+            (c.name.as_str(), comments.collect())
         })
         .collect();
     let mut out = crate::readback::chain_differences(compiled, &chains);
@@ -431,17 +392,9 @@ pub fn verify_delta(batch: &Nftables<'_>) -> Result<Vec<String>, Error> {
         let (present, e) = match obj {
             NfObject::CmdObject(NfCmd::Add(NfListObject::Element(e))) => (true, e),
             NfObject::CmdObject(NfCmd::Delete(NfListObject::Element(e))) => (false, e),
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "verifying {}",
-                    serde_json::to_string(other).unwrap_or_default()
-                )))
-            }
+            other => return Err(Error::Unsupported(format!("verifying {other:?}"))),
         };
-        let family = serde_json::to_value(e.family)
-            .ok()
-            .and_then(|v| v.as_str().and_then(family_number))
-            .ok_or_else(|| Error::Invalid("bad family".into()))?;
+        let family = super::encode::nf_family(e.family);
         let key = (family, e.table.to_string(), e.name.to_string());
         if !sets.contains_key(&key) {
             let found = decode::table_sets(&mut sock, family, &e.table)?;
