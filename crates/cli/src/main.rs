@@ -5,8 +5,8 @@ mod backend;
 mod commands;
 mod exit;
 mod output;
+mod packet_filter;
 mod panel_client;
-mod state;
 
 use clap::{Parser, Subcommand};
 
@@ -37,7 +37,7 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// Where the desired state lives.
-    #[arg(long, global = true, env = "PORTWALL_CONFIG_DIR", default_value = state::DEFAULT_DIR, value_name = "DIR")]
+    #[arg(long, global = true, env = "PORTWALL_CONFIG_DIR", default_value = host::DEFAULT_DIR, value_name = "DIR")]
     pub config_dir: std::path::PathBuf,
     /// The packet filter: nftables, iptables, or auto (nftables when `nft` works).
     #[arg(
@@ -163,6 +163,18 @@ fn trace_phases() {
         .init();
 }
 
+/// The exit code of a failed command: the one its error carries, 2 for bad
+/// input found by the host library (an invalid config file), 1 otherwise.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(e) = err.downcast_ref::<exit::ExitError>() {
+        return e.code;
+    }
+    match err.downcast_ref::<host::HostError>() {
+        Some(e) if e.is_bad_input() => exit::USAGE,
+        _ => exit::FAILURE,
+    }
+}
+
 fn main() -> ExitCode {
     // `portwall ports | head` ends quietly when the reader goes away, as
     // coreutils do, instead of panicking on a broken pipe.
@@ -189,9 +201,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            let code = err
-                .downcast_ref::<exit::ExitError>()
-                .map_or(exit::FAILURE, |e| e.code);
+            let code = exit_code(&err);
             if json {
                 let body = serde_json::json!({ "error": format!("{err:#}"), "exit_code": code });
                 println!(

@@ -18,10 +18,10 @@
 use crate::exit;
 use crate::output::print_json;
 use crate::panel_client::PanelArgs;
-use crate::state;
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
+use host::config_dir;
 use model::{
     evaluate, Builtin, ConnState, DecidedBy, Decision, Direction, Packet, PacketProtocol, Ruleset,
     Verdict,
@@ -167,12 +167,12 @@ fn outcome_of(d: Decision) -> &'static str {
 
 /// The OS firewall layer: the applied (else saved) ruleset, evaluated.
 fn os_layer(global: &Global, packet: &Packet) -> Result<Layer> {
-    let services = state::services();
+    let services = config_dir::services();
     let applied = global.config_dir.join("applied.toml");
     let saved = global.config_dir.join("rules.toml");
-    let (file, ruleset, enabled) = match state::read_config(&applied, &services)? {
+    let (file, ruleset, enabled) = match config_dir::read_config(&applied, &services)? {
         Some(c) => (applied, c.ruleset, true),
-        None => match state::read_config(&saved, &services)? {
+        None => match config_dir::read_config(&saved, &services)? {
             Some(c) => (saved, c.ruleset, c.enabled),
             None => {
                 return Ok(Layer {
