@@ -6,16 +6,15 @@
 //! ```toml
 //! enabled = true
 //! logging = "on"
+//! rules = [
+//!     "allow 22/tcp from 203.0.113.0/24 comment 'office'",
+//!     "allow 80,443/tcp",
+//! ]
 //!
 //! [defaults]
 //! incoming = "deny"
 //! outgoing = "allow"
 //! routed = "deny"
-//!
-//! rules = [
-//!     "allow 22/tcp from 203.0.113.0/24 comment 'office'",
-//!     "allow 80,443/tcp",
-//! ]
 //! ```
 //!
 //! Reading it validates every rule; one bad line rejects the whole file, naming the

@@ -370,21 +370,10 @@ fn delete_rules(
         .collect()
 }
 
-fn parse_direction(s: &str) -> Result<Direction> {
-    match s.to_ascii_lowercase().as_str() {
-        "incoming" | "in" | "input" => Ok(Direction::In),
-        "outgoing" | "out" | "output" => Ok(Direction::Out),
-        "routed" | "forward" => Ok(Direction::Routed),
-        other => Err(exit::usage(format!(
-            "'{other}' is not a direction: incoming, outgoing, routed"
-        ))),
-    }
-}
-
 /// `portwall default POLICY DIRECTION`.
 pub fn default(global: &Global, args: &DefaultArgs) -> Result<u8> {
     let policy: Policy = args.policy.parse().map_err(exit::usage)?;
-    let direction = parse_direction(&args.direction)?;
+    let direction: Direction = args.direction.parse().map_err(exit::usage)?;
     edit(global, |_, cfg| {
         let from = cfg.ruleset.defaults.get(direction);
         cfg.ruleset.defaults.set(direction, policy);

@@ -1,0 +1,161 @@
+//! The change transaction against the real kernel, in network namespaces:
+//! applied then saved, saved only when disabled, the old ruleset back in
+//! force when saving fails, and a change that would cut a live SSH session
+//! refused with nothing changed.
+
+use host::transaction::{self, ChangeOptions};
+use host::{ConfigDir, HostError, KernelError, PacketFilter};
+use model::{HostConfig, Ruleset, Services};
+use netfilter::{ApplyOptions, ApplyReport, Counters};
+use std::net::{TcpListener, TcpStream};
+use testns::{Netns, Pair};
+
+/// nftables through the netfilter crate, as the `portwall` binary drives it.
+struct Nftables;
+
+impl PacketFilter for Nftables {
+    fn apply(&self, d: &Ruleset, p: Option<&Ruleset>) -> Result<ApplyReport, KernelError> {
+        netfilter::apply_atomically(d, p, ApplyOptions::default()).map_err(KernelError::new)
+    }
+    fn is_loaded(&self) -> Result<bool, KernelError> {
+        netfilter::is_loaded().map_err(KernelError::new)
+    }
+    fn remove(&self) -> Result<bool, KernelError> {
+        netfilter::remove().map_err(KernelError::new)
+    }
+    fn drift(&self, r: &Ruleset) -> Result<Option<Vec<String>>, KernelError> {
+        netfilter::drift(r).map_err(KernelError::new)
+    }
+    fn counters(&self, r: &Ruleset) -> Result<Option<Counters>, KernelError> {
+        netfilter::counters(r).map_err(KernelError::new)
+    }
+    fn drift_and_counters(
+        &self,
+        r: &Ruleset,
+    ) -> Result<Option<(Vec<String>, Counters)>, KernelError> {
+        netfilter::drift_and_counters(r).map_err(KernelError::new)
+    }
+    fn zero_counters(&self, r: &Ruleset) -> Result<(), KernelError> {
+        netfilter::zero_counters(r).map_err(KernelError::new)
+    }
+}
+
+fn config(enabled: bool, rules: &[&str]) -> HostConfig {
+    let list: Vec<String> = rules.iter().map(|r| format!("\"{r}\"")).collect();
+    let text = format!("enabled = {enabled}\nrules = [{}]\n", list.join(", "));
+    HostConfig::from_toml(&text, &Services::builtin()).unwrap()
+}
+
+fn no_watchdog(_: &host::PendingConfirmation) -> std::io::Result<()> {
+    unreachable!("no change here asks for a confirmation")
+}
+
+fn forced() -> ChangeOptions {
+    ChangeOptions {
+        force: true,
+        confirm: None,
+    }
+}
+
+#[test]
+fn a_change_is_applied_then_saved() {
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    ns.run(|| {
+        let st = ConfigDir::lock(dir.path()).unwrap();
+        let old = st.load().unwrap();
+        let new = config(true, &["allow 22/tcp", "allow 80/tcp"]);
+        let r = transaction::change(&st, &Nftables, &old, &new, forced(), &no_watchdog).unwrap();
+        assert!(r.applied.is_some());
+        assert_eq!((r.before.enabled, r.before.loaded), (false, false));
+        assert_eq!((r.after.enabled, r.after.loaded), (true, true));
+        assert_eq!(st.load().unwrap(), new);
+        assert_eq!(st.applied().unwrap().unwrap(), new.ruleset);
+        assert_eq!(Nftables.drift(&new.ruleset).unwrap(), Some(vec![]));
+    });
+}
+
+#[test]
+fn a_disabled_host_saves_without_loading() {
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    ns.run(|| {
+        let st = ConfigDir::lock(dir.path()).unwrap();
+        let old = st.load().unwrap();
+        let new = config(false, &["allow 22/tcp"]);
+        let r = transaction::change(&st, &Nftables, &old, &new, forced(), &no_watchdog).unwrap();
+        assert!(r.applied.is_none());
+        assert_eq!((r.after.enabled, r.after.loaded), (false, false));
+        assert!(!Nftables.is_loaded().unwrap());
+        assert_eq!(st.load().unwrap(), new);
+        assert!(st.applied().unwrap().is_none());
+    });
+}
+
+/// When `rules.toml` cannot be written after the kernel took the new
+/// ruleset, the old one is put back: the kernel never runs rules the file
+/// does not have.
+#[test]
+fn a_failed_save_puts_the_old_ruleset_back() {
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    ns.run(|| {
+        let st = ConfigDir::lock(dir.path()).unwrap();
+        let first = config(true, &["allow 22/tcp"]);
+        let none = st.load().unwrap();
+        transaction::change(&st, &Nftables, &none, &first, forced(), &no_watchdog).unwrap();
+        let old = st.load().unwrap();
+        // rules.toml becomes a directory that a file cannot be renamed onto.
+        std::fs::remove_file(st.rules_path()).unwrap();
+        std::fs::create_dir_all(st.rules_path().join("in-the-way")).unwrap();
+        let new = config(true, &["deny 22/tcp", "allow 80/tcp"]);
+        let e =
+            transaction::change(&st, &Nftables, &old, &new, forced(), &no_watchdog).unwrap_err();
+        assert!(matches!(e, HostError::Io { .. }), "{e}");
+        assert_eq!(Nftables.drift(&old.ruleset).unwrap(), Some(vec![]));
+        assert_eq!(st.applied().unwrap().unwrap(), old.ruleset);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "staged files left: {left:?}");
+    });
+}
+
+/// A change that would cut a live SSH session is refused, naming the
+/// session, and nothing is applied or saved; `force` applies it.
+#[test]
+fn a_change_that_cuts_a_session_is_refused_unless_forced() {
+    let pair = Pair::new();
+    let listener = pair.server.run(|| TcpListener::bind("[::]:22").unwrap());
+    let addr = format!("{}:22", pair.server_addr.v4);
+    let _client = pair.client.run(|| TcpStream::connect(addr).unwrap());
+    let _accepted = listener.accept().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::env::remove_var("SSH_CONNECTION");
+    pair.server.run(|| {
+        let st = ConfigDir::lock(dir.path()).unwrap();
+        let old = st.load().unwrap();
+        // Enabled with the default "deny incoming" and nothing for SSH.
+        let new = config(true, &["allow 80/tcp"]);
+        let e = transaction::change(
+            &st,
+            &Nftables,
+            &old,
+            &new,
+            ChangeOptions::default(),
+            &no_watchdog,
+        )
+        .unwrap_err();
+        let HostError::LockedOut(message) = &e else {
+            panic!("{e}")
+        };
+        assert!(message.contains(&pair.client_addr.v4), "{message}");
+        assert!(message.contains("default policy"), "{message}");
+        assert!(!Nftables.is_loaded().unwrap());
+        assert_eq!(st.load().unwrap(), old);
+        transaction::change(&st, &Nftables, &old, &new, forced(), &no_watchdog).unwrap();
+        assert!(Nftables.is_loaded().unwrap());
+    });
+}
