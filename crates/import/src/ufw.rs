@@ -369,11 +369,8 @@ pub fn from_status(text: &str) -> Import {
                 let Some((policy, dir)) = part.split_once(' ') else {
                     continue;
                 };
-                let direction = match dir.trim().trim_matches(['(', ')']) {
-                    "incoming" => Direction::In,
-                    "outgoing" => Direction::Out,
-                    "routed" => Direction::Routed,
-                    _ => continue,
+                let Ok(direction) = dir.trim().trim_matches(['(', ')']).parse::<Direction>() else {
+                    continue;
                 };
                 let policy = match policy {
                     "allow" => Policy::Allow,
