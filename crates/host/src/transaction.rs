@@ -58,6 +58,12 @@ pub struct ChangeOptions {
     pub force: bool,
     /// Apply now and roll back after this many seconds unless confirmed.
     pub confirm: Option<u64>,
+    /// The kernel must match the new state whatever `applied.toml` says
+    /// (`apply`, as `plan` promises): when `applied.toml` already holds the
+    /// new ruleset, the kernel's table is compared with it and replaced
+    /// whole if it differs (a run killed between applying and saving leaves
+    /// the kernel ahead of the file).
+    pub declarative: bool,
 }
 
 impl ChangeOptions {
@@ -127,6 +133,18 @@ pub fn change(
         dir.applied_or_loaded(old)?
     } else {
         None
+    };
+    // The delta from what was applied last is empty: only the kernel's own
+    // table says whether it holds the new ruleset.
+    let previous = match previous {
+        Some(p)
+            if opts.declarative
+                && *p == new.ruleset
+                && kernel.drift(&new.ruleset)?.is_none_or(|d| !d.is_empty()) =>
+        {
+            None
+        }
+        p => p,
     };
     // The files are rendered and written (flushed, under temporary names)
     // on another core while the kernel takes the ruleset, and renamed into

@@ -53,7 +53,7 @@ fn no_watchdog(_: &host::PendingConfirmation) -> std::io::Result<()> {
 fn forced() -> ChangeOptions {
     ChangeOptions {
         force: true,
-        confirm: None,
+        ..ChangeOptions::default()
     }
 }
 
@@ -157,5 +157,39 @@ fn a_change_that_cuts_a_session_is_refused_unless_forced() {
         assert_eq!(st.load().unwrap(), old);
         transaction::change(&st, &Nftables, &old, &new, forced(), &no_watchdog).unwrap();
         assert!(Nftables.is_loaded().unwrap());
+    });
+}
+
+/// A run killed between applying and saving leaves the kernel ahead of
+/// `applied.toml`; a declarative change (`apply`) still makes the kernel
+/// match the new state, though the files say it already does.
+#[test]
+fn a_declarative_change_makes_the_kernel_match_whatever_the_files_say() {
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    ns.run(|| {
+        let st = ConfigDir::lock(dir.path()).unwrap();
+        let none = st.load().unwrap();
+        let wanted = config(true, &["allow 22/tcp", "allow 80/tcp"]);
+        transaction::change(&st, &Nftables, &none, &wanted, forced(), &no_watchdog).unwrap();
+        // The killed run: the kernel took another ruleset, the files did not.
+        let other = config(true, &["allow 22/tcp", "allow 8080/tcp"]);
+        Nftables
+            .apply(&other.ruleset, Some(&wanted.ruleset))
+            .unwrap();
+        assert_ne!(Nftables.drift(&wanted.ruleset).unwrap(), Some(vec![]));
+        let old = st.load().unwrap();
+        let declarative = ChangeOptions {
+            declarative: true,
+            ..forced()
+        };
+        let r =
+            transaction::change(&st, &Nftables, &old, &wanted, declarative, &no_watchdog).unwrap();
+        assert_eq!(r.applied.unwrap().mode, netfilter::ApplyMode::Replace);
+        assert_eq!(Nftables.drift(&wanted.ruleset).unwrap(), Some(vec![]));
+        // Once they agree, the same change leaves the kernel as it is.
+        let r =
+            transaction::change(&st, &Nftables, &old, &wanted, declarative, &no_watchdog).unwrap();
+        assert_eq!(r.applied.unwrap().mode, netfilter::ApplyMode::Unchanged);
     });
 }

@@ -146,10 +146,11 @@ fn options(global: &Global) -> ChangeOptions {
     ChangeOptions {
         force: global.force,
         confirm: global.confirm,
+        declarative: false,
     }
 }
 
-/// Applies `new` (when enabled) and saves it: the one path of every change.
+/// Makes the kernel match `new` (enabled) and saves it: `apply`, declarative.
 fn commit(
     st: &ConfigDir,
     global: &Global,
@@ -157,12 +158,16 @@ fn commit(
     new: &HostConfig,
 ) -> Result<ChangeReport> {
     let kernel = Filter::of(global)?;
+    let opts = ChangeOptions {
+        declarative: true,
+        ..options(global)
+    };
     Ok(transaction::change(
         st,
         &kernel,
         old,
         new,
-        options(global),
+        opts,
         &safety::start_watchdog(global),
     )?)
 }

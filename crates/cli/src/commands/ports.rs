@@ -595,8 +595,8 @@ fn owners_cell(s: &Socket) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use inspect::{Family, Protocol};
     use inspect::Owner;
+    use inspect::{Family, Protocol};
 
     fn socket() -> Socket {
         Socket {
