@@ -249,8 +249,9 @@ pub fn unload(
 
 /// Replaces the kernel's table with the saved rules, whole (not a delta: this
 /// is how a hand-edited table is brought back): `reload` and `restore`.
-/// `None` when portwall is disabled (nothing is applied); `lockout_from` is
-/// the state the lockout check compares with (`None`: no check, as at boot).
+/// `None` when portwall is disabled (nothing is applied). `opts` are the
+/// lockout check's (against what was applied last); `None`: no check, as at
+/// boot.
 pub fn reapply(
     dir: &ConfigDir,
     kernel: &impl PacketFilter,
