@@ -5,10 +5,11 @@ mod backend;
 mod commands;
 mod exit;
 mod output;
+mod packet_filter;
 mod panel_client;
-mod state;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use std::ffi::OsString;
 
 /// mimalloc instead of glibc's malloc: reading, compiling and encoding a
 /// large ruleset makes millions of small allocations, and glibc's allocator
@@ -37,7 +38,7 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// Where the desired state lives.
-    #[arg(long, global = true, env = "PORTWALL_CONFIG_DIR", default_value = state::DEFAULT_DIR, value_name = "DIR")]
+    #[arg(long, global = true, env = "PORTWALL_CONFIG_DIR", default_value = host::DEFAULT_DIR, value_name = "DIR")]
     pub config_dir: std::path::PathBuf,
     /// The packet filter: nftables, iptables, or auto (nftables when `nft` works).
     #[arg(
@@ -183,6 +184,77 @@ fn trace_phases() {
         .init();
 }
 
+/// The commands whose rule words take the rest of the line.
+const RULE_COMMANDS: [&str; 7] = [
+    "allow", "deny", "reject", "limit", "route", "insert", "delete",
+];
+
+/// `portwall allow 8080/tcp --json`: portwall's own flags typed among the
+/// rule words (which take the rest of the line) are moved before the
+/// command, where they are read as typed before it. A rule word never starts
+/// with `--`; after a bare `--` every word is a rule word. A flag's value
+/// moves with it (`--confirm 60`); an unknown flag moves too, so it is
+/// refused as a flag, by name.
+fn flags_before_rule_words(args: Vec<OsString>) -> Vec<OsString> {
+    let command = Cli::command();
+    // The global options that take a value, by long name.
+    let takes_value = |name: &str| {
+        command
+            .get_arguments()
+            .any(|a| a.get_long() == Some(name) && a.get_action().takes_values())
+    };
+    let is_flag = |a: &OsString| a.to_str().is_some_and(|s| s.starts_with("--") && s != "--");
+    // The command: the first word that is not an option (or an option's value).
+    let mut i = 1;
+    while i < args.len() && args[i].to_str().is_some_and(|s| s.starts_with('-')) {
+        let word = args[i].to_str().unwrap_or_default();
+        let name = word.trim_start_matches('-');
+        i += if !name.contains('=') && takes_value(name) {
+            2
+        } else {
+            1
+        };
+    }
+    if !args
+        .get(i)
+        .and_then(|c| c.to_str())
+        .is_some_and(|c| RULE_COMMANDS.contains(&c))
+    {
+        return args;
+    }
+    let (head, rest) = args.split_at(i);
+    let (mut flags, mut words) = (Vec::new(), Vec::new());
+    let mut rest = rest.iter();
+    words.extend(rest.next().cloned()); // the command
+    while let Some(word) = rest.next() {
+        if word == "--" {
+            words.push(word.clone());
+            words.extend(rest.by_ref().cloned());
+        } else if is_flag(word) && word != "--help" {
+            flags.push(word.clone());
+            let name = word.to_str().unwrap_or_default().trim_start_matches('-');
+            if !name.contains('=') && takes_value(name) {
+                flags.extend(rest.next().cloned());
+            }
+        } else {
+            words.push(word.clone());
+        }
+    }
+    head.iter().cloned().chain(flags).chain(words).collect()
+}
+
+/// The exit code of a failed command: the one its error carries, 2 for bad
+/// input found by the host library (an invalid config file), 1 otherwise.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(e) = err.downcast_ref::<exit::ExitError>() {
+        return e.code;
+    }
+    match err.downcast_ref::<host::HostError>() {
+        Some(e) if e.is_bad_input() => exit::USAGE,
+        _ => exit::FAILURE,
+    }
+}
+
 fn main() -> ExitCode {
     // `portwall ports | head` ends quietly when the reader goes away, as
     // coreutils do, instead of panicking on a broken pipe.
@@ -192,7 +264,7 @@ fn main() -> ExitCode {
         use nix::sys::signal::{signal, SigHandler, Signal};
         signal(Signal::SIGPIPE, SigHandler::SigDfl)
     };
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(flags_before_rule_words(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -209,9 +281,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            let code = err
-                .downcast_ref::<exit::ExitError>()
-                .map_or(exit::FAILURE, |e| e.code);
+            let code = exit_code(&err);
             if json {
                 let body = serde_json::json!({ "error": format!("{err:#}"), "exit_code": code });
                 println!(
@@ -223,5 +293,66 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Cli {
+        let args = std::iter::once("portwall")
+            .chain(line.split(' '))
+            .map(OsString::from)
+            .collect();
+        Cli::try_parse_from(flags_before_rule_words(args)).unwrap()
+    }
+
+    fn words(cli: &Cli) -> &[String] {
+        match &cli.command {
+            Command::Allow(a) | Command::Deny(a) => &a.words,
+            Command::Insert(a) => &a.words,
+            Command::Delete(a) => &a.words,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Flags after the rule are the command's flags, not rule words.
+    #[test]
+    fn flags_are_read_anywhere_on_the_line() {
+        let c = parse("allow 8080/tcp --json");
+        assert!(c.global.json);
+        assert_eq!(words(&c), ["8080/tcp"]);
+        let c = parse("allow 22/tcp --confirm 60 from 203.0.113.0/24");
+        assert_eq!(c.global.confirm, Some(60));
+        assert_eq!(words(&c), ["22/tcp", "from", "203.0.113.0/24"]);
+        let c = parse("deny 22/tcp --force --confirm=30");
+        assert!(c.global.force);
+        assert_eq!(c.global.confirm, Some(30));
+        let c = parse("--json insert 1 deny from 198.51.100.7 --backend iptables");
+        assert!(c.global.json);
+        assert_eq!(c.global.backend, "iptables");
+        assert_eq!(words(&c), ["deny", "from", "198.51.100.7"]);
+        let c = parse("--config-dir /tmp/x delete 3 --json");
+        assert!(c.global.json);
+        assert_eq!(c.global.config_dir, std::path::Path::new("/tmp/x"));
+        assert_eq!(words(&c), ["3"]);
+        // A single hyphen is a rule word (a comment may start with one).
+        let c = parse("allow 22/tcp comment -office");
+        assert_eq!(words(&c), ["22/tcp", "comment", "-office"]);
+        // After `--`, every word is a rule word.
+        let c = parse("allow 22/tcp -- --json");
+        assert!(!c.global.json);
+        assert_eq!(words(&c), ["22/tcp", "--", "--json"]);
+    }
+
+    /// An unknown flag among the rule words is refused as a flag, by name.
+    #[test]
+    fn an_unknown_flag_is_refused_by_name() {
+        let args = ["portwall", "allow", "22/tcp", "--jsn"]
+            .map(OsString::from)
+            .to_vec();
+        let e = Cli::try_parse_from(flags_before_rule_words(args)).unwrap_err();
+        assert!(e.to_string().contains("--jsn"), "{e}");
     }
 }

@@ -233,13 +233,13 @@ fn tuple_rule(tuple: &str) -> Result<(Family, Rule, bool, bool), String> {
             ))
         }
     };
-    let protocol = match t[1] {
-        "any" => Protocol::Any,
-        "tcp" => Protocol::Tcp,
-        "udp" => Protocol::Udp,
-        other => {
+    // UFW's user rules name tcp, udp or any here.
+    let protocol = match t[1].parse::<Protocol>() {
+        Ok(p @ (Protocol::Any | Protocol::Tcp | Protocol::Udp)) => p,
+        _ => {
             return Err(format!(
-                "protocol {other}: portwall rules name tcp, udp, icmp, icmpv6 or any"
+                "protocol {}: portwall rules name tcp, udp, icmp, icmpv6 or any",
+                t[1]
             ))
         }
     };
@@ -369,11 +369,8 @@ pub fn from_status(text: &str) -> Import {
                 let Some((policy, dir)) = part.split_once(' ') else {
                     continue;
                 };
-                let direction = match dir.trim().trim_matches(['(', ')']) {
-                    "incoming" => Direction::In,
-                    "outgoing" => Direction::Out,
-                    "routed" => Direction::Routed,
-                    _ => continue,
+                let Ok(direction) = dir.trim().trim_matches(['(', ')']).parse::<Direction>() else {
+                    continue;
                 };
                 let policy = match policy {
                     "allow" => Policy::Allow,
@@ -520,9 +517,12 @@ fn parse_side(s: &str) -> Result<Side, String> {
 
 fn parse_port_spec(t: &str) -> Option<(Ports, Option<Protocol>)> {
     let (ports, proto) = match t.split_once('/') {
-        Some((p, "tcp")) => (p, Some(Protocol::Tcp)),
-        Some((p, "udp")) => (p, Some(Protocol::Udp)),
-        Some(_) => return None,
+        Some((p, name)) => match name.parse::<Protocol>() {
+            Ok(proto @ (Protocol::Tcp | Protocol::Udp)) if name == proto.as_str() => {
+                (p, Some(proto))
+            }
+            _ => return None,
+        },
         None => (t, None),
     };
     if !ports

@@ -37,6 +37,8 @@ pub use evaluate::{
     Verdict,
 };
 pub use parse::{parse_net, parse_rule, parse_rule_args, ParseError};
-pub use rule::{Action, Addresses, Direction, PortRange, Ports, Protocol, Rule, RuleError};
+pub use rule::{
+    Action, Addresses, Direction, PortError, PortRange, Ports, Protocol, Rule, RuleError, PROTOCOLS,
+};
 pub use ruleset::{AddOutcome, Defaults, Logging, Policy, Ruleset, RulesetError};
 pub use services::{risky_service, Services};

@@ -32,6 +32,30 @@ impl NetworkProtocol {
     }
 }
 
+impl std::str::FromStr for NetworkProtocol {
+    type Err = String;
+    /// `tcp`, `udp`, `icmp` (also `icmpv6` and `ping`: one protocol for both
+    /// families), `any` (also `all`); any case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tcp" => Ok(NetworkProtocol::Tcp),
+            "udp" => Ok(NetworkProtocol::Udp),
+            "icmp" | "icmpv6" | "ping" => Ok(NetworkProtocol::Icmp),
+            "any" | "all" => Ok(NetworkProtocol::Any),
+            _ => Err(format!(
+                "'{}' is not a protocol of the network firewall: tcp, udp, icmp (ICMP and ICMPv6), any",
+                s.trim()
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One rule of a network firewall: accept inbound traffic of `protocol` to
 /// `ports` from `sources` (empty = from anywhere).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

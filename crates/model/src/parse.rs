@@ -12,7 +12,7 @@
 //! transport, which is why parsing returns a `Vec<Rule>`.
 
 use crate::rule::{
-    is_valid_interface, Action, Addresses, Direction, PortRange, Ports, Protocol, Rule,
+    is_valid_interface, Action, Addresses, Direction, PortError, PortRange, Ports, Protocol, Rule,
 };
 use crate::services::{Services, Transports};
 use ipnet::IpNet;
@@ -155,7 +155,7 @@ fn tokenize(input: &str) -> Result<Vec<Token<'_>>, ParseError> {
 }
 
 const ACTIONS: &str = "allow, deny, reject, limit";
-const PROTOCOLS: &str = "tcp, udp, icmp, icmpv6, any";
+use crate::rule::PROTOCOLS;
 const ADDRESS_HELP: &str = "an IPv4 or IPv6 address, a network (203.0.113.0/24, 2001:db8::/32), a comma list of those, or any";
 const CLAUSES: &str = "on IFACE, proto P, from ADDR, to ADDR, port PORTS, comment 'TEXT', log, or a port such as 22/tcp";
 
@@ -493,26 +493,7 @@ impl<'a> Parser<'a> {
     }
 
     fn protocol(&self, tok: &Token<'_>) -> Result<Protocol, ParseError> {
-        let is = |name: &str| tok.text.eq_ignore_ascii_case(name);
-        if is("tcp") {
-            Ok(Protocol::Tcp)
-        } else if is("udp") {
-            Ok(Protocol::Udp)
-        } else if is("icmp") {
-            Ok(Protocol::Icmp)
-        } else if is("icmpv6") || is("ipv6-icmp") {
-            Ok(Protocol::Icmpv6)
-        } else if is("any") {
-            Ok(Protocol::Any)
-        } else {
-            Err(self.err_at(
-                tok.span(),
-                format!(
-                    "'{}' is not a protocol: {PROTOCOLS}",
-                    tok.text.to_ascii_lowercase()
-                ),
-            ))
-        }
+        tok.text.parse().map_err(|m| self.err_at(tok.span(), m))
     }
 
     fn addresses(&self, tok: &Token<'_>) -> Result<Addresses, ParseError> {
@@ -547,24 +528,11 @@ impl<'a> Parser<'a> {
                 "empty port: write a port (22), a range (60000:61000) or a service name (ssh)",
             ));
         }
-        if let Some((a, b)) = part.split_once(':').or_else(|| part.split_once('-')) {
-            let start = self.port_number(a, &span)?;
-            let end = self.port_number(b, &span)?;
-            if start > end {
-                return Err(self.err_at(
-                    span,
-                    format!("port range {part} is reversed: write {end}:{start}"),
-                ));
-            }
+        if part.contains([':', '-']) || part.bytes().all(|c| c.is_ascii_digit()) {
             return Ok(PortElem {
-                range: PortRange { start, end },
-                named: None,
-            });
-        }
-        if part.chars().all(|c| c.is_ascii_digit()) {
-            let p = self.port_number(part, &span)?;
-            return Ok(PortElem {
-                range: PortRange::single(p),
+                range: part
+                    .parse()
+                    .map_err(|e: PortError| self.err_at(span, e.to_string()))?,
                 named: None,
             });
         }
@@ -574,19 +542,6 @@ impl<'a> Parser<'a> {
                 span,
                 format!("'{part}' is not a port, port range (A:B) or known service name (ssh, http, https, ...)"),
             )),
-        }
-    }
-
-    fn port_number(&self, text: &str, span: &Range<usize>) -> Result<u16, ParseError> {
-        if text.is_empty() || !text.chars().all(|c| c.is_ascii_digit()) {
-            return Err(self.err_at(
-                span.clone(),
-                format!("'{text}' is not a port number: 1-65535"),
-            ));
-        }
-        match text.parse::<u32>() {
-            Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-            _ => Err(self.err_at(span.clone(), format!("port {text} is out of range 1-65535"))),
         }
     }
 }

@@ -72,6 +72,23 @@ impl Direction {
     }
 }
 
+impl std::str::FromStr for Direction {
+    type Err = String;
+    /// `in`, `out`, `routed` (as [`Direction::as_str`] writes them) and the
+    /// words of `portwall default` and iptables: `incoming`/`input`,
+    /// `outgoing`/`output`, `forward`; any case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "incoming" | "in" | "input" => Ok(Direction::In),
+            "outgoing" | "out" | "output" => Ok(Direction::Out),
+            "routed" | "forward" => Ok(Direction::Routed),
+            other => Err(format!(
+                "'{other}' is not a direction: incoming, outgoing, routed"
+            )),
+        }
+    }
+}
+
 /// The protocol a rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -107,6 +124,44 @@ impl Protocol {
     }
 }
 
+/// The protocols a rule may name, as the error messages list them.
+pub const PROTOCOLS: &str = "tcp, udp, icmp, icmpv6, any";
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    /// `tcp`, `udp`, `icmp`, `icmpv6` (also `ipv6-icmp`), `any`; any case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let is = |name: &str| s.eq_ignore_ascii_case(name);
+        if is("tcp") {
+            Ok(Protocol::Tcp)
+        } else if is("udp") {
+            Ok(Protocol::Udp)
+        } else if is("icmp") {
+            Ok(Protocol::Icmp)
+        } else if is("icmpv6") || is("ipv6-icmp") {
+            Ok(Protocol::Icmpv6)
+        } else if is("any") {
+            Ok(Protocol::Any)
+        } else {
+            Err(format!(
+                "'{}' is not a protocol: {PROTOCOLS}",
+                s.to_ascii_lowercase()
+            ))
+        }
+    }
+}
+
+/// Why a text is not a port or a port range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("'{0}' is not a port number: 1-65535")]
+    NotANumber(String),
+    #[error("port {0} is out of range 1-65535")]
+    OutOfRange(String),
+    #[error("port range {text} is reversed: write {end}:{start}")]
+    Reversed { text: String, start: u16, end: u16 },
+}
+
 /// An inclusive range of ports, `start..=end`, both in 1..=65535.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub struct PortRange {
@@ -130,6 +185,49 @@ impl PortRange {
     }
     pub fn overlaps(&self, other: &PortRange) -> bool {
         self.start <= other.end && other.start <= self.end
+    }
+    /// A port number, `1`-`65535`, digits only.
+    pub fn port_number(text: &str) -> Result<u16, PortError> {
+        if text.is_empty() || !text.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(PortError::NotANumber(text.into()));
+        }
+        match text.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+            _ => Err(PortError::OutOfRange(text.into())),
+        }
+    }
+    /// The range as the network firewall's API and forms write it:
+    /// `8000-8100` (a single port as its number).
+    pub fn hyphenated(&self) -> String {
+        if self.start == self.end {
+            self.start.to_string()
+        } else {
+            format!("{}-{}", self.start, self.end)
+        }
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = PortError;
+    /// `22`, or a range `A:B` or `A-B` (the one spelling written is `A:B`,
+    /// see `Display`; the network firewall's API writes `A-B`,
+    /// [`PortRange::hyphenated`]). Service names need the services table:
+    /// [`crate::Services::port_range`].
+    fn from_str(s: &str) -> Result<Self, PortError> {
+        match s.split_once(':').or_else(|| s.split_once('-')) {
+            Some((a, b)) => {
+                let (start, end) = (PortRange::port_number(a)?, PortRange::port_number(b)?);
+                if start > end {
+                    return Err(PortError::Reversed {
+                        text: s.into(),
+                        start,
+                        end,
+                    });
+                }
+                Ok(PortRange { start, end })
+            }
+            None => PortRange::port_number(s).map(PortRange::single),
+        }
     }
 }
 

@@ -181,6 +181,20 @@ impl Services {
         self.by_name.get(&name.to_ascii_lowercase()).copied()
     }
 
+    /// A port, a range (`A:B` or `A-B`, [`crate::PortRange`]'s grammar) or
+    /// a service name, as one range; the error names the text and what is
+    /// accepted.
+    pub fn port_range(&self, text: &str) -> Result<crate::PortRange, String> {
+        if text.contains([':', '-']) || text.bytes().all(|c| c.is_ascii_digit()) {
+            return text.parse().map_err(|e: crate::PortError| e.to_string());
+        }
+        self.lookup(text)
+            .map(|(p, _)| crate::PortRange::single(p))
+            .ok_or_else(|| {
+                format!("'{text}' is not a port, port range (A:B or A-B) or known service name (ssh, http, https, ...)")
+            })
+    }
+
     /// The name of the service usually found on `port` over `protocol` (TCP or UDP;
     /// `None` for the others): the first name `/etc/services` gives it, else the
     /// built-in one.

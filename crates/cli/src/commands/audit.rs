@@ -19,10 +19,10 @@
 use crate::exit;
 use crate::output::{print_json, print_table, table};
 use crate::panel_client::PanelArgs;
-use crate::state;
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
+use host::config_dir;
 use model::exposure::{reach, reach_through, Reach};
 use model::{PacketProtocol, Ruleset};
 use serde::Serialize;
@@ -251,12 +251,12 @@ fn who(r: &Reach) -> String {
 }
 
 pub fn run(global: &Global, args: &AuditArgs) -> Result<u8> {
-    let services = state::services();
+    let services = config_dir::services();
     let loaded = crate::backend::Filter::of(global)?.is_loaded()?;
     // What the kernel enforces: the ruleset portwall applied. Without it, nothing
     // filters (as far as portwall knows), which is what an accept-all ruleset means.
     let ruleset = if loaded {
-        state::read_config(&global.config_dir.join("applied.toml"), &services)?
+        config_dir::read_config(&global.config_dir.join("applied.toml"), &services)?
             .map(|c| c.ruleset)
             .unwrap_or_default()
     } else {

@@ -18,13 +18,13 @@
 use crate::exit;
 use crate::output::print_json;
 use crate::panel_client::PanelArgs;
-use crate::state;
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
+use host::config_dir;
 use model::{
-    evaluate, Builtin, ConnState, DecidedBy, Decision, Direction, Packet, PacketProtocol, Ruleset,
-    Verdict,
+    evaluate, Builtin, ConnState, DecidedBy, Decision, Direction, Packet, PacketProtocol, Protocol,
+    Ruleset, Verdict,
 };
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
@@ -111,11 +111,15 @@ fn parse_to(s: &str) -> Result<(IpAddr, Option<u16>, PacketProtocol), String> {
     } else {
         return Err(format!("'{s}' is not a destination: {help}"));
     };
-    let protocol = match (proto.as_deref(), port) {
-        (Some("tcp") | None, Some(_)) => PacketProtocol::Tcp,
-        (Some("udp"), Some(_)) => PacketProtocol::Udp,
-        (Some("icmp"), None) if addr.is_ipv4() => PacketProtocol::Icmp,
-        (Some("icmp" | "icmpv6"), None) => PacketProtocol::Icmpv6,
+    let named = proto
+        .as_deref()
+        .map(|p| p.parse::<Protocol>().map_err(|e| format!("{e} ({help})")))
+        .transpose()?;
+    let protocol = match (named, port) {
+        (Some(Protocol::Tcp) | None, Some(_)) => PacketProtocol::Tcp,
+        (Some(Protocol::Udp), Some(_)) => PacketProtocol::Udp,
+        (Some(Protocol::Icmp), None) if addr.is_ipv4() => PacketProtocol::Icmp,
+        (Some(Protocol::Icmp | Protocol::Icmpv6), None) => PacketProtocol::Icmpv6,
         (Some(p), Some(_)) => return Err(format!("'{p}' with a port: tcp or udp ({help})")),
         (Some(p), None) => {
             return Err(format!(
@@ -167,12 +171,12 @@ fn outcome_of(d: Decision) -> &'static str {
 
 /// The OS firewall layer: the applied (else saved) ruleset, evaluated.
 fn os_layer(global: &Global, packet: &Packet) -> Result<Layer> {
-    let services = state::services();
+    let services = config_dir::services();
     let applied = global.config_dir.join("applied.toml");
     let saved = global.config_dir.join("rules.toml");
-    let (file, ruleset, enabled) = match state::read_config(&applied, &services)? {
+    let (file, ruleset, enabled) = match config_dir::read_config(&applied, &services)? {
         Some(c) => (applied, c.ruleset, true),
-        None => match state::read_config(&saved, &services)? {
+        None => match config_dir::read_config(&saved, &services)? {
             Some(c) => (saved, c.ruleset, c.enabled),
             None => {
                 return Ok(Layer {
@@ -511,16 +515,7 @@ pub fn run(global: &Global, args: &ExplainArgs) -> Result<u8> {
             args.from, destination
         )));
     }
-    let direction = match args.direction.to_ascii_lowercase().as_str() {
-        "in" | "incoming" => Direction::In,
-        "out" | "outgoing" => Direction::Out,
-        "routed" | "forward" => Direction::Routed,
-        other => {
-            return Err(exit::usage(format!(
-                "'{other}' is not a direction: in, out, routed"
-            )))
-        }
-    };
+    let direction: Direction = args.direction.parse().map_err(exit::usage)?;
     for i in [&args.in_interface, &args.out_interface]
         .into_iter()
         .flatten()

@@ -2,18 +2,23 @@
 //! insert, delete, default, logging) and the lifecycle (enable, disable, reload,
 //! reset, restore, apply, plan).
 //!
-//! Every change follows one path, [`commit`]: edit the desired state in memory,
-//! apply it to the kernel in one transaction (when enabled), and only then save it,
-//! all under the state lock. A refused ruleset is never saved.
+//! Every change follows one path, the host library's transaction
+//! ([`host::transaction::change`]): edit the desired state in memory, apply it
+//! to the kernel in one transaction (when enabled), and only then save it, all
+//! under the config directory's lock. A refused ruleset is never saved. This
+//! module parses the arguments and renders what the transaction did, ending
+//! with the state the host is left in ([`HostState`]), once.
 
 use crate::backend::Filter;
 use crate::commands::safety;
 use crate::exit;
 use crate::output::{print_json, print_table, table};
-use crate::state::{self, State};
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
+use host::config_dir;
+use host::transaction::{self, ChangeOptions, ChangeReport};
+use host::{ConfigDir, HostState};
 use model::{AddOutcome, Direction, HostConfig, Logging, Policy, Rule, Ruleset};
 use netfilter::ApplyReport;
 use serde::Serialize;
@@ -99,7 +104,7 @@ pub struct PlanArgs {
     pub file: Option<PathBuf>,
 }
 
-fn parse_words(words: &[String], st: &State) -> Result<Vec<Rule>> {
+fn parse_words(words: &[String], st: &ConfigDir) -> Result<Vec<Rule>> {
     model::parse_rule_args(words, &st.services).map_err(|e| exit::usage(e.to_string()))
 }
 
@@ -111,63 +116,60 @@ pub struct Outcome {
     /// How the kernel was changed (absent when portwall is disabled).
     pub applied: Option<ApplyReport>,
     pub warnings: Vec<String>,
+    /// The state the command leaves the host in.
+    pub state: HostState,
+    /// The state it found (not in the JSON: `changes` says what changed).
+    #[serde(skip)]
+    pub before: HostState,
+    /// Lifecycle commands (enable, disable, reload, reset, apply) always say
+    /// the state they leave; a rule edit only when it is not the usual one.
+    #[serde(skip)]
+    pub says_state: bool,
 }
 
-/// Applies `new` (when enabled) and saves it: the one path of every change.
+impl Outcome {
+    fn new(changes: Vec<serde_json::Value>, report: &ChangeReport, warnings: Vec<String>) -> Self {
+        Outcome {
+            changes,
+            enabled: report.after.enabled,
+            applied: report.applied.clone(),
+            warnings,
+            state: report.after,
+            before: report.before,
+            says_state: false,
+        }
+    }
+}
+
+/// How a change is made, from the command line.
+fn options(global: &Global) -> ChangeOptions {
+    ChangeOptions {
+        force: global.force,
+        confirm: global.confirm,
+        declarative: false,
+    }
+}
+
+/// Makes the kernel match `new` (enabled) and saves it: `apply`, declarative.
 fn commit(
-    st: &State,
+    st: &ConfigDir,
     global: &Global,
     old: &HostConfig,
     new: &HostConfig,
-) -> Result<Option<ApplyReport>> {
-    tracing::debug_span!("ssh lockout check")
-        .in_scope(|| safety::check_lockout(global, old, new))?;
-    if let (Some(seconds), true) = (global.confirm, new != old) {
-        let p = safety::arm(st, global, old, seconds)?;
-        if !global.json {
-            println!("Applying with automatic rollback: run 'portwall confirm' within {seconds} s to keep this change (deadline {}).", p.deadline);
-        }
-    }
-    if !new.enabled {
-        st.save(new)?;
-        return Ok(None);
-    }
-    let filter = Filter::of(global)?;
-    let previous = if filter.is_loaded()? {
-        st.applied_or_loaded(old)?
-    } else {
-        None
+) -> Result<ChangeReport> {
+    let kernel = Filter::of(global)?;
+    let opts = ChangeOptions {
+        declarative: true,
+        ..options(global)
     };
-    // The files are rendered and written (flushed, under temporary names)
-    // on another core while the kernel takes the ruleset, and renamed into
-    // place once it has: at 100k rules that hides 40 ms. One rendering
-    // serves both files: when enabled, the applied ruleset's file is the
-    // desired config's byte for byte.
-    let (report, staged) = std::thread::scope(|scope| {
-        let dir = st.dir();
-        let stager = scope.spawn(move || state::stage_config(dir, new));
-        let report = filter.apply(&new.ruleset, previous.as_deref());
-        let staged = stager
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (report, staged)
-    });
-    // A refused ruleset: the staged files are dropped, so removed.
-    let report = report?;
-    // Both renames, then one flush of their directory.
-    let saved = staged.and_then(|s| {
-        s.applied.rename()?;
-        st.commit_rules(s.rules, &s.toml)
-    });
-    if let Err(e) = saved {
-        // The kernel must not run rules the file does not have.
-        if old.enabled {
-            let _ = filter.apply(&old.ruleset, Some(&new.ruleset));
-            let _ = st.set_applied(Some(&old.ruleset));
-        }
-        return Err(e);
-    }
-    Ok(Some(report))
+    Ok(transaction::change(
+        st,
+        &kernel,
+        old,
+        new,
+        opts,
+        &safety::start_watchdog(global),
+    )?)
 }
 
 fn other_firewalls() -> Vec<String> {
@@ -185,41 +187,66 @@ fn other_firewalls() -> Vec<String> {
     w
 }
 
-fn report(global: &Global, outcome: &Outcome, human: &[String]) -> Result<u8> {
+fn render(global: &Global, outcome: &Outcome, human: &[String]) -> Result<u8> {
     if global.json {
         print_json(outcome)?;
-    } else {
-        for line in human {
-            println!("{line}");
-        }
-        match &outcome.applied {
-            Some(a) if a.mode == netfilter::ApplyMode::Unchanged => {}
-            Some(a) => println!(
-                "Applied to the kernel ({}): {} nft rules, {} sets, {} elements{}.",
-                match a.mode {
-                    netfilter::ApplyMode::Replace => "table replaced",
-                    netfilter::ApplyMode::Elements => "set elements changed",
-                    netfilter::ApplyMode::Unchanged => "unchanged",
-                },
-                a.nft_rules,
-                a.sets,
-                a.elements,
-                match (a.verified, a.every_element) {
-                    (true, true) => ", verified",
-                    (true, false) => ", verified (large sets on a sample of their elements)",
-                    (false, _) => "",
-                }
-            ),
-            None if !outcome.changes.is_empty() => println!(
-                "portwall is disabled: the change is saved and applies on 'portwall enable'."
-            ),
-            None => {}
-        }
-        for w in &outcome.warnings {
-            eprintln!("warning: {w}");
+        return Ok(exit::OK);
+    }
+    for line in human {
+        println!("{line}");
+    }
+    if let Some(a) = &outcome.applied {
+        if a.mode != netfilter::ApplyMode::Unchanged {
+            println!("{}", kernel_line(a));
         }
     }
+    if let Some(line) = state_line(outcome) {
+        println!("{line}");
+    }
+    if let Some(p) = &outcome.state.pending_confirmation {
+        println!(
+            "Pending: the change is rolled back {} unless you run 'portwall confirm'.",
+            safety::deadline_text(p)
+        );
+    }
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(exit::OK)
+}
+
+/// How the kernel took a ruleset, in one line.
+fn kernel_line(a: &ApplyReport) -> String {
+    format!(
+        "Applied to the kernel ({}): {} nft rules, {} sets, {} elements{}.",
+        match a.mode {
+            netfilter::ApplyMode::Replace => "table replaced",
+            netfilter::ApplyMode::Elements => "set elements changed",
+            netfilter::ApplyMode::Unchanged => "unchanged",
+        },
+        a.nft_rules,
+        a.sets,
+        a.elements,
+        match (a.verified, a.every_element) {
+            (true, true) => ", verified",
+            (true, false) => ", verified (large sets on a sample of their elements)",
+            (false, _) => "",
+        }
+    )
+}
+
+/// The one line on the state the host is left in: always after a lifecycle
+/// command or a change of state; after a rule edit on a disabled host, that
+/// the edit waits for `enable`; nothing after a rule edit in force.
+fn state_line(outcome: &Outcome) -> Option<&'static str> {
+    let after = &outcome.state;
+    if outcome.says_state || after.differs_from(&outcome.before) {
+        Some(after.sentence())
+    } else if !after.enabled && !outcome.changes.is_empty() {
+        Some("portwall is disabled: the change is saved and applies on 'portwall enable'.")
+    } else {
+        None
+    }
 }
 
 fn describe(outcome: &AddOutcome, rule: &Rule) -> String {
@@ -236,26 +263,33 @@ fn describe(outcome: &AddOutcome, rule: &Rule) -> String {
 
 fn edit<F>(global: &Global, f: F) -> Result<u8>
 where
-    F: FnOnce(&State, &mut HostConfig) -> Result<(Vec<serde_json::Value>, Vec<String>)>,
+    F: FnOnce(&ConfigDir, &mut HostConfig) -> Result<(Vec<serde_json::Value>, Vec<String>)>,
 {
-    safety::read_sessions_ahead(global);
-    let st = State::lock(&global.config_dir)?;
+    edit_saying(global, false, f)
+}
+
+/// [`edit`]; `says_state`: the command always reports the state it leaves.
+fn edit_saying<F>(global: &Global, says_state: bool, f: F) -> Result<u8>
+where
+    F: FnOnce(&ConfigDir, &mut HostConfig) -> Result<(Vec<serde_json::Value>, Vec<String>)>,
+{
+    host::lockout::read_sessions_ahead(options(global).checks_lockout());
+    let st = ConfigDir::lock(&global.config_dir)?;
     let old = st.load()?;
     let mut new = tracing::debug_span!("copy").in_scope(|| old.clone());
     let (changes, human) = tracing::debug_span!("edit").in_scope(|| f(&st, &mut new))?;
-    let changed = tracing::debug_span!("compare").in_scope(|| new != old);
-    let applied = if changed || (new.enabled && !Filter::of(global)?.is_loaded()?) {
-        commit(&st, global, &old, &new)?
-    } else {
-        None
-    };
-    let outcome = Outcome {
-        changes,
-        enabled: new.enabled,
-        applied,
-        warnings: other_firewalls(),
-    };
-    report(global, &outcome, &human)
+    let kernel = Filter::of(global)?;
+    let report = transaction::change_if_needed(
+        &st,
+        &kernel,
+        &old,
+        &new,
+        options(global),
+        &safety::start_watchdog(global),
+    )?;
+    let mut outcome = Outcome::new(changes, &report, other_firewalls());
+    outcome.says_state = says_state;
+    render(global, &outcome, &human)
 }
 
 /// `portwall allow|deny|reject|limit RULE`.
@@ -325,7 +359,11 @@ pub fn delete(global: &Global, args: &DeleteArgs) -> Result<u8> {
     })
 }
 
-fn delete_rules(st: &State, cfg: &mut HostConfig, words: &[String]) -> Result<Vec<(usize, Rule)>> {
+fn delete_rules(
+    st: &ConfigDir,
+    cfg: &mut HostConfig,
+    words: &[String],
+) -> Result<Vec<(usize, Rule)>> {
     let rules = parse_words(words, st)?;
     rules
         .iter()
@@ -337,21 +375,10 @@ fn delete_rules(st: &State, cfg: &mut HostConfig, words: &[String]) -> Result<Ve
         .collect()
 }
 
-fn parse_direction(s: &str) -> Result<Direction> {
-    match s.to_ascii_lowercase().as_str() {
-        "incoming" | "in" | "input" => Ok(Direction::In),
-        "outgoing" | "out" | "output" => Ok(Direction::Out),
-        "routed" | "forward" => Ok(Direction::Routed),
-        other => Err(exit::usage(format!(
-            "'{other}' is not a direction: incoming, outgoing, routed"
-        ))),
-    }
-}
-
 /// `portwall default POLICY DIRECTION`.
 pub fn default(global: &Global, args: &DefaultArgs) -> Result<u8> {
     let policy: Policy = args.policy.parse().map_err(exit::usage)?;
-    let direction = parse_direction(&args.direction)?;
+    let direction: Direction = args.direction.parse().map_err(exit::usage)?;
     edit(global, |_, cfg| {
         let from = cfg.ruleset.defaults.get(direction);
         cfg.ruleset.defaults.set(direction, policy);
@@ -389,96 +416,80 @@ pub fn logging(global: &Global, args: &LoggingArgs) -> Result<u8> {
 
 /// `portwall enable`.
 pub fn enable(global: &Global) -> Result<u8> {
-    edit(global, |_, cfg| {
+    edit_saying(global, true, |_, cfg| {
         let was = cfg.enabled;
         cfg.enabled = true;
         Ok((
             vec![serde_json::json!({ "enabled": true, "was": was })],
-            vec!["Firewall is active and enabled on system startup".into()],
+            vec![],
         ))
     })
 }
 
 /// `portwall disable`: removes portwall's table; other tables are untouched.
 pub fn disable(global: &Global) -> Result<u8> {
-    let st = State::lock(&global.config_dir)?;
-    let mut cfg = st.load()?;
-    let was = cfg.enabled;
-    cfg.enabled = false;
-    let removed = Filter::of(global)?.remove()?;
-    st.set_applied(None)?;
-    st.save(&cfg)?;
+    let st = ConfigDir::lock(&global.config_dir)?;
+    let old = st.load()?;
+    let cfg = HostConfig {
+        enabled: false,
+        ..old.clone()
+    };
+    let (removed, before, after) = transaction::unload(&st, &Filter::of(global)?, &old, &cfg)?;
     let outcome = Outcome {
         changes: vec![
-            serde_json::json!({ "enabled": false, "was": was, "table_removed": removed }),
+            serde_json::json!({ "enabled": false, "was": old.enabled, "table_removed": removed }),
         ],
         enabled: false,
         applied: None,
         warnings: vec![],
+        state: after,
+        before,
+        says_state: true,
     };
-    report(
-        global,
-        &outcome,
-        &["Firewall stopped and disabled on system startup".into()],
-    )
+    render(global, &outcome, &[])
 }
 
 /// `portwall reload`: re-reads the saved rules (after a hand edit) and replaces the
 /// kernel's table with them.
 pub fn reload(global: &Global) -> Result<u8> {
-    let st = State::lock(&global.config_dir)?;
-    let cfg = st.load()?;
-    if !cfg.enabled {
+    let st = ConfigDir::lock(&global.config_dir)?;
+    let (_, report) = transaction::reapply(&st, &Filter::of(global)?, Some(options(global)))?;
+    let Some(report) = report else {
         return Err(exit::with_code(
             exit::FAILURE,
             "portwall is disabled; 'portwall enable' applies the rules",
         ));
-    }
-    let loaded = HostConfig {
-        enabled: true,
-        ruleset: st.applied()?.unwrap_or_default(),
     };
-    safety::check_lockout(global, &loaded, &cfg)?;
-    // A full replace, not a delta: reload is how a hand-edited kernel table is
-    // brought back to the saved rules.
-    let applied = Filter::of(global)?.apply(&cfg.ruleset, None)?;
-    st.set_applied(Some(&cfg.ruleset))?;
-    let outcome = Outcome {
-        changes: vec![],
-        enabled: true,
-        applied: Some(applied),
-        warnings: other_firewalls(),
-    };
-    report(global, &outcome, &["Firewall reloaded".into()])
+    let mut outcome = Outcome::new(vec![], &report, other_firewalls());
+    outcome.says_state = true;
+    render(global, &outcome, &["Firewall reloaded".into()])
 }
 
 /// `portwall restore`: what the boot unit runs. Applies the saved rules when
 /// enabled, does nothing otherwise; never prompts.
 pub fn restore(global: &Global) -> Result<u8> {
-    let st = State::lock(&global.config_dir)?;
-    let cfg = st.load()?;
-    if !cfg.enabled {
+    let st = ConfigDir::lock(&global.config_dir)?;
+    let kernel = Filter::of(global)?;
+    let (cfg, report) = transaction::reapply(&st, &kernel, None)?;
+    let Some(report) = report else {
+        let state = transaction::current_state(st.path(), false, &kernel)?;
         let outcome = Outcome {
             changes: vec![],
             enabled: false,
             applied: None,
             warnings: vec![],
+            state,
+            before: state,
+            says_state: false,
         };
-        return report(
+        return render(
             global,
             &outcome,
             &["portwall is disabled: nothing to restore".into()],
         );
-    }
-    let applied = Filter::of(global)?.apply(&cfg.ruleset, None)?;
-    st.set_applied(Some(&cfg.ruleset))?;
-    let outcome = Outcome {
-        changes: vec![],
-        enabled: true,
-        applied: Some(applied),
-        warnings: vec![],
     };
-    report(
+    let outcome = Outcome::new(vec![], &report, vec![]);
+    render(
         global,
         &outcome,
         &[format!("Restored {} rule(s)", cfg.ruleset.rules.len())],
@@ -487,11 +498,10 @@ pub fn restore(global: &Global) -> Result<u8> {
 
 /// `portwall reset`: back to the defaults (disabled, no rules, default policies).
 pub fn reset(global: &Global) -> Result<u8> {
-    let st = State::lock(&global.config_dir)?;
+    let st = ConfigDir::lock(&global.config_dir)?;
     let old = st.load()?;
-    let removed = Filter::of(global)?.remove()?;
-    st.set_applied(None)?;
-    st.save(&HostConfig::default())?;
+    let (removed, before, after) =
+        transaction::unload(&st, &Filter::of(global)?, &old, &HostConfig::default())?;
     let outcome = Outcome {
         changes: vec![
             serde_json::json!({ "reset": true, "rules_removed": old.ruleset.rules.len(), "table_removed": removed }),
@@ -499,19 +509,22 @@ pub fn reset(global: &Global) -> Result<u8> {
         enabled: false,
         applied: None,
         warnings: vec![],
+        state: after,
+        before,
+        says_state: true,
     };
-    report(
+    render(
         global,
         &outcome,
         &[format!(
-            "Reset: {} rule(s) removed, defaults restored, firewall disabled",
+            "Reset: {} rule(s) removed, defaults restored",
             old.ruleset.rules.len()
         )],
     )
 }
 
 fn read_file(path: &std::path::Path) -> Result<HostConfig> {
-    state::read_config(path, &state::services())?
+    config_dir::read_config(path, &config_dir::services())?
         .ok_or_else(|| exit::usage(format!("{}: no such file", path.display())))
 }
 
@@ -528,7 +541,7 @@ pub fn apply_ruleset_quietly(global: &Global, ruleset: Ruleset) -> Result<Outcom
 
 /// `portwall apply [--file F]`: make the kernel match a file (declarative).
 pub fn apply(global: &Global, args: &ApplyArgs) -> Result<u8> {
-    safety::read_sessions_ahead(global);
+    host::lockout::read_sessions_ahead(options(global).checks_lockout());
     match &args.file {
         Some(f) => install(global, Some(read_file(f)?.ruleset)),
         None => install(global, None),
@@ -538,12 +551,12 @@ pub fn apply(global: &Global, args: &ApplyArgs) -> Result<u8> {
 /// Enables portwall with `ruleset` (or the saved rules) in force.
 fn install(global: &Global, ruleset: Option<Ruleset>) -> Result<u8> {
     let (outcome, summary) = install_outcome(global, ruleset)?;
-    report(global, &outcome, &[summary])
+    render(global, &outcome, &[summary])
 }
 
 /// [`install`]'s work: the outcome and its one-line summary.
 fn install_outcome(global: &Global, ruleset: Option<Ruleset>) -> Result<(Outcome, String)> {
-    let st = State::lock(&global.config_dir)?;
+    let st = ConfigDir::lock(&global.config_dir)?;
     let old = st.load()?;
     let new = HostConfig {
         enabled: true,
@@ -560,13 +573,9 @@ fn install_outcome(global: &Global, ruleset: Option<Ruleset>) -> Result<(Outcome
     } else {
         Vec::new()
     };
-    let applied = commit(&st, global, &old, &new)?;
-    let outcome = Outcome {
-        changes,
-        enabled: true,
-        applied,
-        warnings: other_firewalls(),
-    };
+    let report = commit(&st, global, &old, &new)?;
+    let mut outcome = Outcome::new(changes, &report, other_firewalls());
+    outcome.says_state = true;
     let summary = format!(
         "{} rule(s) in force; {n} change(s) to the saved rules",
         new.ruleset.rules.len()
@@ -585,7 +594,7 @@ struct Plan<'a> {
 
 /// `portwall plan [--file F]`: what applying would change, without applying.
 pub fn plan(global: &Global, args: &PlanArgs) -> Result<u8> {
-    let st = State::lock(&global.config_dir)?;
+    let st = ConfigDir::lock(&global.config_dir)?;
     let desired = match &args.file {
         Some(f) => read_file(f)?,
         None => st.load()?,

@@ -23,10 +23,10 @@
 
 use crate::exit;
 use crate::output::print_json;
-use crate::state;
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
+use host::config_dir;
 use netfilter::Count;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -197,7 +197,7 @@ pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8> {
     let status = super::status::collect(global, true, false)?;
     let e = render(&status);
     if let Some(path) = &args.output {
-        state::write_atomically(path, e.text.as_bytes())?;
+        config_dir::write_atomically(path, e.text.as_bytes())?;
     } else if !global.json {
         print!("{}", e.text);
     }

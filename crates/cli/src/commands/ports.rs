@@ -16,16 +16,16 @@
 //! laid out here directly when every cell is printable ASCII, as it nearly
 //! always is: one byte is one column then. A user or program name with other
 //! characters (wide, combining, control) goes through comfy-table, which
-//! measures them. The JSON is the one `output::print_json` prints
-//! (serde_json's pretty form), written directly; tests hold both to the
-//! originals.
+//! measures them. The JSON is the one `output::print_json` prints: each
+//! socket written by serde_json's writer, in the same parallel blocks; tests
+//! hold both to the originals.
 
 use crate::exit;
 use crate::output::{right_align, table};
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
-use inspect::{netstat_addr, Family, OwnerSource, Protocol, Socket, SocketQuery, State};
+use inspect::{netstat_addr, OwnerSource, Socket, SocketQuery, State};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -519,100 +519,38 @@ fn push_port(out: &mut Vec<u8>, port: u16, netstat: bool) {
 // ---- JSON ----
 
 /// Writes what `output::print_json` prints for `sockets`: serde_json's
-/// pretty form of them, followed by a newline.
+/// pretty form of them, followed by a newline. Each socket is written by
+/// serde_json's writer, in blocks rendered in parallel as the table is.
 fn write_json<W: Write>(out: &mut W, sockets: &[Socket]) -> std::io::Result<()> {
     if sockets.is_empty() {
         return out.write_all(b"[]\n");
     }
     write_blocks(out, b"[\n", sockets, b"\n]\n", |i, block, buf| {
+        let mut one = Vec::with_capacity(512);
         for (j, s) in block.iter().enumerate() {
             if i > 0 || j > 0 {
                 buf.extend_from_slice(b",\n");
             }
-            json_socket(buf, s);
+            one.clear();
+            // Writing to a Vec fails only on a Serialize error, and a
+            // Socket's has none.
+            let _ = serde_json::to_writer_pretty(&mut one, s);
+            indent_into(buf, &one);
         }
     })
 }
 
-/// One [`Socket`] as serde_json's pretty printer writes it at depth 1: the
-/// fields of its `Serialize`, in order, named and written as serde has them.
-fn json_socket(out: &mut Vec<u8>, s: &Socket) {
-    out.extend_from_slice(b"  {\n    \"protocol\": \"");
-    out.extend_from_slice(match s.protocol {
-        Protocol::Tcp => b"tcp",
-        Protocol::Udp => b"udp",
-    });
-    out.extend_from_slice(b"\",\n    \"family\": \"");
-    out.extend_from_slice(match s.family {
-        Family::V4 => b"v4",
-        Family::V6 => b"v6",
-    });
-    out.extend_from_slice(b"\",\n    \"local\": \"");
-    push_addr(out, &s.local, false);
-    out.extend_from_slice(b"\",\n    \"remote\": \"");
-    push_addr(out, &s.remote, false);
-    out.extend_from_slice(b"\",\n    \"state\": \"");
-    out.extend_from_slice(s.state.as_str().as_bytes());
-    out.extend_from_slice(b"\",\n    \"recv_q\": ");
-    push_decimal(out, u64::from(s.recv_q));
-    out.extend_from_slice(b",\n    \"send_q\": ");
-    push_decimal(out, u64::from(s.send_q));
-    out.extend_from_slice(b",\n    \"uid\": ");
-    push_decimal(out, u64::from(s.uid));
-    out.extend_from_slice(b",\n    \"user\": ");
-    match &s.user {
-        Some(user) => json_str(out, user),
-        None => out.extend_from_slice(b"null"),
+/// `json` one level in, as serde_json's pretty printer writes an element of
+/// the top-level array: two spaces before each line. (A JSON text has no raw
+/// newline inside a string.)
+fn indent_into(out: &mut Vec<u8>, json: &[u8]) {
+    out.extend_from_slice(b"  ");
+    for line in json.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(line);
+        if line.ends_with(b"\n") {
+            out.extend_from_slice(b"  ");
+        }
     }
-    out.extend_from_slice(b",\n    \"inode\": ");
-    push_decimal(out, s.inode);
-    out.extend_from_slice(b",\n    \"owners\": [");
-    for (i, o) in s.owners.iter().enumerate() {
-        out.extend_from_slice(if i > 0 { b",\n" } else { b"\n" });
-        out.extend_from_slice(b"      {\n        \"pid\": ");
-        push_decimal(out, u64::from(o.pid));
-        out.extend_from_slice(b",\n        \"name\": ");
-        json_str(out, &o.name);
-        out.extend_from_slice(b"\n      }");
-    }
-    if !s.owners.is_empty() {
-        out.extend_from_slice(b"\n    ");
-    }
-    out.extend_from_slice(b"]\n  }");
-}
-
-/// A JSON string as serde_json writes it: `"` and `\` escaped, control
-/// characters as `\b`, `\t`, `\n`, `\f`, `\r` or `\u00XX`, the rest as is.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut plain = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0x08 => b"\\b",
-            b'\t' => b"\\t",
-            b'\n' => b"\\n",
-            0x0c => b"\\f",
-            b'\r' => b"\\r",
-            0..=0x1f => &[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ],
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[plain..i]);
-        out.extend_from_slice(escape);
-        plain = i + 1;
-    }
-    out.extend_from_slice(&bytes[plain..]);
-    out.push(b'"');
 }
 
 /// One line of the table, in [`HEADER`]'s order.
@@ -658,6 +596,7 @@ fn owners_cell(s: &Socket) -> String {
 mod tests {
     use super::*;
     use inspect::Owner;
+    use inspect::{Family, Protocol};
 
     fn socket() -> Socket {
         Socket {
@@ -902,27 +841,6 @@ mod tests {
         let mut out = Vec::new();
         write_text(&mut out, sockets).unwrap();
         out
-    }
-
-    #[test]
-    fn json_strings() {
-        let all: String = (0u8..0x80).map(char::from).collect();
-        for s in [
-            "",
-            "plain",
-            "a\"b",
-            "back\\slash",
-            "名前 café",
-            "\u{7f}\u{80}",
-            &all,
-        ] {
-            let mut ours = Vec::new();
-            json_str(&mut ours, s);
-            assert_eq!(
-                String::from_utf8(ours).unwrap(),
-                serde_json::to_string(s).unwrap()
-            );
-        }
     }
 
     /// A writer that takes a few bytes at a time and then fails, as a pipe

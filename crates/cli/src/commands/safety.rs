@@ -1,259 +1,69 @@
-//! Never lock the operator out.
-//!
-//! - Before a change is applied, the live SSH sessions of this host (sshd's
-//!   established connections from the socket table, and the session this command
-//!   is typed in, from `SSH_CONNECTION`) are checked against the new ruleset with
-//!   [`model::safety::sessions_cut`]; a change that would cut one is refused unless
-//!   `--force` (or `--confirm`, which brings its own safety net).
-//! - `--confirm SECONDS` applies now and records the previous state in
-//!   `pending.json`; a detached watchdog (`setsid`, so it outlives the terminal
-//!   and the SSH connection) restores it at the deadline unless `portwall confirm`
-//!   ran first.
+//! `portwall confirm`, the rollback watchdog, and how a confirmation's
+//! deadline reads. The lockout check and the confirmation itself are the host
+//! library's ([`host::lockout`], [`host::confirmation`]); this module starts
+//! the watchdog process and renders.
 
+use crate::backend::Filter;
 use crate::exit;
-use crate::state::{write_atomically, State};
 use crate::Global;
 use anyhow::{Context, Result};
-use model::safety::{sessions_cut, Cut, Session};
-use model::HostConfig;
-use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use host::confirmation::{self, Deadline, PendingConfirmation};
+use host::ConfigDir;
 
-/// The SSH sessions connected to this host now.
-///
-/// One dump per address family lists the listening and the established TCP
-/// sockets; sshd's ports are those of the listening sockets that a process
-/// named `sshd` holds (read from the descriptors of those processes only),
-/// port 22 when there is none. Without any established connection nothing
-/// more is read. The check runs before every change, so it is kept cheap:
-/// 2-3 ms on this VM (two walks of the kernel's TCP tables, in parallel)
-/// where reading every process's sockets too took 7-9, and it runs while the
-/// rules are parsed ([`read_sessions_ahead`]).
-pub fn live_sessions() -> Result<Vec<Session>> {
-    let sockets = inspect::tcp_listening_and_established()?;
-    let established: Vec<&inspect::Socket> = sockets
-        .iter()
-        .filter(|s| s.state == inspect::State::Established)
-        .collect();
-    let mut sessions = Vec::new();
-    if !established.is_empty() {
-        let sshd = inspect::sockets_held_by("sshd")?;
-        let mut ports: Vec<u16> = sockets
-            .iter()
-            .filter(|s| s.state == inspect::State::Listen && sshd.binary_search(&s.inode).is_ok())
-            .map(|s| s.local.port())
-            .collect();
-        if ports.is_empty() {
-            ports.push(22);
-        }
-        for s in established {
-            if ports.contains(&s.local.port()) {
-                sessions.push(Session {
-                    peer: unmap(s.remote),
-                    local: unmap(s.local),
-                    interface: None,
-                });
-            }
-        }
-    }
-    // SSH_CONNECTION="client_ip client_port server_ip server_port"
-    if let Ok(v) = std::env::var("SSH_CONNECTION") {
-        let f: Vec<&str> = v.split_whitespace().collect();
-        if let [cip, cport, sip, sport] = f[..] {
-            if let (Ok(peer), Ok(local)) = (
-                format!("{cip}:{cport}")
-                    .parse::<SocketAddr>()
-                    .or_else(|_| format!("[{cip}]:{cport}").parse()),
-                format!("{sip}:{sport}")
-                    .parse::<SocketAddr>()
-                    .or_else(|_| format!("[{sip}]:{sport}").parse()),
-            ) {
-                // Only when the session ends in this network namespace (not, say,
-                // a shell that entered another namespace with `ip netns exec`).
-                if std::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0)).is_ok() {
-                    sessions.push(Session {
-                        peer,
-                        local,
-                        interface: None,
-                    });
+/// Starts the detached watchdog of `pending` (`setsid`, so it outlives the
+/// terminal and the SSH connection): `portwall rollback-watchdog --id ID`.
+pub fn start_watchdog(
+    global: &Global,
+) -> impl Fn(&PendingConfirmation) -> std::io::Result<()> + '_ {
+    move |pending| {
+        let exe = std::env::current_exe()?;
+        std::process::Command::new("setsid")
+            .arg("--fork")
+            .arg(exe)
+            .arg("--config-dir")
+            .arg(&global.config_dir)
+            .args(["rollback-watchdog", "--id", &pending.id])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .and_then(|s| {
+                if s.success() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other(format!("setsid exited with {s}")))
                 }
-            }
-        }
-    }
-    sessions.sort_by_key(|s| (s.peer, s.local));
-    sessions.dedup();
-    Ok(sessions)
-}
-
-/// IPv4-mapped IPv6 addresses (a dual-stack sshd) as plain IPv4.
-fn unmap(a: SocketAddr) -> SocketAddr {
-    match a {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
-            None => a,
-        },
-        v4 => v4,
+            })
     }
 }
 
-/// The live sessions being read ahead ([`read_sessions_ahead`]).
-static SESSIONS_AHEAD: std::sync::Mutex<Option<std::thread::JoinHandle<Result<Vec<Session>>>>> =
-    std::sync::Mutex::new(None);
-
-/// Starts reading the live SSH sessions on a thread of their own, for the
-/// lockout check of the change about to be made: reading them (two walks of
-/// the kernel's TCP tables) does not depend on the rules, so it overlaps
-/// reading and parsing the rules file. A new thread starts in its creator's
-/// network namespace. Nothing is started when the check will not run.
-pub fn read_sessions_ahead(global: &Global) {
-    if global.force || global.confirm.is_some() {
-        return;
-    }
-    let mut ahead = SESSIONS_AHEAD.lock().unwrap_or_else(|p| p.into_inner());
-    if ahead.is_none() {
-        *ahead = std::thread::Builder::new()
-            .name("ssh-sessions".into())
-            .spawn(live_sessions)
-            .ok();
-    }
+/// A confirmation's deadline as a person reads it: the local time and the
+/// time left, `at 14:03:12 CET (in 1 min 0 s)`.
+pub fn deadline_text(d: &Deadline) -> String {
+    let local = jiff::Timestamp::from_second(d.deadline as i64)
+        .map(|t| t.to_zoned(jiff::tz::TimeZone::system()))
+        .map(|z| z.strftime("%H:%M:%S %Z").to_string())
+        .unwrap_or_else(|_| format!("{} (Unix time)", d.deadline));
+    format!("at {local} (in {})", countdown(d.seconds_left))
 }
 
-/// The sessions read ahead, or read now.
-fn sessions() -> Result<Vec<Session>> {
-    let ahead = SESSIONS_AHEAD
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    match ahead {
-        Some(thread) => thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-        None => live_sessions(),
+/// Seconds as `1 h 2 min 3 s`, `5 min 0 s`, `42 s`.
+fn countdown(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    match (h, m) {
+        (0, 0) => format!("{s} s"),
+        (0, _) => format!("{m} min {s} s"),
+        _ => format!("{h} h {m} min {s} s"),
     }
-}
-
-/// Refuses `new` when it would cut a live session that `old` did not already cut.
-pub fn check_lockout(global: &Global, old: &HostConfig, new: &HostConfig) -> Result<()> {
-    if global.force || global.confirm.is_some() || !new.enabled {
-        return Ok(());
-    }
-    let sessions = sessions()?;
-    let already: Vec<Cut> = if old.enabled {
-        sessions_cut(&old.ruleset, &sessions)
-    } else {
-        vec![]
-    };
-    let cuts: Vec<Cut> = sessions_cut(&new.ruleset, &sessions)
-        .into_iter()
-        .filter(|c| !already.iter().any(|a| a.session == c.session))
-        .collect();
-    if cuts.is_empty() {
-        return Ok(());
-    }
-    let mut msg = String::from("refusing: this change would lock you out.\n");
-    for c in &cuts {
-        let by = match c.verdict.by {
-            model::DecidedBy::Rule { number } => {
-                format!("rule {number} ({})", new.ruleset.rules[number - 1])
-            }
-            model::DecidedBy::Policy { direction } => format!(
-                "the default policy '{} {}'",
-                new.ruleset.defaults.get(direction).as_str(),
-                direction.policy_name()
-            ),
-            model::DecidedBy::Builtin { builtin } => format!("the built-in {builtin:?}"),
-        };
-        msg.push_str(&format!(
-            "  SSH session {} -> {}: a new connection would be {} by {by}\n",
-            c.session.peer,
-            c.session.local,
-            match c.verdict.decision {
-                model::Decision::Drop => "dropped",
-                model::Decision::Reject => "rejected",
-                model::Decision::Accept => "accepted",
-            }
-        ));
-    }
-    msg.push_str(&format!("Allow it first (e.g. 'portwall allow 22/tcp from {}'), or add --confirm 60 to apply with automatic rollback, or --force.", cuts[0].session.peer.ip()));
-    Err(exit::with_code(exit::FAILURE, msg))
-}
-
-/// A change waiting for `portwall confirm`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Pending {
-    pub id: String,
-    /// Unix seconds.
-    pub deadline: u64,
-    /// The state to restore, as rules.toml text.
-    pub previous: String,
-}
-
-fn pending_path(dir: &Path) -> std::path::PathBuf {
-    dir.join("pending.json")
-}
-
-pub fn read_pending(dir: &Path) -> Result<Option<Pending>> {
-    match std::fs::read(pending_path(dir)) {
-        Ok(b) => Ok(Some(
-            serde_json::from_slice(&b).context("pending.json is unreadable")?,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Before a `--confirm` change: records what to roll back to (the last confirmed
-/// state, if a confirmation is already pending) and starts the watchdog.
-pub fn arm(st: &State, global: &Global, old: &HostConfig, seconds: u64) -> Result<Pending> {
-    let previous = match read_pending(st.dir())? {
-        Some(p) => p.previous,
-        None => old.to_toml(),
-    };
-    let id = format!("{}-{}", std::process::id(), now());
-    let pending = Pending {
-        id: id.clone(),
-        deadline: now() + seconds,
-        previous,
-    };
-    write_atomically(
-        &pending_path(st.dir()),
-        serde_json::to_string_pretty(&pending)?.as_bytes(),
-    )?;
-    let exe = std::env::current_exe()
-        .context("cannot find the portwall binary for the rollback watchdog")?;
-    std::process::Command::new("setsid")
-        .arg("--fork")
-        .arg(exe)
-        .arg("--config-dir")
-        .arg(&global.config_dir)
-        .args(["rollback-watchdog", "--id", &id])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .context("cannot start the rollback watchdog (setsid from util-linux)")?;
-    Ok(pending)
 }
 
 /// `portwall confirm`: keep the change that is waiting.
 pub fn confirm(global: &Global) -> Result<u8> {
-    let st = State::lock(&global.config_dir)?;
-    let pending = read_pending(st.dir())?;
-    if pending.is_some() {
-        std::fs::remove_file(pending_path(st.dir()))?;
-    }
+    let dir = ConfigDir::lock(&global.config_dir)?;
+    let confirmed = confirmation::confirm(&dir)?;
     if global.json {
-        crate::output::print_json(&serde_json::json!({ "confirmed": pending.is_some() }))?;
-    } else if pending.is_some() {
+        crate::output::print_json(&serde_json::json!({ "confirmed": confirmed }))?;
+    } else if confirmed {
         println!("Confirmed: the change stays in force.");
     } else {
         println!("Nothing to confirm.");
@@ -264,44 +74,34 @@ pub fn confirm(global: &Global) -> Result<u8> {
 /// The detached watchdog: waits for the deadline, then restores the previous state
 /// unless the change was confirmed (or superseded by another `--confirm`).
 pub fn rollback_watchdog(global: &Global, id: &str) -> Result<u8> {
-    let Some(p) = read_pending(&global.config_dir)? else {
-        return Ok(exit::OK);
-    };
-    if p.id != id {
-        return Ok(exit::OK);
-    }
-    let wait = p.deadline.saturating_sub(now());
-    std::thread::sleep(Duration::from_secs(wait));
-    let st = State::lock(&global.config_dir)?;
-    match read_pending(st.dir())? {
-        Some(p) if p.id == id => {
-            let previous = HostConfig::from_toml(&p.previous, &st.services)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            restore_state(global, &st, &previous)?;
-            std::fs::remove_file(pending_path(st.dir()))?;
-            Ok(exit::OK)
-        }
-        _ => Ok(exit::OK),
-    }
+    let kernel = Filter::of(global)?;
+    confirmation::wait_and_roll_back(&global.config_dir, &kernel, id)
+        .context("rolling back an unconfirmed change")?;
+    Ok(exit::OK)
 }
 
-fn restore_state(global: &Global, st: &State, previous: &HostConfig) -> Result<()> {
-    let filter = crate::backend::Filter::of(global)?;
-    if previous.enabled {
-        filter.apply(&previous.ruleset, None)?;
-        st.set_applied(Some(&previous.ruleset))?;
-    } else {
-        filter.remove()?;
-        st.set_applied(None)?;
-    }
-    st.save(previous)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// For `status`: the pending confirmation, if any, as (deadline unix seconds,
-/// seconds left).
-pub fn pending_deadline(dir: &Path) -> Option<(u64, u64)> {
-    read_pending(dir)
-        .ok()
-        .flatten()
-        .map(|p| (p.deadline, p.deadline.saturating_sub(now())))
+    #[test]
+    fn a_countdown_reads_in_hours_minutes_and_seconds() {
+        assert_eq!(countdown(42), "42 s");
+        assert_eq!(countdown(60), "1 min 0 s");
+        assert_eq!(countdown(3723), "1 h 2 min 3 s");
+    }
+
+    /// The deadline is a local wall-clock time, not a Unix timestamp.
+    #[test]
+    fn a_deadline_reads_as_a_local_time_and_a_countdown() {
+        let t = deadline_text(&Deadline {
+            deadline: 1_796_663_093,
+            seconds_left: 60,
+        });
+        assert!(!t.contains("1796663093"), "{t}");
+        assert!(t.starts_with("at ") && t.ends_with("(in 1 min 0 s)"), "{t}");
+        let clock = t.split(' ').nth(1).unwrap();
+        assert_eq!(clock.len(), 8, "{t}");
+        assert_eq!(clock.matches(':').count(), 2, "{t}");
+    }
 }

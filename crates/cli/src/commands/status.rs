@@ -7,10 +7,10 @@
 
 use crate::exit;
 use crate::output::{print_json, print_table, right_align, table};
-use crate::state::{self, State};
 use crate::Global;
 use anyhow::Result;
 use clap::Args;
+use host::config_dir::{self, ConfigDir};
 use model::{Direction, HostConfig, Ruleset};
 use netfilter::Count;
 use serde::Serialize;
@@ -64,7 +64,7 @@ pub(crate) struct Status {
     /// A change made with --confirm that is rolled back at `deadline` (unix
     /// seconds) unless `portwall confirm` runs first.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) pending_confirmation: Option<serde_json::Value>,
+    pub(crate) pending_confirmation: Option<host::confirmation::Deadline>,
     pub(crate) config_dir: String,
 }
 
@@ -81,17 +81,17 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<u8> {
 /// Reads the status from the kernel and the saved state; `verbose`: with the
 /// counters; `zero`: reset them first. Also what `portwall metrics` exports.
 pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Status> {
-    let services = state::services();
+    let services = config_dir::services();
     let rules_path = global.config_dir.join("rules.toml");
-    let saved_text = state::read_text(&rules_path)?;
+    let saved_text = config_dir::read_text(&rules_path)?;
     let saved = match &saved_text {
-        Some(text) => state::parse_config(&rules_path, text, &services)?,
+        Some(text) => config_dir::parse_config(&rules_path, text, &services)?,
         None => HostConfig::default(),
     };
     let filter = crate::backend::Filter::of(global)?;
     let loaded = filter.is_loaded()?;
     let applied: Option<Ruleset> = if loaded {
-        state::read_applied(&global.config_dir, &services, saved_text.as_deref(), &saved)?
+        config_dir::read_applied(&global.config_dir, &services, saved_text.as_deref(), &saved)?
             .map(std::borrow::Cow::into_owned)
     } else {
         None
@@ -105,7 +105,7 @@ pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Stat
                 "no portwall table is loaded: there are no counters to reset",
             ));
         }
-        let _lock = State::lock(&global.config_dir)?;
+        let _lock = ConfigDir::lock(&global.config_dir)?;
         filter.zero_counters(&shown)?;
     }
     let (kernel_drift, counters) = match (&applied, loaded) {
@@ -155,9 +155,7 @@ pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Stat
         builtins: counters.as_ref().map(|c| c.builtins.clone()),
         saved_differs: applied.as_ref().is_some_and(|a| *a != saved.ruleset),
         kernel_drift,
-        pending_confirmation: crate::commands::safety::pending_deadline(&global.config_dir).map(
-            |(deadline, left)| serde_json::json!({ "deadline": deadline, "seconds_left": left }),
-        ),
+        pending_confirmation: host::confirmation::pending_deadline(&global.config_dir),
         config_dir: global.config_dir.display().to_string(),
     };
     Ok(status)
@@ -192,8 +190,8 @@ fn render(s: &Status, args: &StatusArgs) {
     println!("Default: {}", d.join(", "));
     if let Some(p) = &s.pending_confirmation {
         println!(
-            "PENDING: the last change is rolled back in {} s unless you run 'portwall confirm'.",
-            p["seconds_left"]
+            "PENDING: the last change is rolled back {} unless you run 'portwall confirm'.",
+            crate::commands::safety::deadline_text(p)
         );
     }
     if s.saved_differs {

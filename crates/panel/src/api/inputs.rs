@@ -1,7 +1,7 @@
 //! Request bodies that need more than serde: rules (with presets and ports
 //! written as `"22"` or `"8000-8100"`), rule edits, assignments.
 
-use crate::store::{parse_port, StoreError};
+use crate::store::StoreError;
 use ipnet::IpNet;
 use model::network::{preset, NetworkProtocol, NetworkRule, PRESETS};
 use serde::{Deserialize, Deserializer};
@@ -101,7 +101,13 @@ pub fn parse_sources(sources: &[String], prefix: &str) -> Result<Vec<IpNet>, Sto
 }
 
 fn parse_port_field(p: &PortSpec, prefix: &str) -> Result<model::PortRange, StoreError> {
-    parse_port(&p.0).map_err(|m| StoreError::invalid(format!("{prefix}port"), m))
+    let text = p.0.trim();
+    text.parse().map_err(|e: model::PortError| {
+        StoreError::invalid(
+            format!("{prefix}port"),
+            format!("'{text}': {e}; ports are 1-65535, a range is written 8000-8100"),
+        )
+    })
 }
 
 fn check(rule: NetworkRule, prefix: &str) -> Result<NetworkRule, StoreError> {

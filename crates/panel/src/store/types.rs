@@ -156,33 +156,15 @@ impl FirewallRule {
 
 /// `22` or `8000-8100`.
 pub fn format_port(p: PortRange) -> String {
-    if p.start == p.end {
-        p.start.to_string()
-    } else {
-        format!("{}-{}", p.start, p.end)
-    }
+    p.hyphenated()
 }
 
-/// Parses `22`, `8000-8100` (also `8000:8100`), each port in 1-65535.
+/// Parses `22`, `8000-8100` (also `8000:8100`), each port in 1-65535:
+/// [`PortRange`]'s grammar.
 pub fn parse_port(s: &str) -> Result<PortRange, String> {
     let s = s.trim();
-    let one = |p: &str| -> Result<u16, String> {
-        match p.trim().parse::<u32>() {
-            Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-            Ok(_) => Err(format!("'{s}': ports are 1-65535")),
-            Err(_) => Err(format!(
-                "'{s}' is not a port or range: write 22 or 8000-8100"
-            )),
-        }
-    };
-    match s.split_once(['-', ':']) {
-        None => one(s).map(PortRange::single),
-        Some((a, b)) => {
-            let (a, b) = (one(a)?, one(b)?);
-            PortRange::new(a, b)
-                .ok_or_else(|| format!("'{s}': the range must start at or below its end"))
-        }
-    }
+    s.parse()
+        .map_err(|e: model::PortError| format!("'{s}': {e}"))
 }
 
 /// A label selector stored on a firewall.

@@ -42,14 +42,9 @@ fn parse_protocol(s: &str) -> Result<Option<NetworkProtocol>, Problem> {
     if s.is_empty() {
         return Ok(None);
     }
-    serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
+    s.parse()
         .map(Some)
-        .map_err(|_| {
-            Problem::field(
-                "protocol",
-                format!("'{s}' is not a protocol: tcp, udp, icmp or any"),
-            )
-        })
+        .map_err(|e| Problem::field("protocol", e))
 }
 
 /// Sources as typed: separated by commas, spaces or new lines.

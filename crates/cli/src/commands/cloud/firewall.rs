@@ -8,9 +8,9 @@ use super::{AddRuleArgs, AssignArgs, FirewallCommand, Target};
 use crate::exit;
 use crate::output::{print_json, print_table, right_align, table};
 use crate::panel_client::{Method, PanelClient, PanelError, PanelServer, Reply};
-use crate::state;
 use crate::Global;
 use anyhow::Result;
+use host::config_dir;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -374,7 +374,7 @@ fn add_rule(global: &Global, client: &PanelClient, a: &AddRuleArgs) -> Result<u8
         enabled: !a.disabled,
     };
     // Checked before anything is sent.
-    let checked = rule::check(&words, &state::services()).map_err(exit::usage)?;
+    let checked = rule::check(&words, &config_dir::services()).map_err(exit::usage)?;
     let (fw, etag) = target(client, &a.target)?;
     let reply = change(
         client,

@@ -26,52 +26,12 @@ pub struct CheckedRule {
     pub body: Value,
 }
 
-fn parse_protocol(s: &str) -> Result<NetworkProtocol, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "tcp" => Ok(NetworkProtocol::Tcp),
-        "udp" => Ok(NetworkProtocol::Udp),
-        "icmp" | "icmpv6" | "ping" => Ok(NetworkProtocol::Icmp),
-        "any" | "all" => Ok(NetworkProtocol::Any),
-        _ => Err(format!(
-            "'{s}' is not a protocol of the network firewall: tcp, udp, icmp (ICMP and ICMPv6), any"
-        )),
-    }
-}
-
-const PORT_HELP: &str = "write a port (443), a range (8000-8100) or a service name (https)";
-
-/// `22`, `8000-8100` (or `8000:8100`), or a service name.
+/// `22`, `8000-8100` (or `8000:8100`), or a service name; the error names
+/// the text.
 fn parse_port(s: &str, services: &Services) -> Result<PortRange, String> {
-    let one = |p: &str| -> Result<u16, String> {
-        match p.trim().parse::<u64>() {
-            Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-            Ok(_) => Err(format!(
-                "'{s}' is not a port: ports are 1-65535; {PORT_HELP}"
-            )),
-            Err(_) => Err(format!("'{s}' is not a port: {PORT_HELP}")),
-        }
-    };
-    if let Some((a, b)) = s.split_once(['-', ':']) {
-        let (a, b) = (one(a)?, one(b)?);
-        return PortRange::new(a, b).ok_or_else(|| {
-            format!("'{s}' is not a port range: the start must not be above the end")
-        });
-    }
-    if s.chars().all(|c| c.is_ascii_digit()) {
-        return one(s).map(PortRange::single);
-    }
     services
-        .lookup(s)
-        .map(|(p, _)| PortRange::single(p))
-        .ok_or_else(|| format!("'{s}' is not a port or a known service name: {PORT_HELP}"))
-}
-
-fn port_text(p: PortRange) -> String {
-    if p.start == p.end {
-        p.start.to_string()
-    } else {
-        format!("{}-{}", p.start, p.end)
-    }
+        .port_range(s.trim())
+        .map_err(|e| format!("'{s}' is not a port: {e}"))
 }
 
 /// Checks the rule; the error names the bad input and what is accepted.
@@ -97,7 +57,7 @@ pub fn check(w: &RuleWords, services: &Services) -> Result<CheckedRule, String> 
             (p.protocol, p.port.map(PortRange::single), Some(p.name))
         }
         (None, Some(proto)) => {
-            let protocol = parse_protocol(proto)?;
+            let protocol = str::parse::<NetworkProtocol>(proto)?;
             let ports = w.port.map(|p| parse_port(p, services)).transpose()?;
             (protocol, ports, None)
         }
@@ -147,7 +107,7 @@ pub fn check(w: &RuleWords, services: &Services) -> Result<CheckedRule, String> 
         None => {
             body["protocol"] = json!(rule.protocol.as_str());
             if let Some(p) = rule.ports {
-                body["port"] = json!(port_text(p));
+                body["port"] = json!(p.hyphenated());
             }
         }
     }

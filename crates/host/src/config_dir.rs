@@ -1,13 +1,16 @@
 //! The host's desired state on disk: `rules.toml` under the config directory
-//! (`/etc/portwall`, or `--config-dir` / `PORTWALL_CONFIG_DIR`), plus `applied.toml`,
-//! the ruleset last applied to the kernel (what lets a one-rule change touch only
-//! the set elements that differ).
+//! (`/etc/portwall`, or wherever the caller says), plus `applied.toml`, the
+//! ruleset last applied to the kernel (what lets a one-rule change touch only
+//! the set elements that differ), and `pending.json` (a change waiting for
+//! confirmation, see [`crate::confirmation`]).
 //!
-//! Every change runs under an exclusive `flock` on `lock`, and files are written
-//! atomically (temp file, fsync, rename, fsync of the directory), so two concurrent
-//! invocations never lose a rule and a crash never leaves half a file.
+//! Every change runs under an exclusive `flock` on `lock` ([`ConfigDir`]),
+//! and files are written atomically ([`write_atomically`]: temp file, fsync,
+//! rename, fsync of the directory), so two concurrent invocations never lose
+//! a rule and a crash never leaves half a file. The temp files a killed run
+//! left behind are removed by the next one to take the lock.
 
-use anyhow::{Context, Result};
+use crate::error::{HostError, Result};
 use model::{HostConfig, Ruleset, Services};
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
@@ -17,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_DIR: &str = "/etc/portwall";
 
 /// The config directory, locked for the lifetime of this value.
-pub struct State {
+pub struct ConfigDir {
     dir: PathBuf,
     _lock: File,
     pub services: Services,
@@ -28,20 +31,23 @@ pub struct State {
     rules_text: std::cell::RefCell<Option<String>>,
 }
 
-impl State {
-    /// Opens (creating if needed) the directory and takes the exclusive lock.
-    pub fn lock(dir: &Path) -> Result<State> {
+impl ConfigDir {
+    /// Opens (creating if needed) the directory, takes the exclusive lock and
+    /// removes what a killed run staged and never renamed.
+    pub fn lock(dir: &Path) -> Result<ConfigDir> {
         fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the config directory {}", dir.display()))?;
+            .map_err(|e| HostError::io("create the config directory", dir, e))?;
+        let lock_path = dir.join("lock");
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join("lock"))
-            .with_context(|| format!("cannot open {}", dir.join("lock").display()))?;
+            .open(&lock_path)
+            .map_err(|e| HostError::io("open", &lock_path, e))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .with_context(|| format!("cannot lock {}", dir.join("lock").display()))?;
-        Ok(State {
+            .map_err(|e| HostError::io("lock", &lock_path, e.into()))?;
+        remove_stale_staged_files(dir);
+        Ok(ConfigDir {
             dir: dir.to_path_buf(),
             _lock: lock,
             services: services(),
@@ -49,7 +55,7 @@ impl State {
         })
     }
 
-    pub fn dir(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.dir
     }
 
@@ -75,7 +81,7 @@ impl State {
         self.save_toml(&config.to_toml())
     }
 
-    /// [`State::save`] of a config already written as TOML ([`HostConfig::to_toml`]).
+    /// [`ConfigDir::save`] of a config already written as TOML ([`HostConfig::to_toml`]).
     pub fn save_toml(&self, toml: &str) -> Result<()> {
         self.commit_rules(stage(&self.rules_path(), toml.as_bytes())?, toml)
     }
@@ -94,9 +100,9 @@ impl State {
         Ok(read_config(&self.applied_path(), &self.services)?.map(|c| c.ruleset))
     }
 
-    /// [`State::applied`], borrowed from `loaded` when `applied.toml` is byte
-    /// for byte the current `rules.toml`. `loaded` must be what
-    /// [`State::load`] returned, with `rules.toml` unchanged since.
+    /// [`ConfigDir::applied`], borrowed from `loaded` when `applied.toml` is
+    /// byte for byte the current `rules.toml`. `loaded` must be what
+    /// [`ConfigDir::load`] returned, with `rules.toml` unchanged since.
     pub fn applied_or_loaded<'a>(
         &self,
         loaded: &'a HostConfig,
@@ -106,9 +112,10 @@ impl State {
     }
 
     pub fn set_applied(&self, ruleset: Option<&Ruleset>) -> Result<()> {
+        let path = self.applied_path();
         match ruleset {
             Some(r) => write_atomically(
-                &self.applied_path(),
+                &path,
                 HostConfig {
                     enabled: true,
                     ruleset: r.clone(),
@@ -116,10 +123,38 @@ impl State {
                 .to_toml()
                 .as_bytes(),
             ),
-            None => match fs::remove_file(self.applied_path()) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(HostError::io("remove", &path, e))
+                }
                 _ => Ok(()),
             },
+        }
+    }
+}
+
+/// The name a staged file of `path` takes: `.NAME.tmp-PID` next to it.
+fn staged_name(path: &Path, pid: u32) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    dir.join(format!(
+        ".{}.tmp-{pid}",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ))
+}
+
+/// Removes the staged files (`.NAME.tmp-PID`) in `dir`: under the lock no
+/// other process is staging, so any there were left by a run that was
+/// killed between staging and renaming. Best effort: a file that cannot be
+/// removed stays and harms nothing.
+fn remove_stale_staged_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let _ = fs::remove_file(entry.path());
         }
     }
 }
@@ -166,19 +201,22 @@ pub fn read_text(path: &Path) -> Result<Option<String>> {
     match fs::read_to_string(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => Err(HostError::io("read", path, e)),
     }
 }
 
-/// A config file's text as a config; an invalid one is bad input (exit 2).
+/// A config file's text as a config; an invalid one is bad input.
 #[tracing::instrument(level = "debug", skip_all, fields(path = %path.display()))]
 pub fn parse_config(path: &Path, text: &str, services: &Services) -> Result<HostConfig> {
-    HostConfig::from_toml(text, services)
-        .map_err(|e| crate::exit::usage(format!("{}: {e}", path.display())))
+    HostConfig::from_toml(text, services).map_err(|e| HostError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new file, never a
 /// part: temp file in the same directory, fsync, rename, fsync the directory.
+/// The one atomic write of the config directory's files.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     stage(path, bytes)?.commit()
 }
@@ -200,14 +238,8 @@ pub struct StagedFile {
 /// Writes and flushes `bytes` as the staged new content of `path`.
 #[tracing::instrument(level = "debug", skip_all, fields(path = %path.display()))]
 pub fn stage(path: &Path, bytes: &[u8]) -> Result<StagedFile> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
     let staged = StagedFile {
-        tmp,
+        tmp: staged_name(path, std::process::id()),
         path: path.to_path_buf(),
         committed: false,
     };
@@ -216,7 +248,7 @@ pub fn stage(path: &Path, bytes: &[u8]) -> Result<StagedFile> {
         f.write_all(bytes)?;
         f.sync_all()
     };
-    write().with_context(|| format!("cannot write {}", path.display()))?;
+    write().map_err(|e| HostError::io("write", path, e))?;
     Ok(staged)
 }
 
@@ -227,7 +259,7 @@ impl StagedFile {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot write {}", self.path.display()))
+            .map_err(|e| HostError::io("write", &self.path, e))
     }
 
     /// Renames the file into place without flushing the directory: a later
@@ -241,7 +273,7 @@ impl StagedFile {
         // Renamed (or not): nothing is left to remove either way but the
         // temp file of a failed rename.
         self.committed = result.is_ok();
-        result.with_context(|| format!("cannot write {}", self.path.display()))
+        result.map_err(|e| HostError::io("write", &self.path, e))
     }
 }
 
@@ -282,6 +314,15 @@ mod tests {
         HostConfig::from_toml(&text, services).unwrap()
     }
 
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// A staged file is in place once committed and gone when dropped
     /// uncommitted; until then readers see the old file.
     #[test]
@@ -289,23 +330,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
         std::fs::write(&path, "old").unwrap();
-        let names = || {
-            let mut v: Vec<String> = std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
-        };
         let staged = stage(&path, b"new").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
-        assert_eq!(names().len(), 2, "{:?}", names());
+        assert_eq!(names(dir.path()).len(), 2, "{:?}", names(dir.path()));
         drop(staged);
-        assert_eq!(names(), ["rules.toml"]);
+        assert_eq!(names(dir.path()), ["rules.toml"]);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
         stage(&path, b"new").unwrap().commit().unwrap();
-        assert_eq!(names(), ["rules.toml"]);
+        assert_eq!(names(dir.path()), ["rules.toml"]);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+    }
+
+    /// What a killed run staged (and never renamed) is removed by the next
+    /// process to take the lock; the files in place stay as they were.
+    #[test]
+    fn the_next_lock_removes_what_a_killed_run_staged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        std::fs::write(&path, "enabled = false\n").unwrap();
+        for name in ["rules.toml", "applied.toml", "pending.json"] {
+            std::fs::write(staged_name(&dir.path().join(name), 4_000_000), "half").unwrap();
+        }
+        assert_eq!(names(dir.path()).len(), 4);
+        let locked = ConfigDir::lock(dir.path()).unwrap();
+        assert_eq!(names(dir.path()), ["lock", "rules.toml"]);
+        assert!(!locked.load().unwrap().enabled);
     }
 
     /// `applied.toml` is taken from the loaded config only while it is the
@@ -314,7 +363,7 @@ mod tests {
     #[test]
     fn applied_is_borrowed_only_while_it_is_the_current_rules_file() {
         let dir = tempfile::tempdir().unwrap();
-        let st = State::lock(dir.path()).unwrap();
+        let st = ConfigDir::lock(dir.path()).unwrap();
         let a = config("allow 22/tcp", &st.services);
         let b = config("allow 80/tcp", &st.services);
         st.save(&a).unwrap();
@@ -332,5 +381,19 @@ mod tests {
         // Nothing applied: nothing to borrow.
         std::fs::remove_file(dir.path().join("applied.toml")).unwrap();
         assert!(st.applied_or_loaded(&b).unwrap().is_none());
+    }
+
+    /// An invalid config file is bad input, named with its path.
+    #[test]
+    fn an_invalid_config_is_bad_input_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        std::fs::write(&path, "rules = [\"allow 22/tcpp\"]\n").unwrap();
+        let e = read_config(&path, &Services::builtin()).unwrap_err();
+        assert!(e.is_bad_input());
+        assert!(
+            e.to_string().contains("rules.toml") && e.to_string().contains("tcpp"),
+            "{e}"
+        );
     }
 }
