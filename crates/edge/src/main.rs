@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Restore the saved policy, then follow the panel (runs until stopped).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// What the kernel enforces now: revision, servers, rules, hit counters.
     Status(StatusArgs),
     /// (packaging) man pages or bash/zsh/fish completions from these definitions: `generate man DIR`.
