@@ -782,7 +782,7 @@ async fn login_needs_its_csrf_token_and_its_own_origin() {
     ] {
         let r = post(cookie, tok, vec![]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
-        assert_eq!(r.location, "/login?error=form&next=%2Faudit");
+        assert_eq!(r.location, "/login?error=form&next=/audit");
         assert!(r.headers.get("set-cookie").is_none());
     }
     let r = send(c.get(format!("{}/login?error=form", t.url))).await;

@@ -396,10 +396,17 @@ impl QueryMap {
         let limit = self
             .int("limit", 1, MAX_LIMIT as i64)?
             .unwrap_or(DEFAULT_LIMIT as i64) as u32;
-        // An empty cursor is the first page, as the document allows.
+        // The previous page's next_cursor: 0-18 digits, as the document says
+        // (empty: the first page).
         let cursor = match self.str("cursor") {
-            Some("") => None,
-            _ => self.int("cursor", 0, i64::MAX)?,
+            None | Some("") => None,
+            Some(c) if c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()) => c.parse().ok(),
+            Some(c) => {
+                return Err(ApiError::bad_request(
+                    "cursor",
+                    format!("'{c}' is not a cursor: send the previous page's next_cursor (digits)"),
+                ))
+            }
         };
         Ok(PageRequest { limit, cursor })
     }
