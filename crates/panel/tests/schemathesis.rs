@@ -35,6 +35,8 @@ fn run_schemathesis(url: &str, token: &str, who: &str) -> Result<(), String> {
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .arg("--report-dir")
         .arg(reports.path())
+        // Its caches (.hypothesis, .schemathesis) go there too, not into the crate.
+        .current_dir(reports.path())
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_HOOKS", "")
         .output()
