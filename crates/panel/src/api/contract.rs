@@ -7,7 +7,8 @@
 //!   malformed ([`super::QueryMap`], [`super::ApiPath`], [`super::ApiJson`]),
 //!   401 and 403 on every authenticated operation ([`crate::auth::Principal`]:
 //!   no or unknown token, read-only token on a change, missing CSRF token,
-//!   the wrong kind of caller), 404 where a path names an object, 412 where
+//!   the wrong kind of caller), 404 where a path or the body names an
+//!   object by id, 412 where
 //!   `If-Match` is taken, 413, 415 and 422 where a JSON body is read;
 //! - the bounds of the shared parameters: `limit` 1-1000, `cursor` (the
 //!   previous page's `next_cursor`: digits, or empty for the first page),
@@ -22,6 +23,7 @@ const MAX_ID: i64 = i64::MAX;
 
 /// Adds the error responses, parameter bounds and rule schema to `doc`.
 pub(super) fn complete(doc: &mut Value) {
+    let naming_objects = bodies_naming_objects(doc);
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for item in paths.values_mut() {
             let Some(item) = item.as_object_mut() else {
@@ -29,7 +31,7 @@ pub(super) fn complete(doc: &mut Value) {
             };
             for (method, op) in item.iter_mut() {
                 if matches!(method.as_str(), "get" | "put" | "post" | "delete" | "patch") {
-                    complete_operation(op);
+                    complete_operation(op, &naming_objects);
                 }
             }
         }
@@ -42,6 +44,28 @@ pub(super) fn complete(doc: &mut Value) {
     }
 }
 
+/// The `$ref`s of the request body schemas that name another object by id
+/// (`customer_id`, `server_ids`, ...): an operation taking one can answer
+/// 404 when that object does not exist (or is another customer's).
+fn bodies_naming_objects(doc: &Value) -> Vec<String> {
+    doc.pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .map(|schemas| {
+            schemas
+                .iter()
+                .filter(|(_, s)| {
+                    s.get("properties")
+                        .and_then(Value::as_object)
+                        .is_some_and(|p| {
+                            p.keys().any(|k| k.ends_with("_id") || k.ends_with("_ids"))
+                        })
+                })
+                .map(|(name, _)| format!("#/components/schemas/{name}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn error_response(description: &str) -> Value {
     json!({
         "description": description,
@@ -49,7 +73,7 @@ fn error_response(description: &str) -> Value {
     })
 }
 
-fn complete_operation(op: &mut Value) {
+fn complete_operation(op: &mut Value, naming_objects: &[String]) {
     let params: Vec<(String, String)> = op
         .get("parameters")
         .and_then(Value::as_array)
@@ -90,8 +114,12 @@ fn complete_operation(op: &mut Value) {
             "The caller may not do this: a read-only token on a change, a session change without its X-CSRF-Token, or the wrong kind of caller (customer, admin, edge).",
         ));
     }
-    if has_path {
-        errors.push(("404", "No such object, or it belongs to another customer."));
+    let body_names_object = op
+        .pointer("/requestBody/content/application~1json/schema/$ref")
+        .and_then(Value::as_str)
+        .is_some_and(|r| naming_objects.iter().any(|n| n == r));
+    if has_path || body_names_object {
+        errors.push(("404", "No such object (in the path or named by id in the body), or it belongs to another customer."));
     }
     if if_match {
         errors.push(("412", "If-Match names no current revision of the firewall."));
