@@ -24,6 +24,16 @@
 //! [`verify_csrf`] after parsing the form). Bearer-token requests need no
 //! CSRF token: browsers never add that header by themselves.
 //!
+//! ## Login CSRF
+//!
+//! Before there is a session, `GET /login` sets the [`LOGIN_CSRF_COOKIE`]
+//! cookie and puts the same random token in the form's [`CSRF_FORM_FIELD`];
+//! `POST /login` needs both, equal (a cross-site form cannot read or set the
+//! cookie). Both logins (`POST /login` and `POST /v1/auth/login`) also refuse
+//! a request whose `Origin` (or, without one, `Referer`) names another origin
+//! than the panel's own ([`check_same_origin`]), so another site cannot log a
+//! victim into the attacker's account.
+//!
 //! ## Extractors for handlers
 //!
 //! - [`Principal`]: any authenticated caller (token or session), CSRF and
@@ -51,6 +61,9 @@ pub const SESSION_COOKIE: &str = "portwall_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// The form field that carries the CSRF token on HTML form posts.
 pub const CSRF_FORM_FIELD: &str = "csrf_token";
+/// The cookie that carries the login form's CSRF token before there is a
+/// session (see the module docs).
+pub const LOGIN_CSRF_COOKIE: &str = "portwall_login_csrf";
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
 
@@ -177,6 +190,71 @@ pub fn clear_session_cookie(secure: bool) -> HeaderValue {
         "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"
     ))
     .expect("cookie is ASCII")
+}
+
+/// `Set-Cookie` for the login form's CSRF token: sent back only to `/login`,
+/// never to scripts, never with a cross-site request; an hour to log in.
+pub fn login_csrf_cookie(token: &str, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{LOGIN_CSRF_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"
+    ))
+    .unwrap_or(HeaderValue::from_static(
+        "portwall_login_csrf=; Path=/login",
+    ))
+}
+
+/// `Set-Cookie` that deletes the login form's CSRF cookie (after a login).
+pub fn clear_login_csrf_cookie(secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{LOGIN_CSRF_COOKIE}=; Path=/login; HttpOnly; SameSite=Strict; Max-Age=0{secure}"
+    ))
+    .expect("cookie is ASCII")
+}
+
+/// The login CSRF token the browser holds in [`LOGIN_CSRF_COOKIE`], when it
+/// is one the panel could have made (64 hex digits).
+pub fn login_csrf_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, LOGIN_CSRF_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether a login form's token matches the browser's login CSRF cookie.
+pub fn verify_login_csrf(headers: &HeaderMap, form_token: &str) -> bool {
+    login_csrf_token(headers).is_some_and(|t| constant_time_eq(t.as_bytes(), form_token.as_bytes()))
+}
+
+/// Refuses (403, naming the header) a request that a browser sent from
+/// another origin: its `Origin`, or without one its `Referer`, must be
+/// `http://HOST` or `https://HOST` (any path after it in `Referer`) where
+/// HOST is the request's own `Host` (host and port). `Origin: null` is
+/// another origin. A request with neither header (a script, curl) passes:
+/// browsers send `Origin` on every cross-site POST.
+pub fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let (name, value) = match (headers.get(header::ORIGIN), headers.get(header::REFERER)) {
+        (Some(o), _) => ("Origin", o),
+        (None, Some(r)) => ("Referer", r),
+        (None, None) => return Ok(()),
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let value = value.to_str().unwrap_or_default();
+    let origin = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+    if !host.is_empty() && origin.is_some_and(|o| o.eq_ignore_ascii_case(host)) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(
+        Some(name),
+        format!(
+            "this request comes from another site ({name}: {value}); log in from the panel's own page"
+        ),
+    ))
 }
 
 /// The peer address of the request, when the server recorded it.
@@ -511,5 +589,65 @@ mod tests {
         assert!(verify_csrf(&s, "tok"));
         assert!(!verify_csrf(&s, "tok2"));
         assert!(!verify_csrf(&s, ""));
+    }
+
+    #[test]
+    fn login_csrf_cookie_and_same_origin() {
+        let token = "ab".repeat(32);
+        let mut h = HeaderMap::new();
+        assert!(!verify_login_csrf(&h, &token), "no cookie");
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{LOGIN_CSRF_COOKIE}={token}")).unwrap(),
+        );
+        assert!(verify_login_csrf(&h, &token));
+        assert!(!verify_login_csrf(&h, ""));
+        assert!(!verify_login_csrf(&h, &"cd".repeat(32)));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("portwall_login_csrf=short"),
+        );
+        assert!(
+            !verify_login_csrf(&h, "short"),
+            "not a token the panel makes"
+        );
+
+        let with = |pairs: &[(header::HeaderName, &'static str)]| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static("panel.example:8443"));
+            for (k, v) in pairs {
+                h.insert(k.clone(), HeaderValue::from_static(v));
+            }
+            check_same_origin(&h).map_err(|e| e.field.unwrap_or_default())
+        };
+        assert_eq!(with(&[]), Ok(()));
+        assert_eq!(
+            with(&[(header::ORIGIN, "https://panel.example:8443")]),
+            Ok(())
+        );
+        assert_eq!(
+            with(&[(header::REFERER, "http://panel.example:8443/login?next=/x")]),
+            Ok(())
+        );
+        for (k, v) in [
+            (header::ORIGIN, "https://evil.example"),
+            (header::ORIGIN, "https://panel.example"),
+            (header::ORIGIN, "https://panel.example:8443.evil.example"),
+            (header::ORIGIN, "null"),
+        ] {
+            assert_eq!(with(&[(k, v)]), Err("Origin".to_string()), "{v}");
+        }
+        assert_eq!(
+            with(&[(header::REFERER, "https://evil.example/panel.example:8443")]),
+            Err("Referer".to_string())
+        );
+        // Origin decides when both are there.
+        assert_eq!(
+            with(&[
+                (header::ORIGIN, "https://evil.example"),
+                (header::REFERER, "https://panel.example:8443/login")
+            ]),
+            Err("Origin".to_string())
+        );
     }
 }

@@ -34,6 +34,9 @@ backend_tests! {
     sessions_login_csrf_and_rate_limit,
     server_and_firewall_apply_status,
     customer_label_edits_and_forbidden_fields,
+    inputs_of_the_wrong_kind_and_names_in_characters,
+    customers_cannot_ask_for_another_customer,
+    if_match_lists_and_empty_cursors,
 }
 
 fn ids(v: &Value) -> Vec<i64> {
@@ -100,14 +103,51 @@ async fn openapi_documents_every_route(b: Backend) {
         .and_then(Value::as_str),
         Some("#/components/schemas/SyncResponse")
     );
-    let rule_port = &schemas["RuleInput"]["properties"]["port"];
-    assert!(
-        rule_port["description"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("8000-8100"),
-        "{rule_port}"
-    );
+    // A rule is a preset or a protocol (with its port), never both.
+    let variants = schemas["RuleInput"]["oneOf"].as_array().unwrap();
+    assert_eq!(variants.len(), 4, "{}", schemas["RuleInput"]);
+    assert_eq!(variants[0]["required"], json!(["preset"]));
+    assert_eq!(variants[1]["required"], json!(["protocol", "port"]));
+    assert!(variants
+        .iter()
+        .all(|v| v["additionalProperties"] == json!(false)));
+    assert!(variants[1]["properties"]["port"]
+        .to_string()
+        .contains("8000-8100"));
+    // Every authenticated operation documents 401 and 403; every one with a
+    // body 400, 413, 415 and 422; every one with an object id 404.
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let codes = op["responses"].as_object().unwrap();
+            let has = |c: &str| codes.contains_key(c);
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                assert!(has("401") && has("403"), "{method} {path}: {codes:?}");
+            }
+            if op.get("requestBody").is_some() {
+                for c in ["400", "413", "415", "422"] {
+                    assert!(has(c), "{method} {path} lacks {c}");
+                }
+            }
+            if path.contains("{id}") {
+                assert!(has("404"), "{method} {path} lacks 404");
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                match p["name"].as_str().unwrap() {
+                    "limit" => {
+                        assert_eq!(
+                            (
+                                p["schema"]["minimum"].as_i64(),
+                                p["schema"]["maximum"].as_i64()
+                            ),
+                            (Some(1), Some(1000))
+                        );
+                    }
+                    "id" => assert_eq!(p["schema"]["minimum"], json!(1), "{path}"),
+                    _ => {}
+                }
+            }
+        }
+    }
     // Unknown paths are JSON 404s.
     let r = t
         .call(Method::GET, "/v1/nope", None, None)
@@ -2040,15 +2080,16 @@ async fn sessions_login_csrf_and_rate_limit(b: Backend) {
     // The HTML form: 303 with the cookie, or back to /login.
     let form = |login: &str, pw: &str| {
         let (client, url) = (t.client.clone(), t.url.clone());
-        let body = format!(
-            "login={login}&password={}&next=%2Ffirewalls",
-            pw.replace(' ', "+")
-        );
+        let (login, pw) = (login.to_string(), pw.replace(' ', "+"));
         async move {
+            let (cookie, token) = common::login_form_token(&client, &url).await;
             client
                 .post(format!("{url}/login"))
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
+                .header("cookie", cookie)
+                .body(format!(
+                    "login={login}&password={pw}&next=%2Ffirewalls&csrf_token={token}"
+                ))
                 .send()
                 .await
                 .unwrap()
@@ -2057,8 +2098,12 @@ async fn sessions_login_csrf_and_rate_limit(b: Backend) {
     let ok = form("alice", "correct horse battery").await;
     assert_eq!(ok.status().as_u16(), 303);
     assert_eq!(ok.headers()["location"], "/firewalls");
-    let form_cookie = ok.headers()["set-cookie"]
-        .to_str()
+    let form_cookie = ok
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("portwall_session="))
         .unwrap()
         .split(';')
         .next()
@@ -2258,4 +2303,210 @@ async fn server_and_firewall_apply_status(b: Backend) {
     )
     .await
     .expect(403);
+}
+
+async fn inputs_of_the_wrong_kind_and_names_in_characters(b: Backend) {
+    let t = TestPanel::start(b).await;
+    let (_, ta) = t.customer("a").await;
+    // A protocol that is not a word: 422 naming it, not "malformed JSON".
+    for protocol in [json!(6), json!(["tcp"]), json!(true)] {
+        let r = t
+            .post(
+                "/v1/firewalls",
+                &ta,
+                json!({"name": "fw", "rules": [{"protocol": protocol, "port": "22"}]}),
+            )
+            .await
+            .expect(422);
+        assert_eq!(
+            r.field(),
+            Some("rules[0].protocol"),
+            "{protocol}: {}",
+            r.text
+        );
+    }
+    let fw = t.firewall(&ta, "fw", json!([])).await;
+    let r = t
+        .post(
+            &format!("/v1/firewalls/{fw}/rules"),
+            &ta,
+            json!({"protocol": 6}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(r.field(), Some("protocol"), "{}", r.text);
+    // Bytes that are not JSON stay 400.
+    let r = t
+        .raw(
+            Method::POST,
+            "/v1/firewalls",
+            &ta,
+            "application/json",
+            b"{\"name\": ".to_vec(),
+        )
+        .await
+        .expect(400);
+    assert_eq!(r.field(), Some("body"));
+    // Names: 100 characters, counted as characters (not bytes).
+    let long = "\u{e9}".repeat(100);
+    let r = t
+        .post("/v1/firewalls", &ta, json!({"name": long}))
+        .await
+        .expect(201);
+    assert_eq!(r.body["name"], long.as_str());
+    let r = t
+        .post("/v1/firewalls", &ta, json!({"name": "\u{e9}".repeat(101)}))
+        .await
+        .expect(422);
+    assert!(r.message().contains("1-100 characters"), "{}", r.text);
+}
+
+async fn customers_cannot_ask_for_another_customer(b: Backend) {
+    let t = TestPanel::start(b).await;
+    let (ca, ta) = t.customer("a").await;
+    let (cb, _) = t.customer("b").await;
+    t.server(cb, "theirs", "VPS", "fra1", json!({})).await;
+    t.server(ca, "mine", "VPS", "fra1", json!({})).await;
+    for path in [
+        format!("/v1/servers?customer_id={cb}"),
+        format!("/v1/servers?customer_id={ca}"),
+        format!("/v1/audit?customer_id={cb}"),
+    ] {
+        let r = t.get(&path, &ta).await.expect(403);
+        assert_eq!(r.field(), Some("customer_id"), "{path}");
+    }
+    let r = t.get("/v1/servers", &ta).await.expect(200);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    // The admin's filter still works.
+    let r = t
+        .get(&format!("/v1/servers?customer_id={cb}"), &t.admin)
+        .await
+        .expect(200);
+    assert_eq!(r.body["items"][0]["name"], "theirs");
+}
+
+async fn if_match_lists_and_empty_cursors(b: Backend) {
+    let t = TestPanel::start(b).await;
+    let (_, ta) = t.customer("a").await;
+    let fw = t.firewall(&ta, "fw", json!([])).await;
+    let path = format!("/v1/firewalls/{fw}");
+    let old = t.get(&path, &ta).await.expect(200).etag();
+    let patch = |tags: Vec<String>| {
+        let (t, path, ta) = (&t, path.clone(), ta.clone());
+        async move {
+            let headers: Vec<(&str, &str)> =
+                tags.iter().map(|v| ("if-match", v.as_str())).collect();
+            t.call_with(
+                Method::PATCH,
+                &path,
+                Some(&ta),
+                Some(json!({"description": "changed"})),
+                &headers,
+            )
+            .await
+        }
+    };
+    // Any one current tag in a list is enough (RFC 9110), in one header or several.
+    let r = patch(vec![format!("\"r999999\", {old}, W/\"x\"")])
+        .await
+        .expect(200);
+    let now = r.etag();
+    assert_ne!(now, old);
+    let r = patch(vec!["\"nonsense\"".into(), format!("W/{now}")])
+        .await
+        .expect(200);
+    let now2 = r.etag();
+    // A list without the current tag: 412, nothing changed.
+    let r = patch(vec![format!("{old}, {now}, \"r999999\"")]).await;
+    assert_eq!(r.status.as_u16(), 412, "{}", r.text);
+    assert_eq!(r.etag(), now2);
+    patch(vec!["*".into()]).await.expect(200);
+    // Another customer's firewall stays 404 whatever If-Match lists.
+    let (_, tb) = t.customer("b").await;
+    let r = t
+        .call_with(
+            Method::PATCH,
+            &path,
+            Some(&tb),
+            Some(json!({"description": "x"})),
+            &[("if-match", &format!("{now2}, \"r1\""))],
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 404, "{}", r.text);
+    // An empty cursor is the first page, as the document says.
+    let first = t.get("/v1/firewalls?cursor=", &ta).await.expect(200);
+    assert_eq!(first.body["items"][0]["id"].as_i64(), Some(fw));
+    t.get("/v1/firewalls?cursor=x", &ta).await.expect(400);
+    for limit in ["0", "1001", "x"] {
+        let r = t
+            .get(&format!("/v1/firewalls?limit={limit}"), &ta)
+            .await
+            .expect(400);
+        assert_eq!(r.field(), Some("limit"));
+    }
+}
+
+/// A request refused before its body is read (here 401: no token) leaves
+/// the keep-alive connection usable: the next request on it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_before_the_body_the_connection_stays_usable() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    type Reader = BufReader<tokio::net::tcp::OwnedReadHalf>;
+    async fn response(read: &mut Reader) -> (u16, String, bool) {
+        let mut status = String::new();
+        read.read_line(&mut status).await.unwrap();
+        let code = status
+            .split(' ')
+            .nth(1)
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0);
+        let (mut length, mut close) = (0usize, false);
+        loop {
+            let mut line = String::new();
+            read.read_line(&mut line).await.unwrap();
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            close |= line == "connection: close";
+        }
+        let mut body = vec![0; length];
+        read.read_exact(&mut body).await.unwrap();
+        (code, String::from_utf8_lossy(&body).into_owned(), close)
+    }
+    let t = TestPanel::start(Backend::Sqlite).await;
+    let addr = t.url.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    // A 256 KiB body, sent after the headers, in pieces.
+    let body = format!("{{\"name\": \"{}\"}}", "x".repeat(256 * 1024));
+    let head = format!(
+        "POST /v1/firewalls HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body.as_bytes().chunks(16 * 1024) {
+        write.write_all(chunk).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (code, text, close) = response(&mut read).await;
+    assert_eq!(code, 401, "{text}");
+    assert!(
+        !close,
+        "the panel closed the connection after an early refusal"
+    );
+    // The same connection, the next request.
+    let next = format!("GET /v1/presets HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    write.write_all(next.as_bytes()).await.unwrap();
+    let (code, text, _) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), response(&mut read))
+            .await
+            .expect("no answer to the second request on the kept-alive connection");
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("SSH"), "{text}");
 }

@@ -1,7 +1,9 @@
 //! The web pages in a real browser: Debian's headless Chromium, driven by
 //! Playwright (`tests/browser/panel.mjs`), against a panel started here on
 //! SQLite. The script logs in, creates a firewall, adds the SSH preset,
-//! enables it, assigns a VPS and sees its status "pending"; this test then
+//! enables it, assigns a VPS and sees its status "pending", then checks that
+//! a login `next` with a tab (dropped by browsers) never leads off the panel
+//! (no open redirect); this test then
 //! checks the store through the API, and keeps a full-page screenshot in
 //! `<target>/test-artifacts/panel-browser.png`.
 //!

@@ -69,6 +69,20 @@ async fn send(req: reqwest::RequestBuilder) -> Resp {
     }
 }
 
+/// The session cookie a login set (`name=value`).
+fn session_cookie(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("portwall_session="))
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// The value of `name="NAME" value="..."` in a page.
 fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
@@ -92,21 +106,22 @@ fn field_block<'a>(html: &'a str, id: &str) -> &'a str {
 impl Page {
     async fn login(t: &TestPanel, login: &str) -> Page {
         let client = common::client();
-        let r = send(client.post(format!("{}/login", t.url)).form_body(&[
-            ("login", login),
-            ("password", PASSWORD),
-            ("next", "/firewalls"),
-        ]))
+        let (login_cookie, token) = common::login_form_token(&client, &t.url).await;
+        let r = send(
+            client
+                .post(format!("{}/login", t.url))
+                .header("cookie", login_cookie)
+                .form_body(&[
+                    ("login", login),
+                    ("password", PASSWORD),
+                    ("next", "/firewalls"),
+                    ("csrf_token", &token),
+                ]),
+        )
         .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
         assert_eq!(r.location, "/firewalls");
-        let cookie = r.headers["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
+        let cookie = session_cookie(&r.headers);
         let mut p = Page {
             client,
             url: t.url.clone(),
@@ -210,9 +225,15 @@ async fn login_logout_and_redirects() {
         .unwrap()
         .contains("script-src 'self'"));
     // A wrong password: the message is next to the password field.
+    let (login_cookie, token) = common::login_form_token(&c, &t.url).await;
     let r = send(
         c.post(format!("{}/login", t.url))
-            .form_body(&[("login", "alice"), ("password", "wrong password!")]),
+            .header("cookie", &login_cookie)
+            .form_body(&[
+                ("login", "alice"),
+                ("password", "wrong password!"),
+                ("csrf_token", &token),
+            ]),
     )
     .await;
     assert_eq!(r.location, "/login?error=invalid");
@@ -702,18 +723,18 @@ async fn a_provider_operator_gets_a_clear_refusal() {
     .await
     .expect(201);
     let c = common::client();
+    let (login_cookie, token) = common::login_form_token(&c, &t.url).await;
     let r = send(
         c.post(format!("{}/login", t.url))
-            .form_body(&[("login", "ops"), ("password", PASSWORD)]),
+            .header("cookie", login_cookie)
+            .form_body(&[
+                ("login", "ops"),
+                ("password", PASSWORD),
+                ("csrf_token", &token),
+            ]),
     )
     .await;
-    let cookie = r.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = session_cookie(&r.headers);
     let r = send(
         c.get(format!("{}/firewalls", t.url))
             .header("cookie", cookie),
@@ -722,4 +743,164 @@ async fn a_provider_operator_gets_a_clear_refusal() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.html.contains("provider operator"), "{}", r.html);
     assert!(r.html.contains("Log out"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_needs_its_csrf_token_and_its_own_origin() {
+    let t = TestPanel::start(Backend::Sqlite).await;
+    customer_with_login(&t, "alice").await;
+    let c = common::client();
+    let (login_cookie, token) = common::login_form_token(&c, &t.url).await;
+    let fields = |tok: &str| {
+        vec![
+            ("login".to_string(), "alice".to_string()),
+            ("password".to_string(), PASSWORD.to_string()),
+            ("next".to_string(), "/audit".to_string()),
+            ("csrf_token".to_string(), tok.to_string()),
+        ]
+    };
+    let post = |cookie: Option<String>, tok: String, headers: Vec<(&'static str, String)>| {
+        let (c, url, f) = (c.clone(), t.url.clone(), fields(&tok));
+        async move {
+            let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut req = c.post(format!("{url}/login")).form_body(&f);
+            if let Some(cookie) = cookie {
+                req = req.header("cookie", cookie);
+            }
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            send(req).await
+        }
+    };
+    // A cross-site form has neither the cookie nor the token: no session.
+    for (cookie, tok) in [
+        (None, String::new()),
+        (None, token.clone()),
+        (Some(login_cookie.clone()), String::new()),
+        (Some(login_cookie.clone()), "ab".repeat(32)),
+    ] {
+        let r = post(cookie, tok, vec![]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.location, "/login?error=form&next=/audit");
+        assert!(r.headers.get("set-cookie").is_none());
+    }
+    let r = send(c.get(format!("{}/login?error=form", t.url))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.html.contains("This login form expired"), "{}", r.html);
+    // Another site's Origin (or Referer) is refused even with the token.
+    let host = t.url.trim_start_matches("http://").to_string();
+    for (name, value) in [
+        ("origin", "https://evil.example".to_string()),
+        ("origin", "null".to_string()),
+        ("referer", "https://evil.example/login".to_string()),
+    ] {
+        let r = post(
+            Some(login_cookie.clone()),
+            token.clone(),
+            vec![(name, value)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{name}");
+        assert!(r.headers.get("set-cookie").is_none());
+    }
+    // The panel's own page: logged in, the login CSRF cookie is cleared.
+    let r = post(
+        Some(login_cookie.clone()),
+        token.clone(),
+        vec![
+            ("origin", format!("http://{host}")),
+            ("referer", format!("http://{host}/login")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (StatusCode::SEE_OTHER, "/audit")
+    );
+    let cookies: Vec<&str> = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("portwall_session=")),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("portwall_login_csrf=;") && c.contains("Max-Age=0")),
+        "{cookies:?}"
+    );
+    // A second login page keeps the browser's token (two tabs both work).
+    let r = send(
+        c.get(format!("{}/login", t.url))
+            .header("cookie", &login_cookie),
+    )
+    .await;
+    assert_eq!(hidden(&r.html, "csrf_token"), token);
+    // The JSON login refuses another site's Origin too.
+    let r = c
+        .post(format!("{}/v1/auth/login", t.url))
+        .header("origin", "https://evil.example")
+        .json(&json!({"login": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_never_leads_to_another_site() {
+    let t = TestPanel::start(Backend::Sqlite).await;
+    customer_with_login(&t, "alice").await;
+    let p = Page::login(&t, "alice").await;
+    // Logged in, /login?next=... redirects at once: only to this panel.
+    for (next, to) in [
+        ("%09/evil.example", "/firewalls"),
+        ("/%09/evil.example", "/firewalls"),
+        ("/%0A/evil.example", "/firewalls"),
+        ("/%0D/evil.example", "/firewalls"),
+        ("/%5Cevil.example", "/firewalls"),
+        ("%5C%5Cevil.example", "/firewalls"),
+        ("//evil.example", "/firewalls"),
+        ("/%20/evil.example", "/firewalls"),
+        ("https://evil.example", "/firewalls"),
+        ("/audit", "/audit"),
+    ] {
+        let r = p.get(&format!("/login?next={next}")).await;
+        assert_eq!(
+            (r.status, r.location.as_str()),
+            (StatusCode::SEE_OTHER, to),
+            "{next}"
+        );
+    }
+    // The form's next, after the password.
+    let c = common::client();
+    for next in [
+        "/\t/evil.example",
+        "\t/evil.example",
+        "/\\evil.example",
+        "/\n/evil.example",
+    ] {
+        let (login_cookie, token) = common::login_form_token(&c, &t.url).await;
+        let r = send(
+            c.post(format!("{}/login", t.url))
+                .header("cookie", login_cookie)
+                .form_body(&[
+                    ("login", "alice"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                    ("csrf_token", &token),
+                ]),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.location.as_str()),
+            (StatusCode::SEE_OTHER, "/"),
+            "{next:?}"
+        );
+    }
 }

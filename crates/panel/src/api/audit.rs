@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 /// The audit log, newest first: a customer sees the entries about its own
 /// objects; an admin sees all (or one customer's with `customer_id`).
 #[utoipa::path(get, path = "/v1/audit", tag = "audit",
-    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("customer_id" = Option<i64>, Query, description = "admin: only this customer's")),
+    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("customer_id" = Option<i64>, Query, description = "admin: only this customer's; a customer gets 403")),
     responses((status = 200, body = Page<AuditEntry>)), security(("bearer" = []), ("session" = [])))]
 pub async fn audit_log(
     State(st): State<AppState>,
@@ -22,10 +22,7 @@ pub async fn audit_log(
     q: QueryMap,
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
     let q = q.only(&["limit", "cursor", "customer_id"])?;
-    let filter = match p.tenant()? {
-        Some(c) => Some(c),
-        None => q.int("customer_id", 1, i64::MAX)?,
-    };
+    let filter = q.customer_filter(p.tenant()?)?;
     Ok(Json(st.store.audit_log(filter, q.page()?).await?))
 }
 

@@ -139,7 +139,7 @@ pub async fn get_firewall(
 /// Rename a firewall or change its description (`If-Match` honoured).
 #[utoipa::path(patch, path = "/v1/firewalls/{id}", tag = "firewalls", request_body = FirewallPatch,
     params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "ETag from a GET; 412 if the firewall changed since")),
-    responses((status = 200, body = Firewall), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)), security(("bearer" = []), ("session" = [])))]
+    responses((status = 200, body = Firewall), (status = 404, body = ErrorBody), (status = 409, description = "name taken", body = ErrorBody), (status = 412, body = ErrorBody)), security(("bearer" = []), ("session" = [])))]
 pub async fn update_firewall(
     State(st): State<AppState>,
     p: Principal,

@@ -19,6 +19,7 @@
 //! are added by merging their routes into it.
 
 mod audit;
+mod contract;
 mod customers;
 mod edge;
 mod firewalls;
@@ -104,6 +105,7 @@ pub fn openapi() -> serde_json::Value {
 fn document(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
     let mut value = serde_json::to_value(doc).unwrap_or_default();
     edge::link_wire_types(&mut value);
+    contract::complete(&mut value);
     value
 }
 
@@ -195,8 +197,50 @@ pub fn router(state: AppState) -> Router {
     };
     router
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            read_unread_body(req, next, max_body)
+        }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Reads what the handler left of the request body (a request refused before
+/// its body was read: 401, 403, 404, ...) before the response goes out, so
+/// that the connection stays usable for the client's next request (HTTP/1.1
+/// keep-alive; otherwise the server would have to close it, the unread body
+/// being in the way). Bounded: past `max_body` bytes or 10 s the response
+/// says `Connection: close` instead.
+async fn read_unread_body(req: Request, next: axum::middleware::Next, max_body: usize) -> Response {
+    use futures::StreamExt;
+    let (parts, body) = req.into_parts();
+    let data = Arc::new(tokio::sync::Mutex::new(body.into_data_stream()));
+    let stream = futures::stream::unfold(data.clone(), |data| async move {
+        let chunk = data.lock().await.next().await;
+        chunk.map(|c| (c, data))
+    });
+    let mut resp = next
+        .run(Request::from_parts(
+            parts,
+            axum::body::Body::from_stream(stream),
+        ))
+        .await;
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut rest = data.lock().await;
+        let mut seen = 0usize;
+        while let Some(chunk) = rest.next().await {
+            match chunk {
+                Ok(c) if seen + c.len() <= max_body => seen += c.len(),
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    if drained != Ok(true) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// A JSON body: unknown fields rejected, errors naming the field
@@ -235,10 +279,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Parses JSON with errors that name the field at fault.
+/// Parses JSON with errors that name the field at fault: 400 for bytes that
+/// are not JSON, 422 (naming the field, e.g. `rules[0].protocol`) for JSON
+/// whose values do not fit (a number or a list where a word belongs, an
+/// unknown field). The document is read whole first, so that a value of the
+/// wrong kind is never mistaken for malformed JSON.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let document: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("body", format!("malformed JSON: {e}")))?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
@@ -267,10 +316,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
             _ => ApiError::bad_request("body", format!("malformed JSON: {inner}")),
         }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request("body", format!("malformed JSON: {e}")))?;
-    Ok(value)
+    })
 }
 
 /// The query string as a map, with typed getters whose errors name the
@@ -329,6 +375,19 @@ impl QueryMap {
         }
         Ok(self)
     }
+    /// `customer_id` for an admin (None: every customer's); a customer
+    /// (`tenant` Some) sees only its own objects and gets 403 naming the
+    /// parameter when it sends one, rather than having it silently ignored.
+    pub fn customer_filter(&self, tenant: Option<i64>) -> Result<Option<i64>, ApiError> {
+        match tenant {
+            None => self.int("customer_id", 1, i64::MAX),
+            Some(_) if self.0.contains_key("customer_id") => Err(ApiError::forbidden(
+                Some("customer_id"),
+                "customer_id is for the provider's admin tokens; a customer sees its own objects only",
+            )),
+            Some(c) => Ok(Some(c)),
+        }
+    }
     pub fn str(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
@@ -350,7 +409,18 @@ impl QueryMap {
         let limit = self
             .int("limit", 1, MAX_LIMIT as i64)?
             .unwrap_or(DEFAULT_LIMIT as i64) as u32;
-        let cursor = self.int("cursor", 0, i64::MAX)?;
+        // The previous page's next_cursor: 0-18 digits, as the document says
+        // (empty: the first page).
+        let cursor = match self.str("cursor") {
+            None | Some("") => None,
+            Some(c) if c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()) => c.parse().ok(),
+            Some(c) => {
+                return Err(ApiError::bad_request(
+                    "cursor",
+                    format!("'{c}' is not a cursor: send the previous page's next_cursor (digits)"),
+                ))
+            }
+        };
         Ok(PageRequest { limit, cursor })
     }
 }
@@ -370,27 +440,80 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
-/// The `If-Match` precondition: None when absent or `*`. An unparseable or
-/// foreign ETag can never match, so it yields a revision that fails with 412.
+/// The `If-Match` precondition: None when absent or `*`, else the revision
+/// the firewall must be at. The header may list several entity tags (RFC
+/// 9110, 13.1.1): it holds when any one names the current revision, so for a
+/// list the firewall's current revision is read (the `id` path parameter, as
+/// the caller may see it) and is the expectation when it is listed; the
+/// change itself still checks it atomically. An unparseable or foreign tag
+/// can never match, so a list without a match yields a revision that fails
+/// with 412.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IfMatch(pub Option<u64>);
 
-impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+/// The revisions named by an `If-Match` value: None for `*`, else one entry
+/// per entity tag (`"r7"`, `W/"r7"`), u64::MAX for tags that name none.
+fn if_match_revisions(v: &str) -> Option<Vec<u64>> {
+    let v = v.trim();
+    if v == "*" {
+        return None;
+    }
+    Some(
+        v.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                let t = t.strip_prefix("W/").unwrap_or(t);
+                t.strip_prefix('"')
+                    .and_then(|t| t.strip_suffix('"'))
+                    .unwrap_or(t)
+                    .strip_prefix('r')
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .filter(|n| *n != u64::MAX)
+                    .unwrap_or(u64::MAX)
+            })
+            .collect(),
+    )
+}
+
+impl FromRequestParts<AppState> for IfMatch {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<IfMatch, ApiError> {
-        let Some(v) = parts.headers.get(header::IF_MATCH) else {
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<IfMatch, ApiError> {
+        let mut tags = None;
+        for v in parts.headers.get_all(header::IF_MATCH) {
+            match if_match_revisions(v.to_str().unwrap_or_default()) {
+                None => return Ok(IfMatch(None)),
+                Some(t) => tags.get_or_insert_with(Vec::new).extend(t),
+            }
+        }
+        let Some(mut tags) = tags else {
             return Ok(IfMatch(None));
         };
-        let v = v.to_str().unwrap_or_default().trim();
-        if v == "*" {
-            return Ok(IfMatch(None));
+        tags.sort_unstable();
+        tags.dedup();
+        if tags.len() <= 1 {
+            return Ok(IfMatch(Some(tags.first().copied().unwrap_or(u64::MAX))));
         }
-        let tag = v.trim_start_matches("W/").trim_matches('"');
+        // Several tags: the one that names the current revision, if any.
+        let current = async {
+            let principal = crate::auth::Principal::from_request_parts(parts, st)
+                .await
+                .ok()?;
+            let customer = principal.customer().ok()?.0;
+            let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, st)
+                .await
+                .ok()?;
+            let id = params.get("id")?.parse::<i64>().ok()?;
+            st.store
+                .firewall(customer, id)
+                .await
+                .ok()
+                .map(|fw| fw.revision)
+        }
+        .await;
         Ok(IfMatch(Some(
-            tag.strip_prefix('r')
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(u64::MAX),
+            current.filter(|c| tags.contains(c)).unwrap_or(tags[0]),
         )))
     }
 }

@@ -28,7 +28,7 @@ pub async fn create_server(
 
 /// List servers: a customer's own, or (admin) all.
 #[utoipa::path(get, path = "/v1/servers", tag = "servers",
-    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("customer_id" = Option<i64>, Query, description = "admin: only this customer's")),
+    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("customer_id" = Option<i64>, Query, description = "admin: only this customer's; a customer gets 403")),
     responses((status = 200, body = Page<Server>)), security(("bearer" = []), ("session" = [])))]
 pub async fn list_servers(
     State(st): State<AppState>,
@@ -37,10 +37,7 @@ pub async fn list_servers(
 ) -> Result<Json<Page<Server>>, ApiError> {
     let tenant = p.tenant()?;
     let q = q.only(&["limit", "cursor", "customer_id"])?;
-    let filter = match tenant {
-        Some(c) => Some(c),
-        None => q.int("customer_id", 1, i64::MAX)?,
-    };
+    let filter = q.customer_filter(tenant)?;
     Ok(Json(st.store.list_servers(filter, q.page()?).await?))
 }
 

@@ -43,6 +43,8 @@ pub struct LoginForm {
     pub password: String,
     /// Where to go after logging in (a path on this panel).
     pub next: Option<String>,
+    /// The login CSRF token `GET /login` put in the form and in its cookie.
+    pub csrf_token: Option<String>,
 }
 
 /// Checks the password (rate-limited per IP and per login) and opens a session.
@@ -88,11 +90,30 @@ pub async fn login(
 
 /// Where to go after logging in: `next` when it is a path on this panel
 /// (never another site), else `fallback`. The web pages use it too.
+///
+/// Browsers clean a URL before they follow it: they drop tabs, newlines and
+/// carriage returns anywhere, strip leading spaces and control characters,
+/// and read `\` as `/`; so `/<TAB>/evil.example` and `/\evil.example` both
+/// become `//evil.example`, another site. So `next` must be a single `/`
+/// followed by nothing or by a character that is not `/`, `\`, whitespace or
+/// a control character, with no control character and no `\` anywhere: then
+/// the browser's cleanup leaves it as it is.
 pub(crate) fn safe_next<'a>(next: Option<&'a str>, fallback: &'a str) -> &'a str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n) if is_local_path(n) => n,
         _ => fallback,
     }
+}
+
+fn is_local_path(n: &str) -> bool {
+    let Some(rest) = n.strip_prefix('/') else {
+        return false;
+    };
+    let second_ok = match rest.chars().next() {
+        None => true,
+        Some(c) => c != '/' && c != '\\' && !c.is_whitespace() && !c.is_control(),
+    };
+    second_ok && !n.contains('\\') && !n.chars().any(char::is_control)
 }
 
 fn redirect(to: &str, cookie: Option<HeaderValue>) -> Response {
@@ -108,21 +129,44 @@ fn redirect(to: &str, cookie: Option<HeaderValue>) -> Response {
 }
 
 /// `POST /login` (form): 303 to `next` with the session cookie, or 303 to
-/// `/login?error=invalid` (`error=locked` when rate-limited).
+/// `/login?error=invalid` (`error=locked` when rate-limited, `error=form`
+/// when the form's CSRF token does not match the login CSRF cookie); 403
+/// when the form was posted from another site (see [`auth`]'s Login CSRF).
 pub async fn login_form(
     State(st): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    if let Err(e) = auth::check_same_origin(&headers) {
+        return e.into_response();
+    }
+    if !auth::verify_login_csrf(&headers, form.csrf_token.as_deref().unwrap_or_default()) {
+        let next = safe_next(form.next.as_deref(), "/");
+        return redirect(
+            &format!(
+                "/login?error=form&next={}",
+                crate::web::context::encode_query_value(next)
+            ),
+            None,
+        );
+    }
     match login(&st, ip, form.login.trim(), &form.password).await {
-        Ok((secret, _)) => redirect(
-            safe_next(form.next.as_deref(), "/"),
-            Some(session_cookie(
-                &secret,
-                st.config.session_ttl,
-                st.config.secure_cookies,
-            )),
-        ),
+        Ok((secret, _)) => {
+            let mut resp = redirect(
+                safe_next(form.next.as_deref(), "/"),
+                Some(session_cookie(
+                    &secret,
+                    st.config.session_ttl,
+                    st.config.secure_cookies,
+                )),
+            );
+            resp.headers_mut().append(
+                header::SET_COOKIE,
+                auth::clear_login_csrf_cookie(st.config.secure_cookies),
+            );
+            resp
+        }
         Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
             redirect("/login?error=locked", None)
         }
@@ -164,13 +208,18 @@ pub async fn logout_form(
 
 /// Log in with a password: sets the session cookie and returns the session,
 /// with the CSRF token to send as `X-CSRF-Token` on changes.
+///
+/// A browser request from another site (its `Origin` or `Referer` names
+/// another origin than the panel's) gets 403.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = SessionInfo), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = SessionInfo), (status = 401, body = ErrorBody), (status = 403, description = "sent from another site", body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login_json(
     State(st): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    auth::check_same_origin(&headers)?;
     let (secret, session) = login(&st, ip, body.login.trim(), &body.password).await?;
     let mut resp = Json(session).into_response();
     resp.headers_mut().insert(

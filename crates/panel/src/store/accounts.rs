@@ -393,7 +393,7 @@ impl Store {
         customer_id: Option<i64>,
     ) -> Result<UserInfo> {
         if login.is_empty()
-            || login.len() > 100
+            || login.chars().count() > 100
             || login.chars().any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(StoreError::invalid("login", "1-100 characters, no spaces"));

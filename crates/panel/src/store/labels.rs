@@ -104,7 +104,7 @@ pub(crate) fn check_zone(field: &str, zone: &str) -> Result<(), StoreError> {
 
 /// Checks a display name (customer, server, firewall, token).
 pub(crate) fn check_name(field: &str, name: &str) -> Result<(), StoreError> {
-    if name.trim().is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(StoreError::invalid(
             field,
             "1-100 characters, no control characters",

@@ -6,9 +6,11 @@
 //! turns those codes into a message next to the field.
 
 use super::layout::{field, page as shell, respond, see_other, Nav};
-use crate::auth::Session;
-use axum::extract::Query;
-use axum::http::StatusCode;
+use crate::auth::{self, Session, CSRF_FORM_FIELD};
+use crate::state::AppState;
+use crate::store::random_hex;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
 use std::collections::HashMap;
@@ -26,8 +28,15 @@ fn safe_next(next: Option<&str>) -> &str {
     crate::api::session::safe_next(next, "/firewalls")
 }
 
-/// `GET /login[?error=invalid|locked][&next=PATH]`
-pub async fn page(session: Option<Session>, Query(q): Query<HashMap<String, String>>) -> Response {
+/// `GET /login[?error=invalid|locked|form][&next=PATH]`: the form, with the
+/// login CSRF token in a hidden field and in its cookie (the browser's
+/// current token when it has one, so that two open login tabs both work).
+pub async fn page(
+    State(st): State<AppState>,
+    session: Option<Session>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let next = safe_next(q.get("next").map(String::as_str));
     if session.is_some() {
         return see_other(next);
@@ -38,14 +47,19 @@ pub async fn page(session: Option<Session>, Query(q): Query<HashMap<String, Stri
             Some("Too many failed logins for this login or address: wait a few minutes, then try again."),
             None,
         ),
+        Some("form") => (
+            Some("This login form expired or was not sent from this page: log in again."),
+            None,
+        ),
         _ => (None, None),
     };
-    let status = if login_error.is_some() || password_error.is_some() {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::OK
+    let status = match q.get("error").map(String::as_str) {
+        Some("form") => StatusCode::FORBIDDEN,
+        _ if login_error.is_some() || password_error.is_some() => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::OK,
     };
-    respond(
+    let csrf = auth::login_csrf_token(&headers).unwrap_or_else(|| random_hex(32));
+    let mut resp = respond(
         status,
         shell(
             "Log in",
@@ -57,6 +71,7 @@ pub async fn page(session: Option<Session>, Query(q): Query<HashMap<String, Stri
                     p.subtle { "Manage the network firewalls of your servers." }
                     form method="post" action="/login" {
                         input type="hidden" name="next" value=(next);
+                        input type="hidden" name=(CSRF_FORM_FIELD) value=(csrf);
                         (field("login", "Login", None, login_error, |id, err| html! {
                             input type="text" id=(id) name="login" autocomplete="username" required autofocus
                                 aria-invalid=[err.map(|_| "true")] aria-describedby=[err];
@@ -70,7 +85,12 @@ pub async fn page(session: Option<Session>, Query(q): Query<HashMap<String, Stri
                 }
             },
         ),
-    )
+    );
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        auth::login_csrf_cookie(&csrf, st.config.secure_cookies),
+    );
+    resp
 }
 
 #[cfg(test)]
@@ -84,5 +104,30 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example")), "/firewalls");
         assert_eq!(safe_next(Some("/\\evil")), "/firewalls");
         assert_eq!(safe_next(None), "/firewalls");
+        assert_eq!(safe_next(Some("/")), "/");
+        assert_eq!(safe_next(Some("/audit?x=1")), "/audit?x=1");
+        // What a browser turns into //evil.example (tabs, newlines and CRs are
+        // dropped anywhere, `\` reads as `/`, leading blanks are stripped).
+        for bad in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/\r\n/evil.example",
+            "\t//evil.example",
+            " //evil.example",
+            "/\\/evil.example",
+            "\\/evil.example",
+            "/ /evil.example",
+            "/\u{0}/evil.example",
+            "/\u{b}/evil.example",
+            "/\u{a0}/evil.example",
+            "/\u{3000}/evil.example",
+            "/fire\twalls",
+            "",
+            "firewalls",
+            "http:/evil.example",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/firewalls", "{bad:?}");
+        }
     }
 }

@@ -6,7 +6,8 @@
 // source (the error must show next to the field), adds the SSH preset, enables
 // the firewall, assigns the server and checks that its status reads "pending"
 // (no edge runs), takes a full-page screenshot, reads the audit log and logs
-// out. Prints one JSON line ({"firewall_id": N}) for the Rust test
+// out; then checks that a `next` with a tab (which browsers drop) never leads
+// off the panel, after a login or when already logged in. Prints one JSON line ({"firewall_id": N}) for the Rust test
 // (tests/browser.rs), which then checks the store. Any failed step exits 1.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -148,6 +149,25 @@ try {
   await Promise.all([page.waitForURL("**/login"), page.click("button:has-text('Log out')")]);
   await page.goto(`${url}/firewalls`);
   check(new URL(page.url()).pathname === "/login", "logged out");
+
+  // No open redirect: browsers drop tabs and newlines in a URL and read "\"
+  // as "/", so a `next` of "/<TAB>/evil.example" would lead to
+  // //evil.example. The login form (with its CSRF token and cookie) must
+  // land on this panel, whatever `next` says.
+  const origin = new URL(url).origin;
+  await page.goto(`${url}/login?next=/%09/evil.example`);
+  check((await page.inputValue("input[name=next]")) === "/firewalls", "a tab in next is not put in the form");
+  await page.$eval("input[name=next]", (e) => { e.value = "/\t/evil.example"; });
+  await page.fill("#login", login);
+  await page.fill("#password", password);
+  await Promise.all([page.waitForURL("**/firewalls"), page.click("button:has-text('Log in')")]);
+  check(new URL(page.url()).origin === origin, `a posted next with a tab stays on the panel (${page.url()})`);
+  for (const next of ["%09/evil.example", "/%09/evil.example", "/%5Cevil.example", "/%0A/evil.example"]) {
+    await page.goto(`${url}/login?next=${next}`);
+    const at = new URL(page.url());
+    check(at.origin === origin && at.pathname === "/firewalls", `logged in, /login?next=${next} stays on the panel (${page.url()})`);
+  }
+  await Promise.all([page.waitForURL("**/login"), page.click("button:has-text('Log out')")]);
 
   check(problems.length === 0, `no script or CSP errors ${problems.join("; ")}`);
   console.log(JSON.stringify({ firewall_id: firewallId, server_id: Number(serverId) }));

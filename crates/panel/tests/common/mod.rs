@@ -335,3 +335,25 @@ pub async fn into_resp(resp: reqwest::Response) -> Resp {
         text,
     }
 }
+
+/// What `GET /login` gives a browser before it logs in: the login CSRF
+/// cookie (`name=value`, for a `Cookie` header) and the form's token.
+pub async fn login_form_token(client: &reqwest::Client, url: &str) -> (String, String) {
+    let r = client.get(format!("{url}/login")).send().await.unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("portwall_login_csrf="))
+        .expect("GET /login sets the login CSRF cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = r.text().await.unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("the login form has a csrf_token") + marker.len();
+    let token = html[start..].split('"').next().unwrap().to_string();
+    (cookie, token)
+}
