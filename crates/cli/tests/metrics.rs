@@ -1,40 +1,54 @@
 //! `portwall metrics`: the OS firewall's counters in node_exporter's textfile
 //! format, from the real binary in a namespace this test creates, parsed with
-//! a Prometheus text parser (`prometheus-parse`). Traffic to an allowed port
+//! a strict Prometheus text parser (`openmetrics-parser`'s). Traffic to an allowed port
 //! moves its rule's counter in the file; a dropped packet moves the incoming
 //! policy's.
 
 mod common;
 use common::ok;
-use prometheus_parse::{Scrape, Value};
+use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use testns::traffic::{self, Listeners, Seen};
 use testns::Pair;
 
+type Scrape = MetricsExposition<PrometheusType, PrometheusValue>;
+
 fn parse(text: &str) -> Scrape {
-    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("a Prometheus exposition")
+    openmetrics_parser::prometheus::parse_prometheus(text)
+        .unwrap_or_else(|e| panic!("not a Prometheus text exposition ({e:?}):\n{text}"))
+}
+
+/// The values of the samples of family `name` whose labels include `labels`.
+fn samples<'a>(s: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<&'a PrometheusValue> {
+    let Some(family) = s.families.get(name) else {
+        return Vec::new();
+    };
+    family
+        .iter_samples()
+        .filter(|x| {
+            let set = x.get_labelset().expect("a label set");
+            labels
+                .iter()
+                .all(|(k, v)| set.get_label_value(k) == Some(*v))
+        })
+        .map(|x| &x.value)
+        .collect()
 }
 
 /// The one counter sample `name{labels}`; the family must be typed counter.
 fn counter(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    s.samples
-        .iter()
-        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match x.value {
-            Value::Counter(v) => v,
-            ref other => panic!("{name} is not a counter: {other:?}"),
-        })
+    samples(s, name, labels).first().map(|v| match v {
+        PrometheusValue::Counter(c) => c.value.as_f64(),
+        other => panic!("{name} is not a counter: {other:?}"),
+    })
 }
 
 fn gauge(s: &Scrape, name: &str) -> Option<f64> {
-    s.samples
-        .iter()
-        .find(|x| x.metric == name)
-        .map(|x| match x.value {
-            Value::Gauge(v) => v,
-            ref other => panic!("{name} is not a gauge: {other:?}"),
-        })
+    samples(s, name, &[]).first().map(|v| match v {
+        PrometheusValue::Gauge(n) => n.as_f64(),
+        other => panic!("{name} is not a gauge: {other:?}"),
+    })
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The edge's `--metrics-listen`: `/metrics` parsed with a Prometheus text
-//! parser (`prometheus-parse`) and `/healthz`, from the real `portwall-edge`
+//! The edge's `--metrics-listen`: `/metrics` parsed with an OpenMetrics text
+//! parser (`openmetrics-parser`, strict) and `/healthz`, from the real `portwall-edge`
 //! binary and the real panel, in namespaces this test creates:
 //!
 //! ```text
@@ -16,8 +16,8 @@ mod common;
 
 use common::{call, start_panel, Api};
 use edge::client::Method;
+use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use panel::{DatabaseConfig, Panel};
-use prometheus_parse::{Scrape, Value};
 use serde_json::json;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +25,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use testns::traffic::{tcp, Listeners, Seen};
 use testns::Routed;
+
+type Scrape = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
 
 const ZONE: &str = "z1";
 const METRICS: &str = "127.0.0.1:9187";
@@ -154,7 +156,8 @@ impl World {
     fn scrape(&self) -> Scrape {
         let (status, text) = self.get("/metrics").expect("the metrics listener answers");
         assert_eq!(status, 200, "{text}");
-        Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("a Prometheus exposition")
+        openmetrics_parser::openmetrics::parse_openmetrics(&text)
+            .unwrap_or_else(|e| panic!("not an OpenMetrics exposition ({e:?}):\n{text}"))
     }
 
     fn health(&self) -> Option<(u16, serde_json::Value)> {
@@ -215,38 +218,50 @@ impl Drop for World {
     }
 }
 
-fn scalar(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    s.samples
-        .iter()
-        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .and_then(|x| match x.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
-            _ => None,
+/// The values of the samples of family `name` whose labels include `labels`.
+fn samples<'a>(s: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<&'a OpenMetricsValue> {
+    let Some(family) = s.families.get(name) else {
+        return Vec::new();
+    };
+    family
+        .iter_samples()
+        .filter(|x| {
+            let set = x.get_labelset().expect("a label set");
+            labels
+                .iter()
+                .all(|(k, v)| set.get_label_value(k) == Some(*v))
         })
+        .map(|x| &x.value)
+        .collect()
+}
+
+fn number(v: &OpenMetricsValue) -> Option<f64> {
+    match v {
+        OpenMetricsValue::Counter(c) => Some(c.value.as_f64()),
+        OpenMetricsValue::Gauge(n) => Some(n.as_f64()),
+        _ => None,
+    }
+}
+
+/// The one counter or gauge `name{labels}` (a counter's family has no `_total`).
+fn scalar(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples(s, name, labels).first().and_then(|v| number(v))
 }
 
 /// The sum of every sample of `name` with these labels.
 fn sum(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .filter_map(|x| match x.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
-            _ => None,
-        })
+    samples(s, name, labels)
+        .into_iter()
+        .filter_map(number)
         .sum()
 }
 
 /// Applies observed by the apply histogram, all modes together.
 fn applies(s: &Scrape) -> f64 {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == "portwall_edge_apply_duration_seconds")
-        .filter_map(|x| match &x.value {
-            Value::Histogram(b) => b
-                .iter()
-                .find(|b| b.less_than.is_infinite())
-                .map(|b| b.count),
+    samples(s, "portwall_edge_apply_duration_seconds", &[])
+        .into_iter()
+        .filter_map(|v| match v {
+            OpenMetricsValue::Histogram(h) => h.count.map(|c| c as f64),
             _ => None,
         })
         .sum()
@@ -263,7 +278,7 @@ fn edge_metrics_and_health_follow_the_agent() {
     w.stop_panel();
     w.start_edge();
     let s = w.until("a failed sync", |s| {
-        scalar(s, "portwall_edge_sync_failures_total", &[]).is_some_and(|v| v >= 1.0)
+        scalar(s, "portwall_edge_sync_failures", &[]).is_some_and(|v| v >= 1.0)
     });
     assert_eq!(applies(&s), 0.0);
     let (status, h) = w.health().unwrap();
@@ -277,7 +292,7 @@ fn edge_metrics_and_health_follow_the_agent() {
     let s = w.until("the first apply", |s| {
         scalar(s, "portwall_edge_applied_revision", &[]) == Some(rev as f64)
     });
-    assert!(scalar(&s, "portwall_edge_reconnects_total", &[]).unwrap() >= 1.0);
+    assert!(scalar(&s, "portwall_edge_reconnects", &[]).unwrap() >= 1.0);
     assert_eq!(
         scalar(&s, "portwall_edge_panel_revision", &[]),
         Some(rev as f64)
@@ -321,13 +336,13 @@ fn edge_metrics_and_health_follow_the_agent() {
         ("rule_id", rule_id.as_str()),
     ];
     let s = w.until("the rule's counter", |s| {
-        scalar(s, "portwall_edge_rule_packets_total", &rule).is_some()
+        scalar(s, "portwall_edge_rule_packets", &rule).is_some()
     });
-    let packets0 = scalar(&s, "portwall_edge_rule_packets_total", &rule).unwrap();
-    let bytes0 = scalar(&s, "portwall_edge_rule_bytes_total", &rule).unwrap();
+    let packets0 = scalar(&s, "portwall_edge_rule_packets", &rule).unwrap();
+    let bytes0 = scalar(&s, "portwall_edge_rule_bytes", &rule).unwrap();
     let dropped0 = sum(
         &s,
-        "portwall_edge_server_dropped_packets_total",
+        "portwall_edge_server_dropped_packets",
         &[("server", "vps1")],
     );
 
@@ -338,14 +353,14 @@ fn edge_metrics_and_health_follow_the_agent() {
     }
     assert_eq!(w.connect(80), Seen::Timeout);
     let s = w.until("the counters to move", |s| {
-        scalar(s, "portwall_edge_rule_packets_total", &rule).is_some_and(|p| p >= packets0 + 3.0)
+        scalar(s, "portwall_edge_rule_packets", &rule).is_some_and(|p| p >= packets0 + 3.0)
             && sum(
                 s,
-                "portwall_edge_server_dropped_packets_total",
+                "portwall_edge_server_dropped_packets",
                 &[("server", "vps1")],
             ) > dropped0
     });
-    assert!(scalar(&s, "portwall_edge_rule_bytes_total", &rule).unwrap() > bytes0);
+    assert!(scalar(&s, "portwall_edge_rule_bytes", &rule).unwrap() > bytes0);
     assert!(scalar(&s, "portwall_edge_counters_timestamp_seconds", &[]).is_some());
     // The JSON log format is in effect: every line of the log is an object.
     let log = w.edge_log();

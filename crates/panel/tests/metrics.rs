@@ -1,5 +1,6 @@
 //! `/metrics`, `/healthz` and `/readyz`, on SQLite and PostgreSQL: every scrape
-//! is parsed with a Prometheus text parser (`prometheus-parse`), and the named
+//! is parsed with an OpenMetrics text parser (`openmetrics-parser`, strict: a
+//! malformed exposition fails the test), and the named
 //! series must exist and move when traffic passes and when a change is
 //! applied. Also the configuration file of `portwall-panel` (precedence file <
 //! environment < flag, unknown keys refused), through the real binary.
@@ -8,8 +9,8 @@ mod common;
 
 use common::{Backend, TestPanel};
 use model::network::sync::{ApplyReport, ServerApplyResult, SYNC_PATH};
+use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use panel::PanelConfig;
-use prometheus_parse::{Scrape, Value};
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
@@ -20,6 +21,8 @@ backend_tests! {
     held_edge_polls_are_counted_per_zone,
     readiness_needs_the_database_and_every_migration,
 }
+
+type Scrape = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
 
 async fn scrape(t: &TestPanel) -> Scrape {
     let resp = t
@@ -37,39 +40,46 @@ async fn scrape(t: &TestPanel) -> Scrape {
         .to_string();
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
     let text = resp.text().await.unwrap();
-    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("a Prometheus text exposition")
+    openmetrics_parser::openmetrics::parse_openmetrics(&text)
+        .unwrap_or_else(|e| panic!("not an OpenMetrics exposition ({e:?}):\n{text}"))
 }
 
-fn scalar(v: &Value) -> Option<f64> {
-    match v {
-        Value::Counter(x) | Value::Gauge(x) | Value::Untyped(x) => Some(*x),
-        _ => None,
-    }
-}
-
-/// The value of the one sample `name{labels...}` (extra labels allowed).
-fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    s.samples
-        .iter()
-        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .and_then(|x| scalar(&x.value))
-}
-
-/// The total count of a histogram's samples with these labels.
-fn histogram_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    s.samples
-        .iter()
-        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .and_then(|x| match &x.value {
-            Value::Histogram(buckets) => buckets
+/// The values of the samples of family `name` whose labels include `labels`.
+fn samples<'a>(s: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<&'a OpenMetricsValue> {
+    let Some(family) = s.families.get(name) else {
+        return Vec::new();
+    };
+    family
+        .iter_samples()
+        .filter(|x| {
+            let set = x.get_labelset().expect("a label set");
+            labels
                 .iter()
-                .find(|b| b.less_than.is_infinite())
-                .map(|b| b.count),
-            _ => None,
+                .all(|(k, v)| set.get_label_value(k) == Some(*v))
         })
+        .map(|x| &x.value)
+        .collect()
 }
 
-const REQUESTS: &str = "portwall_panel_http_requests_total";
+/// The value of the one counter or gauge sample `name{labels...}` (extra
+/// labels allowed); `name` is the family (a counter's without `_total`).
+fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples(s, name, labels).first().and_then(|v| match v {
+        OpenMetricsValue::Counter(c) => Some(c.value.as_f64()),
+        OpenMetricsValue::Gauge(n) => Some(n.as_f64()),
+        _ => None,
+    })
+}
+
+/// The count of a histogram's observations with these labels.
+fn histogram_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples(s, name, labels).first().and_then(|v| match v {
+        OpenMetricsValue::Histogram(h) => h.count.map(|c| c as f64),
+        _ => None,
+    })
+}
+
+const REQUESTS: &str = "portwall_panel_http_requests";
 const LATENCY: &str = "portwall_panel_http_request_duration_seconds";
 
 async fn requests_are_counted_by_route_template_and_status(b: Backend) {
@@ -115,9 +125,10 @@ async fn requests_are_counted_by_route_template_and_status(b: Backend) {
         Some(1.0)
     );
     // The raw path never becomes a label value.
-    assert!(after.samples.iter().all(|s| s
-        .labels
-        .get("route")
+    assert!(after.families[REQUESTS].iter_samples().all(|x| x
+        .get_labelset()
+        .unwrap()
+        .get_label_value("route")
         .is_none_or(|r| !r.contains(&fw.to_string()))));
     // The scrape itself is a request like any other.
     assert!(
