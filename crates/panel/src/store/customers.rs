@@ -149,7 +149,7 @@ impl Store {
     /// Deletes a customer with its firewalls, users and tokens. Refused (409)
     /// while it still has servers.
     pub async fn delete_customer(&self, actor: &Actor, id: i64) -> Result<()> {
-        let mut tx = self.begin_write(WriteScope::Customer(id)).await?;
+        let mut tx = self.begin_write(WriteScope::Exclusive(Some(id))).await?;
         get_customer(tx.conn(), id).await?;
         let servers: i64 = sqlx::query("SELECT COUNT(*) FROM servers WHERE customer_id = $1")
             .bind(id)

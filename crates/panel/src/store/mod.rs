@@ -45,7 +45,8 @@
 //!    parallel write just changed, and that server would never be
 //!    re-published.)
 //! 3. The provider's rare writes whose checks span customers (customer
-//!    names, logins, tokens) take `meta` from their first statement
+//!    names, logins, tokens) and the deletion of a customer (whose row the
+//!    token and login inserts reference) take `meta` from their first statement
 //!    ([`WriteScope::Exclusive`]). Lock order is always the customer's row,
 //!    then `meta`, so writers never deadlock on them.
 //!
