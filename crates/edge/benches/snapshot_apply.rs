@@ -255,7 +255,7 @@ fn main() {
         (t.elapsed(), children_cpu() - c0)
     });
     rows.push((
-        "read the table back (list table JSON + parse)".into(),
+        "read the table back (decoded into typed keys)".into(),
         out.elements,
         w,
         Some(c),
