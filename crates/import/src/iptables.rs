@@ -80,6 +80,8 @@ pub fn from_saves(inputs: &[(&str, &str, Option<Family>)]) -> Import {
                 section: &section,
                 c: &mut c,
                 reached: HashSet::new(),
+                visits: 0,
+                active: Vec::new(),
             }
             .run();
         }
@@ -605,9 +607,18 @@ struct Translator<'a> {
     section: &'a Section,
     c: &'a mut Collected,
     reached: HashSet<String>,
+    /// Chains entered so far while flattening this section.
+    visits: usize,
+    /// The chains being flattened, outermost first.
+    active: Vec<String>,
 }
 
 const MAX_DEPTH: usize = 32;
+
+/// The most chains entered while flattening one section. Each jump enters its
+/// chain again, so chains that jump twice to the next, 32 deep, would be
+/// entered 2^32 times.
+const MAX_VISITS: usize = 10_000;
 
 impl Translator<'_> {
     /// Lists a line once (a chain reached by several jumps yields it again).
@@ -750,6 +761,32 @@ impl Translator<'_> {
         if depth > MAX_DEPTH {
             return Err(format!("chains nest deeper than {MAX_DEPTH}"));
         }
+        if self.active.iter().any(|c| c == chain) {
+            return Err(format!(
+                "chain {chain} jumps back to itself (a loop, which iptables refuses)"
+            ));
+        }
+        self.visits += 1;
+        if self.visits > MAX_VISITS {
+            return Err(format!(
+                "the chains jump to each other too often to flatten (more than {MAX_VISITS} chain entries)"
+            ));
+        }
+        self.active.push(chain.to_string());
+        let result = self.flatten_entered(chain, under, depth, policy, out);
+        self.active.pop();
+        result
+    }
+
+    /// [`Self::flatten`] once `chain` is entered.
+    fn flatten_entered(
+        &mut self,
+        chain: &str,
+        under: &Cond,
+        depth: usize,
+        policy: Option<Policy>,
+        out: &mut Vec<Flat>,
+    ) -> Result<(), String> {
         self.reached.insert(chain.to_string());
         let user = self
             .user_chains()
@@ -1237,6 +1274,45 @@ mod tests {
     fn a_return_in_a_builtin_chain_is_its_policy() {
         let i = from_save("*filter\n:INPUT DROP [0:0]\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n-A INPUT -s 10.0.0.0/8 -j RETURN\n-A INPUT -j ACCEPT\nCOMMIT\n");
         assert_eq!(texts(&i), ["deny from 10.0.0.0/8", "allow from 0.0.0.0/0"]);
+    }
+
+    /// Found by the import_iptables fuzz target: flattening entered a chain
+    /// once per jump, so a chain that jumps to itself, or chains that each
+    /// jump twice to the next, took exponential time. A loop is refused, and
+    /// so is flattening past a bound; the import finishes at once.
+    #[test]
+    fn jumping_chains_are_flattened_in_bounded_time() {
+        let looped = from_save("*filter\n:INPUT ACCEPT [0:0]\n:a - [0:0]\n-A INPUT -j a\n-A a -j a\n-A a -j a\nCOMMIT\n");
+        assert!(
+            looped
+                .untranslated
+                .iter()
+                .any(|u| u.reason.contains("jumps back to itself")),
+            "{:?}",
+            looped.untranslated
+        );
+        let mut text = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
+        for i in 0..30 {
+            text.push_str(&format!(":c{i} - [0:0]\n"));
+        }
+        text.push_str("-A INPUT -j c0\n");
+        for i in 0..29 {
+            let next = i + 1;
+            text.push_str(&format!("-A c{i} -j c{next}\n-A c{i} -j c{next}\n"));
+        }
+        text.push_str("-A c29 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n");
+        let started = std::time::Instant::now();
+        let doubled = from_save(&text);
+        assert!(
+            doubled
+                .untranslated
+                .iter()
+                .any(|u| u.reason.contains("too often to flatten")),
+            "{:?}",
+            doubled.untranslated
+        );
+        // Not a timing assertion: 2^29 entries would take hours.
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
     }
 
     /// Found by the import_iptables fuzz target: the notes on chains that are

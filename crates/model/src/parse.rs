@@ -55,6 +55,16 @@ impl Token<'_> {
     fn span(&self) -> Range<usize> {
         self.span.0..self.span.1
     }
+    /// Where `text` starts in the input: after the opening quote of a quoted
+    /// word (whose span holds the two one-byte quotes), so that spans of parts
+    /// of the word (`22` of `'22/tcp'`) fall on the text itself.
+    fn text_start(&self) -> usize {
+        if self.span.1 - self.span.0 == self.text.len() + 2 {
+            self.span.0 + 1
+        } else {
+            self.span.0
+        }
+    }
 }
 
 /// Parses one rule written as a single string (quotes group words:
@@ -398,7 +408,7 @@ impl<'a> Parser<'a> {
                         Some((p, pr)) => (p, Some(pr)),
                         None => (tok.text, None),
                     };
-                    let ports_span = tok.span.0..tok.span.0 + ports_text.len();
+                    let ports_span = tok.text_start()..tok.text_start() + ports_text.len();
                     let elems = self.ports(ports_text, &ports_span).map_err(|e| {
                         if ports_text.chars().all(|c| c.is_ascii_alphabetic()) && self.services.lookup(ports_text).is_none() {
                             self.err_at(
@@ -410,7 +420,8 @@ impl<'a> Parser<'a> {
                         }
                     })?;
                     if let Some(pt) = proto_text {
-                        let pspan = tok.span.0 + ports_text.len() + 1..tok.span.1;
+                        let pspan = tok.text_start() + ports_text.len() + 1
+                            ..tok.text_start() + tok.text.len();
                         let ptok = Token {
                             text: pt,
                             span: (pspan.start, pspan.end),
@@ -501,7 +512,7 @@ impl<'a> Parser<'a> {
             return Ok(Addresses::any());
         }
         let mut nets = Vec::with_capacity(1);
-        let mut offset = tok.span.0;
+        let mut offset = tok.text_start();
         for part in tok.text.split(',') {
             let span = offset..offset + part.len();
             offset += part.len() + 1;

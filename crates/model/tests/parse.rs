@@ -169,3 +169,27 @@ fn config_round_trips_and_names_the_bad_line() {
         "unknown keys are refused"
     );
 }
+
+/// Found by the rule_parse fuzz target: in a quoted word, the spans of its
+/// parts (ports, protocol, addresses) were counted from the opening quote,
+/// one byte early, so an error could point inside a multi-byte character and
+/// printing it panicked. They point at the text itself.
+#[test]
+fn errors_in_quoted_words_point_at_their_text() {
+    let services = Services::builtin();
+    for (input, bad) in [
+        ("allow 'у'", "у"),
+        ("allow '22/tсp'", "tсp"),
+        ("allow \"80,ё\"", "ё"),
+        ("deny from '10.0.0.0/8,ж'", "ж"),
+    ] {
+        let e = parse_rule(input, &services).expect_err(input);
+        assert_eq!(&e.input[e.span.clone()], bad, "{input}");
+        let shown = e.to_string();
+        assert!(shown.contains(input), "{shown}");
+    }
+    // The same words given as separate arguments, as a shell passes them.
+    let e = model::parse_rule_args(&["allow", "22/tсp x"], &services).expect_err("args");
+    assert_eq!(&e.input[e.span.clone()], "tсp x");
+    let _ = e.to_string();
+}
