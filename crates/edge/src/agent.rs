@@ -526,10 +526,11 @@ async fn counters(
             continue;
         }
         let table = shared.cfg.table.clone();
+        let kernel_path = shared.cfg.engine.kernel;
         let started = std::time::Instant::now();
         let policy = snap.clone();
         let r = tokio::task::spawn_blocking(move || -> Result<Vec<RuleCounter>, EdgeError> {
-            let Some(kernel) = engine::read_kernel(&table)? else {
+            let Some(kernel) = engine::read_kernel_with(kernel_path, &table)? else {
                 return Ok(Vec::new());
             };
             let compiled = crate::compile::compile_all(snap.servers.values().map(|s| s.as_ref()));
