@@ -102,6 +102,11 @@ impl Collector for KernelCounters {
                 true,
             ),
         ] {
+            // A family without samples is left out (strict OpenMetrics
+            // parsers reject an empty family followed by another).
+            if !snap.counters.iter().any(|c| c.rule_id.is_some()) {
+                break;
+            }
             let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Counter)?;
             for c in snap.counters.iter().filter(|c| c.rule_id.is_some()) {
                 let labels = RuleLabels {
@@ -125,6 +130,9 @@ impl Collector for KernelCounters {
                 true,
             ),
         ] {
+            if !snap.counters.iter().any(|c| c.rule_id.is_none()) {
+                break;
+            }
             let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Counter)?;
             for c in snap.counters.iter().filter(|c| c.rule_id.is_none()) {
                 let labels = ServerLabels {
