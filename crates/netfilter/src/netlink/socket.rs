@@ -140,11 +140,12 @@ pub fn parse_error(r: &Reply) -> Option<Nack> {
     if p.len() < 4 + 16 {
         return None;
     }
-    let err = i32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
+    // The kernel sends -errno; i32::MIN has no errno and is no error reply.
+    let errno = i32::from_ne_bytes([p[0], p[1], p[2], p[3]]).checked_neg()?;
     let orig_len = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]) as usize;
     let seq = u32::from_ne_bytes([p[12], p[13], p[14], p[15]]);
     let mut nack = Nack {
-        errno: -err,
+        errno,
         seq,
         msg: None,
         offset: None,
@@ -338,7 +339,24 @@ fn libc_eio() -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::attrs;
+    use super::{attrs, parse_error, Reply};
+
+    /// Fuzzing found it: an error field of i32::MIN overflowed the negation.
+    #[test]
+    fn an_error_reply_of_i32_min_is_refused_not_negated() {
+        let mut payload = i32::MIN.to_ne_bytes().to_vec();
+        payload.extend_from_slice(&[0u8; 16]);
+        let reply = Reply {
+            kind: 2,
+            flags: 0,
+            seq: 0,
+            payload,
+        };
+        assert!(parse_error(&reply).is_none());
+        let mut ok = reply;
+        ok.payload[..4].copy_from_slice(&(-1i32).to_ne_bytes());
+        assert_eq!(parse_error(&ok).map(|n| n.errno), Some(1));
+    }
 
     /// Attributes come out with their flags cleared and their padding
     /// skipped; a header that claims more than is there ends the walk.
