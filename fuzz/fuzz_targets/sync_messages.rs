@@ -1,6 +1,6 @@
 //! The edge's sync messages (`model::network::sync`): arbitrary bytes
 //! deserialized as the panel's answer to a poll (`SyncResponse`), as the
-//! edge's report (`ApplyReport`) and as a poll's query (`SyncQuery`).
+//! edge's report (`EdgeReport`) and as a poll's query (`SyncQuery`).
 //!
 //! Properties: a decoded message encodes and decodes back to itself; every
 //! server policy the edge accepts (`ServerPolicy::validate`) has rules that,
@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use model::network::sync::{ApplyReport, ServerPolicy, SyncQuery, SyncResponse};
+use model::network::sync::{EdgeReport, ServerPolicy, SyncQuery, SyncResponse};
 use model::network::NetworkRule;
 use portwall_fuzz::check_rule;
 use serde::{de::DeserializeOwned, Serialize};
@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
             SyncResponse::Unchanged { .. } => {}
         }
     }
-    if let Ok(report) = serde_json::from_slice::<ApplyReport>(data) {
+    if let Ok(report) = serde_json::from_slice::<EdgeReport>(data) {
         round_trip(&report);
     }
     if let Ok(query) = serde_json::from_slice::<SyncQuery>(data) {

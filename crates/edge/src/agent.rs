@@ -31,7 +31,7 @@ use crate::engine::{self, ApplyMode, Engine, EngineOptions, PolicySnapshot};
 use crate::metrics::EdgeMetrics;
 use crate::store::{self, AgentNote};
 use crate::EdgeError;
-use model::network::sync::{ApplyReport, RuleCounter, ServerApplyResult, SyncResponse};
+use model::network::sync::{EdgeReport, RuleCounter, ServerApplyResult, SyncResponse};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -587,7 +587,7 @@ async fn reporter(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<ReportPar
         while let Ok(p) = rx.try_recv() {
             pending.merge(p);
         }
-        let report = ApplyReport {
+        let report = EdgeReport {
             edge: cfg.edge_name.clone(),
             zone: cfg.zone.clone(),
             revision: pending.revision,

@@ -7,7 +7,7 @@
 //! ([`tls::ClientTls::check_url`]); [`PanelClient::with_tls`] refuses the
 //! URL otherwise, before anything is sent.
 
-use model::network::sync::{ApplyReport, SyncResponse, REPORT_PATH, SYNC_PATH};
+use model::network::sync::{EdgeReport, SyncResponse, REPORT_PATH, SYNC_PATH};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -173,7 +173,7 @@ impl PanelClient {
     }
 
     /// Reports what the edge applied.
-    pub async fn report(&self, report: &ApplyReport) -> Result<(), ClientError> {
+    pub async fn report(&self, report: &EdgeReport) -> Result<(), ClientError> {
         self.request(
             reqwest::Method::POST,
             REPORT_PATH,

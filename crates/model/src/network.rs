@@ -296,7 +296,7 @@ pub mod sync {
     /// Long-poll: `GET SYNC_PATH?zone=Z&since=REV&wait=SECONDS`, edge token in
     /// `Authorization: Bearer`.
     pub const SYNC_PATH: &str = "/v1/edge/sync";
-    /// `POST REPORT_PATH` with an [`ApplyReport`] body.
+    /// `POST REPORT_PATH` with an [`EdgeReport`] body.
     pub const REPORT_PATH: &str = "/v1/edge/report";
     /// How long an idle long-poll is held before it returns `Unchanged`.
     pub const DEFAULT_WAIT_SECONDS: u64 = 30;
@@ -387,7 +387,7 @@ pub mod sync {
 
     /// The edge's report after applying a revision.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    pub struct ApplyReport {
+    pub struct EdgeReport {
         pub edge: String,
         pub zone: String,
         /// The revision the edge has now realized (or tried to).

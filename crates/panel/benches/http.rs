@@ -50,7 +50,7 @@ mod pg;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use model::network::sync::{ApplyReport, RuleCounter, ServerApplyResult, SyncResponse};
+use model::network::sync::{EdgeReport, RuleCounter, ServerApplyResult, SyncResponse};
 use panel::{DatabaseConfig, Panel, PanelConfig, Store};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -231,7 +231,7 @@ async fn seed(api: &Api, admin: &str) -> Result<Seeded> {
                 });
             }
         }
-        let report = ApplyReport {
+        let report = EdgeReport {
             edge: format!("edge-{zone}-1"),
             zone: zone.to_string(),
             revision,

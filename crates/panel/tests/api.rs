@@ -91,7 +91,7 @@ async fn openapi_documents_every_route(b: Backend) {
         "RuleInput",
         "ErrorBody",
         "SyncResponse",
-        "ApplyReport",
+        "EdgeReport",
         "ServerPolicy",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing");

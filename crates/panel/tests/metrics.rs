@@ -8,7 +8,7 @@
 mod common;
 
 use common::{Backend, TestPanel};
-use model::network::sync::{ApplyReport, ServerApplyResult, SYNC_PATH};
+use model::network::sync::{EdgeReport, ServerApplyResult, SYNC_PATH};
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use panel::PanelConfig;
 use serde_json::json;
@@ -192,7 +192,7 @@ async fn revisions_servers_and_edges_move_with_changes(b: Backend) {
     // An edge reports s1 applied and s2 failed.
     let edge = t.edge_token("fra1").await;
     let rev = t.revision().await;
-    let report = ApplyReport {
+    let report = EdgeReport {
         edge: "gw1".into(),
         zone: "fra1".into(),
         revision: rev,

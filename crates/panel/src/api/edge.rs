@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::store::ReportOutcome;
 use axum::extract::State;
 use axum::Json;
-use model::network::sync::{ApplyReport, SyncResponse, DEFAULT_WAIT_SECONDS};
+use model::network::sync::{EdgeReport, SyncResponse, DEFAULT_WAIT_SECONDS};
 use serde_json::json;
 use std::time::Duration;
 
@@ -57,13 +57,13 @@ pub async fn sync(
 /// Report what the edge applied: per server the revision or the error, and
 /// counters.
 #[utoipa::path(post, path = "/v1/edge/report", tag = "edge",
-    request_body(content = Object, description = "ApplyReport (see components)"),
+    request_body(content = Object, description = "EdgeReport (see components)"),
     responses((status = 200, body = ReportOutcome), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn report(
     State(st): State<AppState>,
     p: Principal,
-    ApiJson(body): ApiJson<ApplyReport>,
+    ApiJson(body): ApiJson<EdgeReport>,
 ) -> Result<Json<ReportOutcome>, ApiError> {
     let token_zone = p.edge_zone()?;
     check_zone(token_zone, &body.zone)?;
@@ -101,7 +101,7 @@ pub(super) fn document_wire_types(openapi: &mut utoipa::openapi::OpenApi) {
         "RuleCounter": {"type": "object", "required": ["server_id", "packets", "bytes"], "properties": {
             "server_id": {"type": "integer"}, "rule_id": {"type": ["integer", "null"], "description": "null: dropped packets"},
             "packets": {"type": "integer"}, "bytes": {"type": "integer"}}},
-        "ApplyReport": {"type": "object", "required": ["edge", "zone", "revision", "servers"], "properties": {
+        "EdgeReport": {"type": "object", "required": ["edge", "zone", "revision", "servers"], "properties": {
             "edge": {"type": "string"}, "zone": {"type": "string"}, "revision": {"type": "integer"},
             "servers": {"type": "array", "items": {"$ref": "#/components/schemas/ServerApplyResult"}},
             "counters": {"type": "array", "items": {"$ref": "#/components/schemas/RuleCounter"}}}}
@@ -136,7 +136,7 @@ pub(super) fn link_wire_types(doc: &mut serde_json::Value) {
     set(
         doc,
         "/paths/~1v1~1edge~1report/post/requestBody/content/application~1json/schema",
-        "ApplyReport",
+        "EdgeReport",
     );
     set(
         doc,

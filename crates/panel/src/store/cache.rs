@@ -117,7 +117,7 @@ mod tests {
         Actor, ApplyState, DatabaseConfig, NewServer, NewToken, PageRequest, Scope, ServerKind,
         Store, TokenKind,
     };
-    use model::network::sync::{ApplyReport, ServerApplyResult};
+    use model::network::sync::{EdgeReport, ServerApplyResult};
     use model::network::{NetworkProtocol, NetworkRule};
 
     fn rule(port: u16) -> NetworkRule {
@@ -198,7 +198,7 @@ mod tests {
             store
                 .record_report(
                     "fra1",
-                    &ApplyReport {
+                    &EdgeReport {
                         edge: "e1".into(),
                         zone: "fra1".into(),
                         revision: rev,

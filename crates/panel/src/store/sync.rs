@@ -8,7 +8,7 @@ use super::{
     FirewallApplyStatus, ReportOutcome, Result, Selector, Server, ServerStatus, Store, StoreError,
     STATUS_CHANNEL,
 };
-use model::network::sync::{ApplyReport, EdgeRule, ServerPolicy, SyncResponse};
+use model::network::sync::{EdgeReport, EdgeRule, ServerPolicy, SyncResponse};
 use model::network::NetworkRule;
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, BTreeSet};
@@ -344,7 +344,7 @@ impl Store {
     /// Records what an edge of `zone` applied: per server the realized
     /// revision or the error, the counters, and the edge's last report.
     /// Entries for servers outside the zone are ignored and listed.
-    pub async fn record_report(&self, zone: &str, report: &ApplyReport) -> Result<ReportOutcome> {
+    pub async fn record_report(&self, zone: &str, report: &EdgeReport) -> Result<ReportOutcome> {
         let now = now_ms();
         let (mut tx, _guard) = self.begin_status_write().await?;
         let mut results: Vec<_> = report.servers.iter().collect();
