@@ -5,7 +5,6 @@ mod backend;
 mod commands;
 mod exit;
 mod output;
-mod packet_filter;
 mod panel_client;
 
 use clap::{CommandFactory, Parser, Subcommand};

@@ -252,7 +252,7 @@ fn who(r: &Reach) -> String {
 
 pub fn run(global: &Global, args: &AuditArgs) -> Result<u8> {
     let services = config_dir::services();
-    let loaded = crate::backend::Filter::of(global)?.is_loaded()?;
+    let loaded = crate::backend::kernel(global)?.is_loaded()?;
     // What the kernel enforces: the ruleset portwall applied. Without it, nothing
     // filters (as far as portwall knows), which is what an accept-all ruleset means.
     let ruleset = if loaded {

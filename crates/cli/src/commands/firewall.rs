@@ -9,7 +9,6 @@
 //! module parses the arguments and renders what the transaction did, ending
 //! with the state the host is left in ([`HostState`]), once.
 
-use crate::backend::Filter;
 use crate::commands::safety;
 use crate::exit;
 use crate::output::{print_json, print_table, table};
@@ -157,7 +156,7 @@ fn commit(
     old: &HostConfig,
     new: &HostConfig,
 ) -> Result<ChangeReport> {
-    let kernel = Filter::of(global)?;
+    let kernel = crate::backend::kernel(global)?;
     let opts = ChangeOptions {
         declarative: true,
         ..options(global)
@@ -278,7 +277,7 @@ where
     let old = st.load()?;
     let mut new = tracing::debug_span!("copy").in_scope(|| old.clone());
     let (changes, human) = tracing::debug_span!("edit").in_scope(|| f(&st, &mut new))?;
-    let kernel = Filter::of(global)?;
+    let kernel = crate::backend::kernel(global)?;
     let report = transaction::change_if_needed(
         &st,
         &kernel,
@@ -434,7 +433,8 @@ pub fn disable(global: &Global) -> Result<u8> {
         enabled: false,
         ..old.clone()
     };
-    let (removed, before, after) = transaction::unload(&st, &Filter::of(global)?, &old, &cfg)?;
+    let (removed, before, after) =
+        transaction::unload(&st, &crate::backend::kernel(global)?, &old, &cfg)?;
     let outcome = Outcome {
         changes: vec![
             serde_json::json!({ "enabled": false, "was": old.enabled, "table_removed": removed }),
@@ -453,7 +453,8 @@ pub fn disable(global: &Global) -> Result<u8> {
 /// kernel's table with them.
 pub fn reload(global: &Global) -> Result<u8> {
     let st = ConfigDir::lock(&global.config_dir)?;
-    let (_, report) = transaction::reapply(&st, &Filter::of(global)?, Some(options(global)))?;
+    let (_, report) =
+        transaction::reapply(&st, &crate::backend::kernel(global)?, Some(options(global)))?;
     let Some(report) = report else {
         return Err(exit::with_code(
             exit::FAILURE,
@@ -469,7 +470,7 @@ pub fn reload(global: &Global) -> Result<u8> {
 /// enabled, does nothing otherwise; never prompts.
 pub fn restore(global: &Global) -> Result<u8> {
     let st = ConfigDir::lock(&global.config_dir)?;
-    let kernel = Filter::of(global)?;
+    let kernel = crate::backend::kernel(global)?;
     let (cfg, report) = transaction::reapply(&st, &kernel, None)?;
     let Some(report) = report else {
         let state = transaction::current_state(st.path(), false, &kernel)?;
@@ -500,8 +501,12 @@ pub fn restore(global: &Global) -> Result<u8> {
 pub fn reset(global: &Global) -> Result<u8> {
     let st = ConfigDir::lock(&global.config_dir)?;
     let old = st.load()?;
-    let (removed, before, after) =
-        transaction::unload(&st, &Filter::of(global)?, &old, &HostConfig::default())?;
+    let (removed, before, after) = transaction::unload(
+        &st,
+        &crate::backend::kernel(global)?,
+        &old,
+        &HostConfig::default(),
+    )?;
     let outcome = Outcome {
         changes: vec![
             serde_json::json!({ "reset": true, "rules_removed": old.ruleset.rules.len(), "table_removed": removed }),
@@ -599,7 +604,7 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<u8> {
         Some(f) => read_file(f)?,
         None => st.load()?,
     };
-    let filter = Filter::of(global)?;
+    let filter = crate::backend::kernel(global)?;
     let loaded = filter.is_loaded()?;
     // The saved rules' own parse serves when applied.toml is the same file.
     let current: std::borrow::Cow<'_, Ruleset> = match (loaded, &args.file) {

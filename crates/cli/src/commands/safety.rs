@@ -3,7 +3,6 @@
 //! library's ([`host::lockout`], [`host::confirmation`]); this module starts
 //! the watchdog process and renders.
 
-use crate::backend::Filter;
 use crate::exit;
 use crate::Global;
 use anyhow::{Context, Result};
@@ -74,7 +73,7 @@ pub fn confirm(global: &Global) -> Result<u8> {
 /// The detached watchdog: waits for the deadline, then restores the previous state
 /// unless the change was confirmed (or superseded by another `--confirm`).
 pub fn rollback_watchdog(global: &Global, id: &str) -> Result<u8> {
-    let kernel = Filter::of(global)?;
+    let kernel = crate::backend::kernel(global)?;
     confirmation::wait_and_roll_back(&global.config_dir, &kernel, id)
         .context("rolling back an unconfirmed change")?;
     Ok(exit::OK)

@@ -88,7 +88,7 @@ pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Stat
         Some(text) => config_dir::parse_config(&rules_path, text, &services)?,
         None => HostConfig::default(),
     };
-    let filter = crate::backend::Filter::of(global)?;
+    let filter = crate::backend::kernel(global)?;
     let loaded = filter.is_loaded()?;
     let applied: Option<Ruleset> = if loaded {
         config_dir::read_applied(&global.config_dir, &services, saved_text.as_deref(), &saved)?
