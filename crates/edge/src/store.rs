@@ -80,16 +80,18 @@ fn store_err(path: &Path, e: impl std::fmt::Display) -> EdgeError {
     }
 }
 
-/// Writes `bytes` to `dir/name` atomically and durably.
+/// Writes `bytes` to `dir/name` atomically and durably: a temporary file in
+/// the same directory (`tempfile`, removed if anything fails), flushed,
+/// renamed into place, then the directory flushed.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), EdgeError> {
     std::fs::create_dir_all(dir).map_err(|e| store_err(dir, e))?;
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| store_err(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| store_err(&tmp, e))?;
-    f.sync_all().map_err(|e| store_err(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(|e| store_err(&path, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| store_err(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| store_err(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| store_err(tmp.path(), e))?;
+    tmp.persist(&path).map_err(|e| store_err(&path, e.error))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| store_err(dir, e))?;
