@@ -72,6 +72,7 @@ impl World {
         });
         let http = r.gateway.run(|| {
             reqwest::Client::builder()
+                .tls_backend_preconfigured(tls::ClientTls::default().config().unwrap())
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
                 .build()

@@ -422,6 +422,12 @@ mod tests {
     #[test]
     fn the_fast_path_takes_only_what_toml_accepts() {
         let services = Services::builtin();
+        // Valid TOML whose `rules = [` is inside a multi-line string: toml
+        // reads no rules there, so the fast path must not read any either.
+        let in_a_string = "logging = \"\"\"\nrules = [\n\"allow 22/tcp\",\n]\n\"\"\"\n";
+        assert!(split_plain_rules(in_a_string).is_none());
+        assert!(HostConfig::from_toml(in_a_string, &services)
+            .map_or(true, |c| c.ruleset.rules.is_empty()));
         for text in [
             "rules = [\n #\"a\0llow 22/tcp\",\n]\n",
             "rules = [\n # a\rb\n]\n",
@@ -431,7 +437,6 @@ mod tests {
             "rules\u{3000}= [\n\"allow 22/tcp\",\n]\n",
             "rules = [\n\"allow 22/tcp\",\n]\r",
             "defaults = [\nrules = [\n\"allow 22/tcp\",\n]\n]\n",
-            "logging = \"\"\"\nrules = [\n\"allow 22/tcp\",\n]\n\"\"\"\n",
         ] {
             assert!(toml::from_str::<toml::Table>(text).is_err(), "{text:?}");
             assert!(split_plain_rules(text).is_none(), "{text:?}");
