@@ -185,8 +185,22 @@ fn https_with_hsts_secure_cookies_and_a_certificate_reloaded_on_sighup() {
 
     // HTTPS, verified against the first CA; HSTS on every answer.
     let mut kept = Conn::open(p.port, &ca1_file).expect("TLS with the first CA");
-    let (status, headers, _) = kept.request("GET", "/login", "");
+    let (status, headers, login_page) = kept.request("GET", "/login", "");
     assert!(status.contains(" 200 "), "{status}");
+    // The login form's CSRF cookie (Secure on HTTPS) and its token.
+    let csrf_cookie = headers
+        .iter()
+        .find_map(|h| h.strip_prefix("set-cookie: "))
+        .filter(|c| c.starts_with(panel::auth::LOGIN_CSRF_COOKIE))
+        .unwrap_or_else(|| panic!("no login CSRF cookie in {headers:?}"));
+    assert!(csrf_cookie.contains("; secure"), "{csrf_cookie}");
+    let csrf_cookie = csrf_cookie.split(';').next().unwrap().to_string();
+    let marker = "name=\"csrf_token\" value=\"";
+    let at = login_page
+        .find(marker)
+        .expect("the login form has a csrf_token")
+        + marker.len();
+    let csrf_token = login_page[at..].split('"').next().unwrap().to_string();
     assert!(
         headers
             .iter()
@@ -205,15 +219,19 @@ fn https_with_hsts_secure_cookies_and_a_certificate_reloaded_on_sighup() {
             cid["id"]
         ),
     );
-    let (status, headers, body) = kept.request(
+    let (status, headers, body) = kept.send(
         "POST",
         "/login",
-        "login=alice&password=correct+horse+battery&next=%2Ffirewalls",
+        &format!("Content-Type: application/x-www-form-urlencoded\r\nCookie: {csrf_cookie}\r\n"),
+        &format!(
+            "login=alice&password=correct+horse+battery&next=%2Ffirewalls&csrf_token={csrf_token}"
+        ),
     );
     assert!(status.contains(" 303 "), "{status} {body}");
+    let session = format!("set-cookie: {}=", panel::auth::SESSION_COOKIE);
     let cookie = headers
         .iter()
-        .find(|h| h.starts_with("set-cookie:"))
+        .find(|h| h.starts_with(&session))
         .unwrap_or_else(|| panic!("no cookie in {headers:?}"));
     assert!(cookie.contains("; secure"), "{cookie}");
 

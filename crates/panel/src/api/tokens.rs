@@ -92,10 +92,9 @@ pub async fn list_tokens(
     q: QueryMap,
 ) -> Result<Json<Page<TokenInfo>>, ApiError> {
     let q = q.only(&["limit", "cursor", "customer_id"])?;
-    let filter = match p.tenant()? {
-        Some(c) => Some(c),
-        None => q.int("customer_id", 1, i64::MAX)?,
-    };
+    let tenant = p.tenant()?;
+    let asked = q.customer_filter(tenant)?;
+    let filter = tenant.or(asked);
     Ok(Json(st.store.list_tokens(filter, q.page()?).await?))
 }
 

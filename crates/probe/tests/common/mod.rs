@@ -59,6 +59,10 @@ pub fn linux_icmp_limits(ns: &Netns) {
     for (k, v) in [
         ("net.ipv4.icmp_ratelimit", "1000"),
         ("net.ipv6.icmp.ratelimit", "100"),
+        // Linux's default masks: which ICMP types the limits apply to
+        // (testns clears them in every test namespace).
+        ("net.ipv4.icmp_ratemask", "6168"),
+        ("net.ipv6.icmp.ratemask", "0-1,3-127"),
         ("net.ipv4.icmp_msgs_burst", "50"),
         ("net.ipv4.icmp_msgs_per_sec", "1000"),
     ] {
