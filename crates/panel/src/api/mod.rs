@@ -287,6 +287,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let document: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("body", format!("malformed JSON: {e}")))?;
+    // Every body is an object: serde would read a struct from a list (its
+    // fields in order), so `[null, null]` would pass as an empty patch.
+    if document.is_array() {
+        return Err(ApiError::unprocessable(
+            "body",
+            "expected a JSON object, got an array",
+        ));
+    }
     serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
