@@ -30,7 +30,11 @@ fn run_schemathesis(url: &str, token: &str, who: &str) -> Result<(), String> {
         .args(["run", &format!("{url}/v1/openapi.json")])
         .args(["--checks", "all", "--max-examples", &examples])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--workers", "2", "--seed", "18", "--no-color"])
+        // One worker: with two, CPython 3.11's parser (hypothesis describes
+        // its filters by parsing their source) races on its recursion-depth
+        // counter and fails a run at random with "AST constructor recursion
+        // depth mismatch" (CPython gh-106905); CI met it once in 2 runs.
+        .args(["--workers", "1", "--seed", "18", "--no-color"])
         .args(["--request-timeout", "30", "--generation-database", "none"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .arg("--report-dir")
