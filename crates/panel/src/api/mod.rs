@@ -189,10 +189,7 @@ pub fn router(state: AppState) -> Router {
         });
     // Inside the body limit and trace layers: counted by route template.
     let router = match state.metrics.clone() {
-        Some(m) => router.layer(axum::middleware::from_fn_with_state(
-            m,
-            crate::metrics::track,
-        )),
+        Some(m) => router.layer(crate::metrics::TrackLayer(m)),
         None => router,
     };
     router
