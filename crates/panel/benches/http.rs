@@ -829,7 +829,7 @@ impl MetricsRow {
             .map(|(on, off)| 1.0 - on.rps / off.rps.max(1e-9))
             .collect();
         costs.sort_by(f64::total_cmp);
-        let cost = if costs.len() % 2 == 0 {
+        let cost = if costs.len().is_multiple_of(2) {
             (costs[costs.len() / 2 - 1] + costs[costs.len() / 2]) / 2.0
         } else {
             costs[costs.len() / 2]
