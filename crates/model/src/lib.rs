@@ -23,6 +23,7 @@ pub mod config;
 pub mod diff;
 pub mod evaluate;
 pub mod exposure;
+pub mod list;
 pub mod network;
 pub mod parse;
 pub mod rule;
