@@ -273,16 +273,31 @@ pub(crate) fn assemble(c: Collected) -> Import {
             continue;
         }
         if let Some(n) = out.iter().position(|r| r.same_match(&rule)) {
-            notes.push(Note {
-                kind: NoteKind::Info,
-                source: origins[0].source.clone(),
-                lines: origins.iter().map(|o| o.line_no).collect(),
-                message: format!(
-                    "never decides a packet: rule {} ('{}') matches the same packets first; left out",
-                    n + 1,
-                    out[n]
-                ),
-            });
+            // One note per input: a rule merged from IPv4 and IPv6 twins has
+            // lines in both, and a line number only means something in its
+            // own input.
+            let mut sources: Vec<&str> = Vec::new();
+            for o in &origins {
+                if !sources.contains(&o.source.as_str()) {
+                    sources.push(&o.source);
+                }
+            }
+            for source in sources {
+                notes.push(Note {
+                    kind: NoteKind::Info,
+                    source: source.to_string(),
+                    lines: origins
+                        .iter()
+                        .filter(|o| o.source == source)
+                        .map(|o| o.line_no)
+                        .collect(),
+                    message: format!(
+                        "never decides a packet: rule {} ('{}') matches the same packets first; left out",
+                        n + 1,
+                        out[n]
+                    ),
+                });
+            }
             continue;
         }
         out.push(rule);
