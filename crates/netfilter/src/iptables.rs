@@ -38,6 +38,7 @@ pub mod compile;
 pub mod rules;
 pub mod save;
 
+use crate::carry::CarriedCounts;
 use crate::{ApplyMode, ApplyReport, Count, Counters};
 use compile::{chain_names, chain_of, compile_family, CHAIN_PREFIX, IPSET_PREFIX};
 use model::{Direction, Ruleset};
@@ -290,7 +291,9 @@ impl Iptables {
 
     fn restore(&self, f: Family, text: &str) -> Result<(), IptablesError> {
         let tool = self.tools.restore(f);
-        match run(tool, &["--noflush", "--wait=10"], Some(text))? {
+        // `--counters`: a rule may start with the `[packets:bytes]` it
+        // carries over; the others start at zero.
+        match run(tool, &["--noflush", "--counters", "--wait=10"], Some(text))? {
             Ok(_) => Ok(()),
             Err(message) => Err(IptablesError::Rejected {
                 tool: tool.to_string(),
@@ -359,7 +362,21 @@ impl Iptables {
 
     /// Makes the kernel enforce `desired` (see the module documentation).
     pub fn apply_atomically(&self, desired: &Ruleset) -> Result<ApplyReport, IptablesError> {
+        self.apply_carrying(desired, None)
+    }
+
+    /// [`Iptables::apply_atomically`], and the rules of `desired` that were
+    /// rules of `previous` (the ruleset loaded now) keep counting from where
+    /// they were (see [`crate::carry`]).
+    pub fn apply_carrying(
+        &self,
+        desired: &Ruleset,
+        previous: Option<&Ruleset>,
+    ) -> Result<ApplyReport, IptablesError> {
         let before = [self.read(Family::V4)?, self.read(Family::V6)?];
+        let mut carried = previous
+            .and_then(|prev| Some((prev, count_saved(&before, prev.rules.len())?)))
+            .map(|(prev, counted)| CarriedCounts::new(prev, &counted, desired));
         let generation = match generation_in_use(&[&before[0], &before[1]]) {
             Some('a') => 'b',
             _ => 'a',
@@ -393,7 +410,11 @@ impl Iptables {
                 .filter(|(builtin, chain)| b.jumps(builtin, chain) == 0)
                 .map(|(builtin, _)| builtin)
                 .collect();
-            if let Err(e) = self.restore(t.family, &t.restore_text(&missing)) {
+            let text = match carried.as_mut() {
+                Some(counts) => t.restore_text_counted(&missing, |tag| counts.take_tagged(tag)),
+                None => t.restore_text(&missing),
+            };
+            if let Err(e) = self.restore(t.family, &text) {
                 return Err(self.undo(e, &done, &before, &new_sets));
             }
             done.push(t.family);
@@ -588,58 +609,64 @@ impl Iptables {
     /// both families added up; `None` when portwall's chains are not loaded.
     pub fn counters(&self, ruleset: &Ruleset) -> Result<Option<Counters>, IptablesError> {
         let saved = [self.read(Family::V4)?, self.read(Family::V6)?];
-        let input = chain_of(Direction::In).0;
-        if saved.iter().all(|s| s.chain(input).is_none()) {
-            return Ok(None);
-        }
-        let mut c = Counters {
-            rules: vec![Count::default(); ruleset.rules.len()],
-            policies: HashMap::new(),
-            builtins: HashMap::new(),
-        };
-        for s in &saved {
-            for chain in s.chains.iter().filter(|c| c.name.starts_with(CHAIN_PREFIX)) {
-                for r in &chain.rules {
-                    let n = Count {
-                        packets: r.packets,
-                        bytes: r.bytes,
-                    };
-                    let Some(tag) = r.comment() else { continue };
-                    let mut parts = tag.splitn(3, ':');
-                    if parts.next() != Some("pw") {
-                        continue;
-                    }
-                    match (parts.next(), parts.next()) {
-                        (Some("rule"), Some(num)) => {
-                            if let Some(slot) = num
-                                .parse::<usize>()
-                                .ok()
-                                .and_then(|n| n.checked_sub(1))
-                                .and_then(|i| c.rules.get_mut(i))
-                            {
-                                *slot += n;
-                            }
-                        }
-                        (Some("policy"), Some(dir)) => {
-                            if let Some(d) = Direction::ALL.iter().find(|d| d.as_str() == dir) {
-                                *c.policies.entry(*d).or_default() += n;
-                            }
-                        }
-                        (Some("builtin"), Some(name)) => {
-                            *c.builtins.entry(name.to_string()).or_default() += n;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        Ok(Some(c))
+        Ok(count_saved(&saved, ruleset.rules.len()))
     }
 
     /// Zeroes portwall's counters by replacing its chains with themselves.
     pub fn zero_counters(&self, ruleset: &Ruleset) -> Result<(), IptablesError> {
         self.apply_atomically(ruleset).map(|_| ())
     }
+}
+
+/// The counters of portwall's chains in `saved` (both families added up),
+/// for a ruleset of `rules` model rules; `None` when they are not loaded.
+fn count_saved(saved: &[SavedTable; 2], rules: usize) -> Option<Counters> {
+    let input = chain_of(Direction::In).0;
+    if saved.iter().all(|s| s.chain(input).is_none()) {
+        return None;
+    }
+    let mut c = Counters {
+        rules: vec![Count::default(); rules],
+        policies: HashMap::new(),
+        builtins: HashMap::new(),
+    };
+    for s in saved {
+        for chain in s.chains.iter().filter(|c| c.name.starts_with(CHAIN_PREFIX)) {
+            for r in &chain.rules {
+                let n = Count {
+                    packets: r.packets,
+                    bytes: r.bytes,
+                };
+                let Some(tag) = r.comment() else { continue };
+                let mut parts = tag.splitn(3, ':');
+                if parts.next() != Some("pw") {
+                    continue;
+                }
+                match (parts.next(), parts.next()) {
+                    (Some("rule"), Some(num)) => {
+                        if let Some(slot) = num
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|n| n.checked_sub(1))
+                            .and_then(|i| c.rules.get_mut(i))
+                        {
+                            *slot += n;
+                        }
+                    }
+                    (Some("policy"), Some(dir)) => {
+                        if let Some(d) = Direction::ALL.iter().find(|d| d.as_str() == dir) {
+                            *c.policies.entry(*d).or_default() += n;
+                        }
+                    }
+                    (Some("builtin"), Some(name)) => {
+                        *c.builtins.entry(name.to_string()).or_default() += n;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some(c)
 }
 
 /// The restore transaction that puts portwall's chains back as `before` had

@@ -16,6 +16,7 @@
 //! ([`Kernel::apply_json`]): what the netlink encoder does not translate
 //! ([`netlink::Fallback::UntranslatedJson`]) is applied by `nft`.
 
+use crate::carry::{self, Carried};
 use crate::compile::{self, compile, CompiledTable, TABLE};
 use crate::netlink::{self, Fallback};
 use crate::nft::{self, NftError};
@@ -202,7 +203,7 @@ impl Kernel {
         opts: ApplyOptions,
     ) -> Result<ApplyReport, NetfilterError> {
         if self == Kernel::Iptables {
-            return Ok(iptables::apply_atomically(desired)?);
+            return Ok(iptables::Iptables::default().apply_carrying(desired, previous)?);
         }
         // The two compiles are independent: at 100k rules each takes a good
         // part of a one-rule change, so the previous ruleset is compiled on a
@@ -259,7 +260,22 @@ impl Kernel {
                 }
             }
         }
-        self.replace(&compiled)?;
+        // A replacement starts a new table: it is created with the counts
+        // the old one reached, rule by rule (see `carry`).
+        let carried = match (self, table_exists, previous, &prev_compiled) {
+            (Kernel::Netlink, true, Some(prev), Some(prev_compiled)) => {
+                match netlink::counters::read_counters(prev_compiled, prev.rules.len()) {
+                    Ok(Some(counted)) => Some(carry::plan(prev, &counted, desired, &compiled)),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "counters not read: the new table counts from zero");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        self.replace(&compiled, carried.as_ref())?;
         if opts.verify {
             let diffs = if opts.full_readback {
                 self.verify(&compiled)?
@@ -268,7 +284,7 @@ impl Kernel {
             };
             if !diffs.is_empty() {
                 match prev_compiled.as_ref() {
-                    Some(prev) => self.replace(prev)?,
+                    Some(prev) => self.replace(prev, None)?,
                     None => {
                         self.delete_table("inet", TABLE)?;
                     }
@@ -284,18 +300,28 @@ impl Kernel {
     /// Over netlink the sets' elements are written straight from the
     /// compiled elements (no nft expression in between).
     #[tracing::instrument(level = "debug", skip_all)]
-    fn replace(self, compiled: &CompiledTable) -> Result<(), NftError> {
+    fn replace(self, compiled: &CompiledTable, carried: Option<&Carried>) -> Result<(), NftError> {
         if self != Kernel::Netlink {
             return nft::run_nft(&compiled.full_batch().to_string());
         }
-        let skeleton =
+        let mut skeleton =
             tracing::debug_span!("skeleton").in_scope(|| compiled.replace_batch_typed(false));
+        if let Some(carried) = carried {
+            carry::seed_rules(&mut skeleton, compiled, carried);
+        }
         let by_set: HashMap<&str, &[compile::Element]> = compiled
             .sets
             .iter()
             .map(|s| (s.name.as_str(), s.elements.as_slice()))
             .collect();
-        Ok(netlink::try_apply_compiled(&skeleton, &by_set)?)
+        match carried {
+            Some(c) if !c.elements.is_empty() => Ok(netlink::try_apply_compiled_counted(
+                &skeleton,
+                &by_set,
+                &c.elements,
+            )?),
+            _ => Ok(netlink::try_apply_compiled(&skeleton, &by_set)?),
+        }
     }
 
     /// Whether an applied element delta reads back: `None` when that cannot
@@ -416,7 +442,7 @@ impl Kernel {
     pub fn zero_counters(self, ruleset: &Ruleset) -> Result<(), NetfilterError> {
         match self {
             Kernel::Iptables => Ok(iptables::Iptables::default().zero_counters(ruleset)?),
-            _ => Ok(self.replace(&compile(ruleset, TABLE))?),
+            _ => Ok(self.replace(&compile(ruleset, TABLE), None)?),
         }
     }
 }

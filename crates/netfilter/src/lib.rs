@@ -24,6 +24,7 @@
 //!   kernel has no nf_tables netlink, or iptables ([`iptables`]) on hosts
 //!   without nftables. No function here reads the environment.
 
+pub mod carry;
 pub mod compile;
 pub mod expressions;
 pub mod iptables;

@@ -193,6 +193,30 @@ fn counters_map_to_rule_numbers() {
     );
     assert_eq!(c.rules[2].packets, 0);
     assert!(c.builtins["established"].packets > 0);
+    // A rule inserted first renumbers every rule, and the chains are
+    // replaced: the counts follow their rules (issue 17).
+    let after = ruleset(&[
+        "reject 25/tcp",
+        "deny 5432/tcp",
+        "allow 8080/tcp",
+        "allow 9090/tcp",
+    ]);
+    pair.server
+        .run(|| ipt.apply_carrying(&after, Some(&rs)))
+        .unwrap();
+    let carried = pair
+        .server
+        .run(|| ipt.counters(&after))
+        .unwrap()
+        .expect("loaded");
+    assert_eq!(carried.rules[0].packets, 0, "{carried:?}");
+    assert!(
+        carried.rules[1].packets >= c.rules[0].packets,
+        "{carried:?}"
+    );
+    assert_eq!(carried.rules[2], c.rules[1], "{carried:?}");
+    assert_eq!(carried.rules[3].packets, 0);
+    assert!(carried.builtins["established"].packets >= c.builtins["established"].packets);
 }
 
 #[test]

@@ -645,3 +645,68 @@ fn large_sets_are_verified_by_sample_and_their_faults_found() {
         "{diffs:?}"
     );
 }
+
+/// A change of structure replaces the table, and the new table starts with
+/// the counts the old one reached (issue 17: `iptables -nvL` users keep
+/// their counters across an insert): after packets hit plain rules and set
+/// elements, a rule of a new shape inserted first (and a comment changed)
+/// leaves every surviving rule's count as it was.
+#[test]
+fn counters_survive_a_replacement_of_the_table() {
+    let pair = testns::Pair::new();
+    let lines = [
+        "allow 7000/udp from 198.51.100.20",
+        "deny 7001/udp from 198.51.100.0/24",
+        "allow 7002:7010/udp",
+        "allow 7030/udp from 2001:db8::/64",
+    ];
+    let before = ruleset(&lines);
+    let apply = |rs: &Ruleset, prev: Option<&Ruleset>| {
+        pair.server
+            .run(|| netfilter::Kernel::Netlink.apply(rs, prev, Default::default()))
+            .unwrap()
+    };
+    apply(&before, None);
+    let (v4, v6) = (pair.server_addr.v4.clone(), pair.server_addr.v6.clone());
+    pair.client.run(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for (port, times) in [(7000, 3), (7001, 2), (7005, 4)] {
+            for _ in 0..times {
+                s.send_to(&[0u8; 10], format!("{v4}:{port}")).unwrap();
+            }
+        }
+        let s6 = std::net::UdpSocket::bind("[::]:0").unwrap();
+        for _ in 0..5 {
+            s6.send_to(&[0u8; 10], format!("[{v6}]:7030")).unwrap();
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let counters = |rs: &Ruleset| {
+        pair.server
+            .run(|| netfilter::Kernel::Netlink.counters(rs))
+            .unwrap()
+            .unwrap()
+    };
+    let counted = counters(&before);
+    let packets = |c: &netfilter::Counters, range: std::ops::Range<usize>| -> Vec<u64> {
+        c.rules[range].iter().map(|c| c.packets).collect()
+    };
+    assert_eq!(packets(&counted, 0..4), vec![3, 2, 4, 5], "{counted:?}");
+    let mut after = ruleset(&[&["reject in on eth9 25/tcp"], &lines[..]].concat());
+    after.rules[2].comment = Some("a comment changes nothing".into());
+    let report = apply(&after, Some(&before));
+    assert_eq!(report.mode, netfilter::ApplyMode::Replace);
+    let carried = counters(&after);
+    assert_eq!(packets(&carried, 1..5), vec![3, 2, 4, 5], "{carried:?}");
+    assert_eq!(carried.rules[0].packets, 0);
+    for (old, new) in counted.rules.iter().zip(&carried.rules[1..]) {
+        assert_eq!(old.bytes, new.bytes);
+    }
+    // And they go on counting.
+    pair.client.run(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.send_to(&[0u8; 10], format!("{v4}:7000")).unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(counters(&after).rules[1].packets, 4);
+}

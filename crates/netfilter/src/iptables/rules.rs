@@ -301,6 +301,17 @@ impl FamilyTable {
     /// chains with these and adds the jumps from the built-in chains that
     /// `missing_jumps` names (those not there already). Nothing else is touched.
     pub fn restore_text(&self, missing_jumps: &[&str]) -> String {
+        self.restore_text_counted(missing_jumps, |_| None)
+    }
+
+    /// [`FamilyTable::restore_text`], where a rule whose origin tag
+    /// `counted` gives a count starts with it (`[packets:bytes]`, for
+    /// `iptables-restore --counters`).
+    pub fn restore_text_counted(
+        &self,
+        missing_jumps: &[&str],
+        mut counted: impl FnMut(&str) -> Option<crate::Count>,
+    ) -> String {
         let mut s = String::from("*filter\n");
         // Declaring an existing user chain in a --noflush restore flushes it; the
         // explicit -F says so for every iptables version.
@@ -311,8 +322,11 @@ impl FamilyTable {
             let _ = writeln!(s, "-F {}", c.name);
         }
         for c in &self.chains {
-            for line in c.rendered() {
-                s.push_str(&line);
+            for rule in &c.rules {
+                if let Some(n) = rule.tag().and_then(&mut counted) {
+                    let _ = write!(s, "[{}:{}] ", n.packets, n.bytes);
+                }
+                s.push_str(&rule.render(&c.name));
                 s.push('\n');
             }
         }

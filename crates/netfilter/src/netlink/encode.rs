@@ -276,8 +276,20 @@ pub enum Elems<'a> {
     /// Keys already laid out (nft's JSON, parsed by [`crate::nft_json`]).
     Keys(&'a [Key]),
     Typed(&'a [Expression<'a>]),
-    /// Compiled elements, written without any text in between.
-    Dims(&'a [crate::compile::Element]),
+    /// Compiled elements, written without any text in between, and the
+    /// counter values some of them start with (by element index).
+    Dims(&'a [crate::compile::Element], Option<&'a ElementCounters>),
+}
+
+/// Counter values (packets, bytes) that elements start with, by index.
+pub type ElementCounters = HashMap<usize, (u64, u64)>;
+
+/// The elements a compiled table's sets take (by set name), and the counter
+/// values some of them start with (by set name, then element index).
+#[derive(Clone, Copy)]
+pub struct CompiledElements<'a> {
+    pub elements: &'a HashMap<&'a str, &'a [crate::compile::Element]>,
+    pub counters: Option<&'a HashMap<String, ElementCounters>>,
 }
 
 impl Elems<'_> {
@@ -285,7 +297,15 @@ impl Elems<'_> {
         match self {
             Elems::Keys(v) => v.len(),
             Elems::Typed(v) => v.len(),
-            Elems::Dims(v) => v.len(),
+            Elems::Dims(v, _) => v.len(),
+        }
+    }
+
+    /// The counter value element `i` starts with, if it is given one.
+    fn counter(&self, i: usize) -> Option<(u64, u64)> {
+        match self {
+            Elems::Dims(_, Some(counters)) => counters.get(&i).copied(),
+            _ => None,
         }
     }
 
@@ -296,7 +316,7 @@ impl Elems<'_> {
 
     fn key(&self, i: usize, set: &SetInfo) -> Result<Key, String> {
         match self {
-            Elems::Dims(v) => return dims_key(set, &v[i].key),
+            Elems::Dims(v, _) => return dims_key(set, &v[i].key),
             Elems::Keys(v) => return Ok(v[i].clone()),
             Elems::Typed(_) => {}
         }
@@ -329,7 +349,7 @@ impl Elems<'_> {
                     off += if concat { reg_space(t.len()) } else { t.len() };
                 }
             }
-            Elems::Dims(_) | Elems::Keys(_) => unreachable!("handled above"),
+            Elems::Dims(..) | Elems::Keys(_) => unreachable!("handled above"),
         }
         Ok(k)
     }
@@ -351,6 +371,14 @@ struct WireElem {
     key_end: Option<[u8; 64]>,
     interval_end: bool,
     open: bool,
+    /// The (packets, bytes) its counter starts with.
+    counter: Option<(u64, u64)>,
+}
+
+/// The attributes of a `counter` expression created with a value.
+fn put_counter(w: &mut Writer, packets: u64, bytes: u64) {
+    w.put_be64(NFTA_COUNTER_BYTES, bytes);
+    w.put_be64(NFTA_COUNTER_PACKETS, packets);
 }
 
 /// Big-endian `v + 1`; `None` on overflow (the interval is open at the top).
@@ -622,7 +650,7 @@ impl Batch {
         &mut self,
         obj: &NfObject<'_>,
         set_counters: bool,
-        compiled: Option<&HashMap<&str, &[crate::compile::Element]>>,
+        compiled: Option<CompiledElements<'_>>,
     ) -> Result<(), Error> {
         let (verb, o) = match obj {
             NfObject::CmdObject(NfCmd::Add(o)) | NfObject::ListObject(o) => (Verb::Add, o),
@@ -687,8 +715,12 @@ impl Batch {
                     flags,
                     id: None,
                 };
-                let elems = match compiled.and_then(|c| c.get(set.name.as_ref())) {
-                    Some(dims) => Some(Elems::Dims(dims)),
+                let elems = match compiled.and_then(|c| {
+                    let dims = c.elements.get(set.name.as_ref())?;
+                    let counters = c.counters.and_then(|by_set| by_set.get(set.name.as_ref()));
+                    Some(Elems::Dims(dims, counters))
+                }) {
+                    Some(dims) => Some(dims),
                     None => set.elem.as_deref().map(Elems::Typed),
                 };
                 let family = nf_family(set.family);
@@ -1063,34 +1095,36 @@ impl Batch {
         if set.interval() && !set.concat() {
             // A plain interval set holds the boundaries of its intervals: the
             // first value, and the value after the last one flagged as an end.
-            let mut keys: Vec<Key> = (0..n)
-                .map(|i| elems.key(i, set))
-                .collect::<Result<_, _>>()
+            let mut keys: Vec<(Key, Option<(u64, u64)>)> = (0..n)
+                .map(|i| Ok((elems.key(i, set)?, elems.counter(i))))
+                .collect::<Result<_, String>>()
                 .map_err(bad)?;
-            keys.sort_by(|a, b| a.start[..kl].cmp(&b.start[..kl]));
+            keys.sort_by(|(a, _), (b, _)| a.start[..kl].cmp(&b.start[..kl]));
             for w in keys.windows(2) {
-                if w[1].start[..kl] <= w[0].end[..kl] {
+                if w[1].0.start[..kl] <= w[0].0.end[..kl] {
                     return Err(Error::Invalid(format!(
                         "conflicting intervals specified in set {}",
                         set.name
                     )));
                 }
             }
-            if creating && !delete && keys[0].start[..kl].iter().any(|b| *b != 0) {
+            if creating && !delete && keys[0].0.start[..kl].iter().any(|b| *b != 0) {
                 wire.push(WireElem {
                     key: [0; 64],
                     key_end: None,
                     interval_end: true,
                     open: false,
+                    counter: None,
                 });
             }
-            for k in &keys {
+            for (k, counter) in &keys {
                 let next = successor(&k.end[..kl]);
                 wire.push(WireElem {
                     key: k.start,
                     key_end: None,
                     interval_end: false,
                     open: next.is_none(),
+                    counter: *counter,
                 });
                 if let Some(nx) = next {
                     let mut key = [0u8; 64];
@@ -1100,6 +1134,7 @@ impl Batch {
                         key_end: None,
                         interval_end: true,
                         open: false,
+                        counter: None,
                     });
                 }
             }
@@ -1118,6 +1153,7 @@ impl Batch {
                     key_end: interval.then_some(k.end),
                     interval_end: false,
                     open: false,
+                    counter: elems.counter(i),
                 });
             }
         }
@@ -1162,6 +1198,16 @@ impl Batch {
                 if e.open {
                     // NFTNL_UDATA_SET_ELEM_FLAGS = NFTNL_SET_ELEM_F_INTERVAL_OPEN
                     self.w.put(NFTA_SET_ELEM_USERDATA, &[1, 4, 1, 0, 0, 0]);
+                }
+                if let Some((packets, bytes)) = e.counter {
+                    // The element's own counter, created with a value (the
+                    // set's `counter` statement gives the others theirs).
+                    let x = self.w.nest(NFTA_SET_ELEM_EXPR);
+                    self.w.put_str(NFTA_EXPR_NAME, "counter");
+                    let d = self.w.nest(NFTA_EXPR_DATA);
+                    put_counter(&mut self.w, packets, bytes);
+                    self.w.end_nest(d);
+                    self.w.end_nest(x);
                 }
                 self.w.end_nest(el);
                 i += 1;
@@ -1709,8 +1755,15 @@ impl Lin {
         let unsupported = || Error::Unsupported(format!("statement {s:?}"));
         match s {
             Statement::Match(m) => self.match_typed(b, table, m),
-            Statement::Counter(stmt::Counter::Anonymous(_)) => {
-                self.expr("counter", |_| {});
+            Statement::Counter(stmt::Counter::Anonymous(value)) => {
+                let (packets, bytes) = value.as_ref().map_or((0, 0), |c| {
+                    (c.packets.unwrap_or(0) as u64, c.bytes.unwrap_or(0) as u64)
+                });
+                self.expr("counter", |w| {
+                    if packets > 0 || bytes > 0 {
+                        put_counter(w, packets, bytes);
+                    }
+                });
                 Ok(())
             }
             Statement::Accept(_) => {

@@ -251,13 +251,37 @@ pub fn try_apply_compiled(
     batch: &Nftables<'_>,
     elements: &HashMap<&str, &[crate::compile::Element]>,
 ) -> Result<(), Error> {
-    apply_typed_with(batch, true, Some(elements))
+    apply_typed_with(
+        batch,
+        true,
+        Some(encode::CompiledElements {
+            elements,
+            counters: None,
+        }),
+    )
+}
+
+/// [`try_apply_compiled`], with counter values some elements start with
+/// (by set name, then element index; see [`crate::carry`]).
+pub fn try_apply_compiled_counted(
+    batch: &Nftables<'_>,
+    elements: &HashMap<&str, &[crate::compile::Element]>,
+    counters: &HashMap<String, encode::ElementCounters>,
+) -> Result<(), Error> {
+    apply_typed_with(
+        batch,
+        true,
+        Some(encode::CompiledElements {
+            elements,
+            counters: Some(counters),
+        }),
+    )
 }
 
 fn apply_typed_with(
     batch: &Nftables<'_>,
     set_counters: bool,
-    compiled: Option<&HashMap<&str, &[crate::compile::Element]>>,
+    compiled: Option<encode::CompiledElements<'_>>,
 ) -> Result<(), Error> {
     apply_with(encode::tables_used(batch), |b| {
         for obj in batch.objects.iter() {
