@@ -57,6 +57,77 @@ fn counters_count_the_packets_sent_and_zero_resets_them() {
     assert_eq!(v["rules"][0]["counters"]["packets"], 0, "{v}");
 }
 
+/// Issue 17: the counters of unchanged rules survive a change, on both
+/// backends. A rule inserted first renumbers every rule and changes the
+/// table's structure (the nftables table is replaced, the iptables chains
+/// restored); an unrelated `allow` afterwards is another change.
+#[test]
+fn counters_survive_changes_on_both_backends() {
+    for backend in ["nft", "iptables"] {
+        let pair = Pair::new();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let run = |args: &[&str]| {
+            let args: Vec<&str> = ["--backend", backend].iter().chain(args).copied().collect();
+            let o = portwall(&pair.server, d, &args);
+            assert!(
+                o.status.success(),
+                "{backend} {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            o
+        };
+        for args in [
+            &["enable"][..],
+            &["allow", "5000/udp"],
+            &["deny", "5001/udp"],
+        ] {
+            run(args);
+        }
+        let server = pair.server_addr.v4.clone();
+        pair.client.run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for (port, times) in [(5000, 7), (5001, 5)] {
+                for _ in 0..times {
+                    s.send_to(&[0u8; 100], format!("{server}:{port}")).unwrap();
+                }
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let packets = |text: &str| {
+            let o = run(&["status", "--verbose", "--json"]);
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            v["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["rule"].as_str().is_some_and(|r| r.contains(text)))
+                .unwrap_or_else(|| panic!("{backend}: {text} in {v}"))["counters"]["packets"]
+                .as_u64()
+                .unwrap()
+        };
+        assert_eq!(
+            (packets("5000/udp"), packets("5001/udp")),
+            (7, 5),
+            "{backend}"
+        );
+        run(&["insert", "1", "reject", "in", "on", "eth9", "25/tcp"]);
+        assert_eq!(
+            (packets("5000/udp"), packets("5001/udp")),
+            (7, 5),
+            "{backend}"
+        );
+        run(&["allow", "6000/tcp", "from", "203.0.113.0/24"]);
+        assert_eq!(
+            (packets("5000/udp"), packets("5001/udp")),
+            (7, 5),
+            "{backend}"
+        );
+        assert_eq!(packets("6000/tcp"), 0, "{backend}");
+        run(&["disable"]);
+    }
+}
+
 #[test]
 fn audit_gives_the_four_classes_and_flags_exposed_databases() {
     let ns = Netns::new();
