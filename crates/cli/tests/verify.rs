@@ -111,10 +111,36 @@ fn counters_survive_changes_on_both_backends() {
             (7, 5),
             "{backend}"
         );
+        // Since when they count: a kept rule keeps its time, a new one
+        // counts from its change (times in whole seconds, so a second
+        // passes between the two).
+        let since = |text: &str| {
+            let o = run(&["status", "--verbose", "--json"]);
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            v["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["rule"].as_str().is_some_and(|r| r.contains(text)))
+                .unwrap_or_else(|| panic!("{backend}: {text} in {v}"))["counting_since"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{backend}: {text} has no counting_since in {v}"))
+        };
+        let enabled_at = since("5000/udp");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let inserted_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         run(&["insert", "1", "reject", "in", "on", "eth9", "25/tcp"]);
         assert_eq!(
             (packets("5000/udp"), packets("5001/udp")),
             (7, 5),
+            "{backend}"
+        );
+        assert_eq!(since("5000/udp"), enabled_at, "{backend}");
+        assert!(
+            since("25/tcp") >= inserted_at && enabled_at < inserted_at,
             "{backend}"
         );
         run(&["allow", "6000/tcp", "from", "203.0.113.0/24"]);
@@ -124,6 +150,9 @@ fn counters_survive_changes_on_both_backends() {
             "{backend}"
         );
         assert_eq!(packets("6000/tcp"), 0, "{backend}");
+        assert_eq!(since("5000/udp"), enabled_at, "{backend}");
+        let text = String::from_utf8_lossy(&run(&["status", "--verbose"]).stdout).into_owned();
+        assert!(text.contains("counted for"), "{backend}: {text}");
         run(&["disable"]);
     }
 }

@@ -10,6 +10,8 @@
 //!   against a new ruleset).
 //! - [`confirmation`]: `--confirm SECONDS` (a pending change, confirmed or
 //!   rolled back at its deadline).
+//! - [`counting_since`]: since when each counter counts, recorded at every
+//!   apply from what the kernel did to the counters.
 //! - [`transaction`]: the change procedure, atomic or nothing: lockout check,
 //!   confirmation, apply, save, and the old ruleset re-applied when saving
 //!   fails; and [`HostState`], what every command reports as it leaves the host.
@@ -18,6 +20,7 @@
 
 pub mod config_dir;
 pub mod confirmation;
+pub mod counting_since;
 pub mod error;
 pub mod lockout;
 pub mod packet_filter;

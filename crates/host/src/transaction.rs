@@ -14,10 +14,11 @@
 
 use crate::config_dir::{self, ConfigDir};
 use crate::confirmation::{self, Deadline, PendingConfirmation};
+use crate::counting_since;
 use crate::error::Result;
 use crate::lockout;
 use crate::packet_filter::PacketFilter;
-use model::HostConfig;
+use model::{HostConfig, Ruleset};
 use netfilter::ApplyReport;
 use serde::Serialize;
 
@@ -170,14 +171,20 @@ pub fn change(
     if let Err(e) = saved {
         // The kernel must not run rules the file does not have.
         if old.enabled {
-            let _ = kernel.apply(&old.ruleset, Some(&new.ruleset));
+            if let Ok(back) = kernel.apply(&old.ruleset, Some(&new.ruleset)) {
+                note_counters(dir.path(), Some(&new.ruleset), &old.ruleset, &back);
+            } else {
+                let _ = counting_since::forget(dir.path());
+            }
             let _ = dir.set_applied(Some(&old.ruleset));
         } else if !loaded {
             let _ = kernel.remove();
             let _ = dir.set_applied(None);
+            let _ = counting_since::forget(dir.path());
         }
         return Err(e);
     }
+    note_counters(dir.path(), previous.as_deref(), &new.ruleset, &report);
     Ok(ChangeReport {
         applied: Some(report),
         before,
@@ -231,6 +238,7 @@ pub fn unload(
     config: &HostConfig,
 ) -> Result<(bool, HostState, HostState)> {
     let removed = kernel.remove()?;
+    let _ = counting_since::forget(dir.path());
     dir.set_applied(None)?;
     dir.save(config)?;
     let pending_confirmation = confirmation::pending_deadline(dir.path());
@@ -270,6 +278,7 @@ pub fn reapply(
     }
     let loaded = kernel.is_loaded()?;
     let applied = kernel.apply(&config.ruleset, None)?;
+    note_counters(dir.path(), None, &config.ruleset, &applied);
     dir.set_applied(Some(&config.ruleset))?;
     let pending_confirmation = confirmation::pending_deadline(dir.path());
     let report = ChangeReport {
@@ -292,13 +301,31 @@ pub fn reapply(
 /// Puts `previous` back in force, the kernel and the files (a rollback).
 pub fn put_back(dir: &ConfigDir, kernel: &impl PacketFilter, previous: &HostConfig) -> Result<()> {
     if previous.enabled {
-        kernel.apply(&previous.ruleset, None)?;
+        let report = kernel.apply(&previous.ruleset, None)?;
+        note_counters(dir.path(), None, &previous.ruleset, &report);
         dir.set_applied(Some(&previous.ruleset))?;
     } else {
         kernel.remove()?;
+        let _ = counting_since::forget(dir.path());
         dir.set_applied(None)?;
     }
     dir.save(previous)
+}
+
+/// Records since when the counters of `desired` count after an apply over
+/// `previous` ([`counting_since`]). The change itself is done and saved: a
+/// record that cannot be written is removed rather than left wrong.
+fn note_counters(
+    dir: &std::path::Path,
+    previous: Option<&Ruleset>,
+    desired: &Ruleset,
+    report: &ApplyReport,
+) {
+    let now = counting_since::now();
+    if let Err(e) = counting_since::record(dir, previous, desired, report.counters, now) {
+        tracing::warn!(error = %e, "cannot record since when the counters count");
+        let _ = counting_since::forget(dir);
+    }
 }
 
 /// The host's state now: the saved config's `enabled`, the kernel's table.

@@ -39,7 +39,7 @@ pub mod rules;
 pub mod save;
 
 use crate::carry::CarriedCounts;
-use crate::{ApplyMode, ApplyReport, Count, Counters};
+use crate::{ApplyMode, ApplyReport, Count, Counters, CountersKept};
 use compile::{chain_names, chain_of, compile_family, CHAIN_PREFIX, IPSET_PREFIX};
 use model::{Direction, Ruleset};
 use rules::{Family, FamilyTable};
@@ -443,6 +443,10 @@ impl Iptables {
         let _ = self.destroy_sets(&old);
         Ok(ApplyReport {
             mode: ApplyMode::Replace,
+            counters: match carried {
+                Some(_) => CountersKept::Carried,
+                None => CountersKept::Restarted,
+            },
             chains: tables.iter().map(|t| t.chains.len()).sum(),
             nft_rules: tables.iter().map(FamilyTable::rule_count).sum(),
             sets: sets.len(),

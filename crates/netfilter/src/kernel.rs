@@ -22,7 +22,8 @@ use crate::netlink::{self, Fallback};
 use crate::nft::{self, NftError};
 use crate::readback::{self, KernelTable};
 use crate::{
-    counters_from_table, iptables, ApplyMode, ApplyOptions, ApplyReport, Counters, NetfilterError,
+    counters_from_table, iptables, ApplyMode, ApplyOptions, ApplyReport, Counters, CountersKept,
+    NetfilterError,
 };
 use model::Ruleset;
 use nftables::schema::Nftables;
@@ -230,8 +231,9 @@ impl Kernel {
             compiled.element_count(),
         );
         let sampled = !opts.full_readback && compiled.sets.iter().any(netlink::verify::is_sampled);
-        let report = |mode, verified: bool| ApplyReport {
+        let report = |mode, verified: bool, counters| ApplyReport {
             mode,
+            counters,
             chains,
             nft_rules,
             sets,
@@ -244,7 +246,7 @@ impl Kernel {
             let delta = tracing::debug_span!("delta").in_scope(|| compiled.delta_batch(prev));
             if let Some(delta) = delta {
                 if delta.objects.is_empty() {
-                    return Ok(report(ApplyMode::Unchanged, false));
+                    return Ok(report(ApplyMode::Unchanged, false, CountersKept::InPlace));
                 }
                 // A delta that the kernel refuses (someone edited the table by
                 // hand), or whose elements do not read back, falls through to a
@@ -252,9 +254,15 @@ impl Kernel {
                 let json = || serde_json::to_string(&delta).expect("the nft schema serializes");
                 if self.apply_batch(&delta, false, json).is_ok() {
                     match opts.verify.then(|| self.verify_delta(&delta)) {
-                        None => return Ok(report(ApplyMode::Elements, false)),
-                        Some(Some(true)) => return Ok(report(ApplyMode::Elements, true)),
-                        Some(None) => return Ok(report(ApplyMode::Elements, false)),
+                        None => {
+                            return Ok(report(ApplyMode::Elements, false, CountersKept::InPlace))
+                        }
+                        Some(Some(true)) => {
+                            return Ok(report(ApplyMode::Elements, true, CountersKept::InPlace))
+                        }
+                        Some(None) => {
+                            return Ok(report(ApplyMode::Elements, false, CountersKept::InPlace))
+                        }
                         Some(Some(false)) => {}
                     }
                 }
@@ -292,7 +300,11 @@ impl Kernel {
                 return Err(NetfilterError::VerifyFailed(diffs));
             }
         }
-        Ok(report(ApplyMode::Replace, opts.verify))
+        let counters = match carried {
+            Some(_) => CountersKept::Carried,
+            None => CountersKept::Restarted,
+        };
+        Ok(report(ApplyMode::Replace, opts.verify, counters))
     }
 
     /// Replaces the table whole with `compiled` in one transaction.

@@ -66,10 +66,25 @@ pub enum ApplyMode {
     Unchanged,
 }
 
+/// What an apply did to the counters of the rules it kept (see [`carry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountersKept {
+    /// The table stayed in place: its counters went on counting.
+    InPlace,
+    /// The table was replaced and created with the counts of the old one.
+    Carried,
+    /// A new table, or a replacement whose old counts could not be read:
+    /// every counter starts at zero.
+    Restarted,
+}
+
 /// The result of [`Kernel::apply`].
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplyReport {
     pub mode: ApplyMode,
+    /// What became of the counters of the rules that stayed.
+    pub counters: CountersKept,
     pub chains: usize,
     pub nft_rules: usize,
     pub sets: usize,

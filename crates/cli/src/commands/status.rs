@@ -1,6 +1,7 @@
 //! `portwall status`: what is true in the kernel, in portwall's rule syntax.
 //!
-//! `--verbose` adds each rule's packet and byte counters and what each default
+//! `--verbose` adds each rule's packet and byte counters (and since when they
+//! count: [`host::counting_since`]) and what each default
 //! policy decided, read from the kernel (like `iptables -nvL`), and `--zero`
 //! resets them. The kernel's table is compared with what portwall applied, so a
 //! hand edit with `nft` shows up here.
@@ -11,6 +12,7 @@ use crate::Global;
 use anyhow::Result;
 use clap::Args;
 use host::config_dir::{self, ConfigDir};
+use host::counting_since;
 use model::{Direction, HostConfig, Ruleset};
 use netfilter::Count;
 use serde::Serialize;
@@ -20,7 +22,7 @@ pub struct StatusArgs {
     /// Number the rules (for `delete N` and `insert N`).
     #[arg(long)]
     pub numbered: bool,
-    /// Show packet and byte counters from the kernel.
+    /// Show packet and byte counters from the kernel, and for how long each has counted.
     #[arg(long, short)]
     pub verbose: bool,
     /// Reset the counters to zero.
@@ -36,6 +38,10 @@ pub(crate) struct RuleRow {
     pub(crate) value: model::Rule,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) counters: Option<Count>,
+    /// Since when the counters count (Unix seconds), with `--verbose`, when
+    /// portwall recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) counting_since: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +50,8 @@ pub(crate) struct PolicyRow {
     pub(crate) policy: model::Policy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) counters: Option<Count>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) counting_since: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +115,7 @@ pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Stat
         }
         let _lock = ConfigDir::lock(&global.config_dir)?;
         filter.zero_counters(&shown)?;
+        counting_since::restart(&global.config_dir, &shown, counting_since::now())?;
     }
     let (kernel_drift, counters) = match (&applied, loaded) {
         // What was applied is what is shown: one read of the table for both.
@@ -124,6 +133,14 @@ pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Stat
         ),
         _ => (vec![], None),
     };
+    // Since when they count: only for counters read from a table portwall
+    // applied and recorded.
+    let since = match (&counters, &applied) {
+        (Some(_), Some(a)) => counting_since::read(&global.config_dir)
+            .map(|r| (r.for_rules(a), r.table))
+            .filter(|(times, _)| times.len() == shown.rules.len()),
+        _ => None,
+    };
     let rules = shown
         .rules
         .iter()
@@ -133,6 +150,7 @@ pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Stat
             rule: r.to_string(),
             value: r.clone(),
             counters: counters.as_ref().map(|c| c.rules[i]),
+            counting_since: since.as_ref().and_then(|(times, _)| times[i]),
         })
         .collect();
     let defaults = Direction::ALL
@@ -143,6 +161,7 @@ pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Stat
             counters: counters
                 .as_ref()
                 .map(|c| c.policies.get(d).copied().unwrap_or_default()),
+            counting_since: since.as_ref().map(|(_, table)| *table),
         })
         .collect();
     let status = Status {
@@ -159,6 +178,21 @@ pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Stat
         config_dir: global.config_dir.display().to_string(),
     };
     Ok(status)
+}
+
+/// How long a counter has counted, as `status --verbose` shows it: `42s`,
+/// `17m`, `5h`, `3d` (the largest unit that fits), `-` when not recorded.
+fn since_text(since: Option<u64>, now: u64) -> String {
+    let Some(since) = since else {
+        return "-".into();
+    };
+    let age = now.saturating_sub(since);
+    match age {
+        0..60 => format!("{age}s"),
+        60..3600 => format!("{}m", age / 60),
+        3600..86_400 => format!("{}h", age / 3600),
+        _ => format!("{}d", age / 86_400),
+    }
 }
 
 fn human_count(n: u64) -> String {
@@ -211,9 +245,10 @@ fn render(s: &Status, args: &StatusArgs) {
         header.push("#");
     }
     if verbose {
-        header.extend(["pkts", "bytes"]);
+        header.extend(["pkts", "bytes", "counted for"]);
     }
     header.extend(["Rule", "Comment"]);
+    let now = counting_since::now();
     let mut t = table(header);
     for r in &s.rules {
         let mut row = Vec::new();
@@ -224,6 +259,7 @@ fn render(s: &Status, args: &StatusArgs) {
             let c = r.counters.unwrap_or_default();
             row.push(human_count(c.packets));
             row.push(human_count(c.bytes));
+            row.push(since_text(r.counting_since, now));
         }
         let mut text = r.value.clone();
         let comment = text.comment.take().unwrap_or_default();
@@ -238,6 +274,7 @@ fn render(s: &Status, args: &StatusArgs) {
                 "".into(),
                 human_count(c.packets),
                 human_count(c.bytes),
+                since_text(p.counting_since, now),
                 format!("default {} {}", p.policy.as_str(), p.direction),
                 "policy".into(),
             ]);
@@ -251,12 +288,13 @@ fn render(s: &Status, args: &StatusArgs) {
                     "".into(),
                     human_count(c.packets),
                     human_count(c.bytes),
+                    since_text(s.defaults.first().and_then(|p| p.counting_since), now),
                     format!("built-in: {n}"),
                     "always first".into(),
                 ]);
             }
         }
-        right_align(&mut t, &[1, 2]);
+        right_align(&mut t, &[1, 2, 3]);
     }
     print_table(&t);
 }
