@@ -382,7 +382,10 @@ async fn bench() {
     let admin = store.ensure_admin_token().await.unwrap().unwrap();
     let replicas = [Replica::start(&db), Replica::start(&db)];
     let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
+    // portwall's TLS config (rustls with ring): reqwest has no default
+    // provider since aws-lc is gone, and builds no client without one.
     let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls::ClientTls::default().config().unwrap())
         .no_proxy()
         .timeout(Duration::from_secs(60))
         .build()
