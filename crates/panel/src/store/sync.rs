@@ -298,24 +298,32 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
             let servers = rows.iter().map(server_from).collect::<Result<Vec<_>>>()?;
-            let present: BTreeSet<i64> = sqlx::query("SELECT id FROM servers WHERE zone = $1")
-                .bind(zone)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
-            let removed: Vec<i64> = sqlx::query("SELECT DISTINCT server_id FROM server_tombstones WHERE zone = $1 AND revision > $2 ORDER BY server_id")
+            let gone: Vec<i64> = sqlx::query("SELECT DISTINCT server_id FROM server_tombstones WHERE zone = $1 AND revision > $2 ORDER BY server_id")
                 .bind(zone)
                 .bind(clamp(since))
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
                 .map(|r| r.try_get(0))
-                .collect::<Result<Vec<i64>, _>>()?
-                .into_iter()
-                .filter(|id| !present.contains(id))
-                .collect();
+                .collect::<Result<Vec<i64>, _>>()?;
+            // A tombstoned server that is in the zone again (it moved away
+            // and back) is not removed. The zone's ids are read only when
+            // there is a tombstone to check: a poll of a zone where nothing
+            // changed (every held poll wakes on every commit) reads no row.
+            let removed: Vec<i64> = if gone.is_empty() {
+                gone
+            } else {
+                let present: BTreeSet<i64> = sqlx::query("SELECT id FROM servers WHERE zone = $1")
+                    .bind(zone)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<_, _>>()?;
+                gone.into_iter()
+                    .filter(|id| !present.contains(id))
+                    .collect()
+            };
             if servers.is_empty() && removed.is_empty() {
                 ZoneChanges::Unchanged { revision: current }
             } else {
