@@ -94,7 +94,8 @@ fn counters_survive_changes_on_both_backends() {
             }
         });
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let packets = |text: &str| {
+        // The `status --verbose --json` row of the rule whose text holds `text`.
+        let row = |text: &str| {
             let o = run(&["status", "--verbose", "--json"]);
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
             v["rules"]
@@ -102,10 +103,10 @@ fn counters_survive_changes_on_both_backends() {
                 .unwrap()
                 .iter()
                 .find(|r| r["rule"].as_str().is_some_and(|r| r.contains(text)))
-                .unwrap_or_else(|| panic!("{backend}: {text} in {v}"))["counters"]["packets"]
-                .as_u64()
-                .unwrap()
+                .unwrap_or_else(|| panic!("{backend}: {text} in {v}"))
+                .clone()
         };
+        let packets = |text: &str| row(text)["counters"]["packets"].as_u64().unwrap();
         assert_eq!(
             (packets("5000/udp"), packets("5001/udp")),
             (7, 5),
@@ -115,16 +116,10 @@ fn counters_survive_changes_on_both_backends() {
         // counts from its change (times in whole seconds, so a second
         // passes between the two).
         let since = |text: &str| {
-            let o = run(&["status", "--verbose", "--json"]);
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            v["rules"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["rule"].as_str().is_some_and(|r| r.contains(text)))
-                .unwrap_or_else(|| panic!("{backend}: {text} in {v}"))["counting_since"]
+            let r = row(text);
+            r["counting_since"]
                 .as_u64()
-                .unwrap_or_else(|| panic!("{backend}: {text} has no counting_since in {v}"))
+                .unwrap_or_else(|| panic!("{backend}: {text} has no counting_since in {r}"))
         };
         let enabled_at = since("5000/udp");
         std::thread::sleep(std::time::Duration::from_millis(1100));

@@ -55,13 +55,10 @@ fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// A rule as the same rule across a change: its comment may change.
+/// A rule as the same rule across a change ([`Rule::ignoring_comment`]),
+/// as the record names it.
 fn identity(rule: &Rule) -> String {
-    Rule {
-        comment: None,
-        ..rule.clone()
-    }
-    .to_string()
+    rule.ignoring_comment().to_string()
 }
 
 /// Now, in Unix seconds.

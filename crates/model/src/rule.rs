@@ -446,6 +446,15 @@ impl Rule {
 
     /// Whether two rules match the same packets (everything but action, comment and
     /// log). Adding a rule whose match equals an existing one replaces that rule.
+    /// The rule as the same rule across a change: equal but for its comment
+    /// (what counters and their times follow from one ruleset to the next).
+    pub fn ignoring_comment(&self) -> Rule {
+        Rule {
+            comment: None,
+            ..self.clone()
+        }
+    }
+
     pub fn same_match(&self, other: &Rule) -> bool {
         self.direction == other.direction
             && self.in_interface == other.in_interface

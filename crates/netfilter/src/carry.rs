@@ -18,7 +18,7 @@
 //! a rule's elements does not. Packets counted between the read and the
 //! replacement (a few milliseconds) are not carried.
 
-use crate::compile::{CompiledTable, Origin};
+use crate::compile::{CompiledTable, Origin, Tagged};
 use crate::{Count, Counters};
 use model::{Direction, Rule, Ruleset};
 use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
@@ -56,7 +56,10 @@ impl CarriedCounts {
         // is matched in order).
         let mut by_rule: HashMap<Rule, VecDeque<Count>> = HashMap::new();
         for (rule, count) in previous.rules.iter().zip(&counted.rules) {
-            by_rule.entry(identity(rule)).or_default().push_back(*count);
+            by_rule
+                .entry(rule.ignoring_comment())
+                .or_default()
+                .push_back(*count);
         }
         let nonzero = |c: &Count| c.packets > 0 || c.bytes > 0;
         CarriedCounts {
@@ -65,7 +68,7 @@ impl CarriedCounts {
                 .iter()
                 .map(|r| {
                     by_rule
-                        .get_mut(&identity(r))
+                        .get_mut(&r.ignoring_comment())
                         .and_then(VecDeque::pop_front)
                         .filter(nonzero)
                 })
@@ -88,21 +91,10 @@ impl CarriedCounts {
     /// Takes the count of what an origin tag names (`pw:rule:N` numbered
     /// from 1, `pw:policy:DIR`, `pw:builtin:NAME`), once.
     pub fn take_tagged(&mut self, tag: &str) -> Option<Count> {
-        let mut parts = tag.splitn(3, ':');
-        if parts.next() != Some("pw") {
-            return None;
-        }
-        match (parts.next()?, parts.next()?) {
-            ("rule", n) => {
-                let i = n.parse::<usize>().ok()?.checked_sub(1)?;
-                self.rules.get_mut(i)?.take()
-            }
-            ("policy", d) => {
-                let d = Direction::ALL.iter().find(|x| x.as_str() == d)?;
-                self.policies.remove(d)
-            }
-            ("builtin", b) => self.builtins.remove(b),
-            _ => None,
+        match Tagged::parse(tag)? {
+            Tagged::Rule(i) => self.rules.get_mut(i)?.take(),
+            Tagged::Policy(d) => self.policies.remove(&d),
+            Tagged::Builtin(b) => self.builtins.remove(b),
         }
     }
 }
@@ -179,14 +171,6 @@ pub fn seed_rules(batch: &mut Nftables<'static>, compiled: &CompiledTable, carri
                 break;
             }
         }
-    }
-}
-
-/// A rule as the same rule across a change: its comment may change.
-fn identity(rule: &Rule) -> Rule {
-    Rule {
-        comment: None,
-        ..rule.clone()
     }
 }
 

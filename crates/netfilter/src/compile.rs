@@ -227,6 +227,35 @@ impl Origin {
     }
 }
 
+/// What an origin tag read back from the kernel names (the counted kinds of
+/// [`Origin::comment`]): a model rule (0-based), a default policy or a
+/// built-in rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagged<'a> {
+    Rule(usize),
+    Policy(Direction),
+    Builtin(&'a str),
+}
+
+impl Tagged<'_> {
+    /// Reads `pw:rule:N` (N from 1), `pw:policy:DIR` or `pw:builtin:NAME`.
+    pub fn parse(tag: &str) -> Option<Tagged<'_>> {
+        let mut parts = tag.splitn(3, ':');
+        if parts.next() != Some("pw") {
+            return None;
+        }
+        match (parts.next()?, parts.next()?) {
+            ("rule", n) => Some(Tagged::Rule(n.parse::<usize>().ok()?.checked_sub(1)?)),
+            ("policy", d) => Direction::ALL
+                .iter()
+                .find(|x| x.as_str() == d)
+                .map(|d| Tagged::Policy(*d)),
+            ("builtin", b) => Some(Tagged::Builtin(b)),
+            _ => None,
+        }
+    }
+}
+
 /// One nft rule of a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleSpec {

@@ -39,6 +39,7 @@ pub mod rules;
 pub mod save;
 
 use crate::carry::CarriedCounts;
+use crate::compile::Tagged;
 use crate::{ApplyMode, ApplyReport, Count, Counters, CountersKept};
 use compile::{chain_names, chain_of, compile_family, CHAIN_PREFIX, IPSET_PREFIX};
 use model::{Direction, Ruleset};
@@ -642,30 +643,17 @@ fn count_saved(saved: &[SavedTable; 2], rules: usize) -> Option<Counters> {
                     bytes: r.bytes,
                 };
                 let Some(tag) = r.comment() else { continue };
-                let mut parts = tag.splitn(3, ':');
-                if parts.next() != Some("pw") {
-                    continue;
-                }
-                match (parts.next(), parts.next()) {
-                    (Some("rule"), Some(num)) => {
-                        if let Some(slot) = num
-                            .parse::<usize>()
-                            .ok()
-                            .and_then(|n| n.checked_sub(1))
-                            .and_then(|i| c.rules.get_mut(i))
-                        {
+                match Tagged::parse(&tag) {
+                    Some(Tagged::Rule(i)) => {
+                        if let Some(slot) = c.rules.get_mut(i) {
                             *slot += n;
                         }
                     }
-                    (Some("policy"), Some(dir)) => {
-                        if let Some(d) = Direction::ALL.iter().find(|d| d.as_str() == dir) {
-                            *c.policies.entry(*d).or_default() += n;
-                        }
-                    }
-                    (Some("builtin"), Some(name)) => {
+                    Some(Tagged::Policy(d)) => *c.policies.entry(d).or_default() += n,
+                    Some(Tagged::Builtin(name)) => {
                         *c.builtins.entry(name.to_string()).or_default() += n;
                     }
-                    _ => {}
+                    None => {}
                 }
             }
         }

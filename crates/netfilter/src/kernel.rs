@@ -326,14 +326,11 @@ impl Kernel {
             .iter()
             .map(|s| (s.name.as_str(), s.elements.as_slice()))
             .collect();
-        match carried {
-            Some(c) if !c.elements.is_empty() => Ok(netlink::try_apply_compiled_counted(
-                &skeleton,
-                &by_set,
-                &c.elements,
-            )?),
-            _ => Ok(netlink::try_apply_compiled(&skeleton, &by_set)?),
-        }
+        Ok(netlink::try_apply_compiled(
+            &skeleton,
+            &by_set,
+            carried.map(|c| &c.elements),
+        )?)
     }
 
     /// Whether an applied element delta reads back: `None` when that cannot

@@ -436,7 +436,7 @@ fn a_large_set_reads_back_whole_right_after_it_is_applied() {
             ns.run(|| netfilter::Kernel::Netlink.apply(&rs, None, opts))
                 .unwrap_or_else(|e| panic!("{e}"));
         } else {
-            ns.run(|| netfilter::netlink::try_apply_compiled(&unsized_batch, &by_set))
+            ns.run(|| netfilter::netlink::try_apply_compiled(&unsized_batch, &by_set, None))
                 .unwrap_or_else(|e| panic!("{e}"));
             let listing = ns.exec_ok(&["nft", "list", "table", "inet", TABLE]);
             assert!(!listing.contains("size "), "{listing}");

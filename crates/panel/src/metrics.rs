@@ -202,9 +202,9 @@ impl PanelMetrics {
     /// The series of one method and route template, made once and then
     /// found by a read-locked map lookup that allocates nothing.
     fn route(&self, method: &Method, route: Option<&MatchedPath>) -> Arc<RouteSeries> {
-        let method = method_label(method);
-        let route = route.map_or("unmatched", MatchedPath::as_str);
         let slot = method_slot(method);
+        let method = METHOD_LABELS[slot];
+        let route = route.map_or("unmatched", MatchedPath::as_str);
         if let Some(series) = self
             .routes
             .read()
@@ -368,29 +368,21 @@ impl Drop for EdgePollGuard {
     }
 }
 
-fn method_label(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
-}
+/// The method labels, by the index [`method_slot`] gives.
+const METHOD_LABELS: [&str; 8] = [
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other",
+];
 
-/// The index of a method label in a route's series.
-fn method_slot(method: &'static str) -> usize {
-    match method {
-        "GET" => 0,
-        "POST" => 1,
-        "PUT" => 2,
-        "PATCH" => 3,
-        "DELETE" => 4,
-        "HEAD" => 5,
-        "OPTIONS" => 6,
+/// A method's index in a route's series and in [`METHOD_LABELS`].
+fn method_slot(m: &Method) -> usize {
+    match *m {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::PATCH => 3,
+        Method::DELETE => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
         _ => 7,
     }
 }

@@ -246,35 +246,18 @@ pub fn try_apply_typed(batch: &Nftables<'_>, set_counters: bool) -> Result<(), E
 
 /// [`try_apply_typed`] for a compiled table's batch whose sets were left
 /// empty: their elements are written straight from `elements` (by set name),
-/// which saves turning 100k elements into text and back.
+/// which saves turning 100k elements into text and back; `counters` gives
+/// the counter values some elements start with (by set name, then element
+/// index; see [`crate::carry`]).
 pub fn try_apply_compiled(
     batch: &Nftables<'_>,
     elements: &HashMap<&str, &[crate::compile::Element]>,
+    counters: Option<&HashMap<String, encode::ElementCounters>>,
 ) -> Result<(), Error> {
     apply_typed_with(
         batch,
         true,
-        Some(encode::CompiledElements {
-            elements,
-            counters: None,
-        }),
-    )
-}
-
-/// [`try_apply_compiled`], with counter values some elements start with
-/// (by set name, then element index; see [`crate::carry`]).
-pub fn try_apply_compiled_counted(
-    batch: &Nftables<'_>,
-    elements: &HashMap<&str, &[crate::compile::Element]>,
-    counters: &HashMap<String, encode::ElementCounters>,
-) -> Result<(), Error> {
-    apply_typed_with(
-        batch,
-        true,
-        Some(encode::CompiledElements {
-            elements,
-            counters: Some(counters),
-        }),
+        Some(encode::CompiledElements { elements, counters }),
     )
 }
 
