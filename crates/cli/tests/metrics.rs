@@ -5,8 +5,11 @@
 //! policy's.
 
 mod common;
+#[path = "../../panel/tests/common/scrape.rs"]
+mod scrape;
 use common::ok;
 use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
+use scrape::samples;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use testns::traffic::{self, Listeners, Seen};
@@ -17,23 +20,6 @@ type Scrape = MetricsExposition<PrometheusType, PrometheusValue>;
 fn parse(text: &str) -> Scrape {
     openmetrics_parser::prometheus::parse_prometheus(text)
         .unwrap_or_else(|e| panic!("not a Prometheus text exposition ({e:?}):\n{text}"))
-}
-
-/// The values of the samples of family `name` whose labels include `labels`.
-fn samples<'a>(s: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<&'a PrometheusValue> {
-    let Some(family) = s.families.get(name) else {
-        return Vec::new();
-    };
-    family
-        .iter_samples()
-        .filter(|x| {
-            let set = x.get_labelset().expect("a label set");
-            labels
-                .iter()
-                .all(|(k, v)| set.get_label_value(k) == Some(*v))
-        })
-        .map(|x| &x.value)
-        .collect()
 }
 
 /// The one counter sample `name{labels}`; the family must be typed counter.

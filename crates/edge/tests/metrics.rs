@@ -13,6 +13,9 @@
 //! packets. Also the edge's configuration file (precedence and unknown keys).
 
 mod common;
+#[path = "../../panel/tests/common/scrape.rs"]
+mod scrape;
+use scrape::samples;
 
 use common::{call, start_panel, Api};
 use edge::client::Method;
@@ -217,23 +220,6 @@ impl Drop for World {
         }
         self.stop_panel();
     }
-}
-
-/// The values of the samples of family `name` whose labels include `labels`.
-fn samples<'a>(s: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<&'a OpenMetricsValue> {
-    let Some(family) = s.families.get(name) else {
-        return Vec::new();
-    };
-    family
-        .iter_samples()
-        .filter(|x| {
-            let set = x.get_labelset().expect("a label set");
-            labels
-                .iter()
-                .all(|(k, v)| set.get_label_value(k) == Some(*v))
-        })
-        .map(|x| &x.value)
-        .collect()
 }
 
 fn number(v: &OpenMetricsValue) -> Option<f64> {

@@ -6,6 +6,9 @@
 //! environment < flag, unknown keys refused), through the real binary.
 
 mod common;
+#[path = "common/scrape.rs"]
+mod scrape;
+use scrape::samples;
 
 use common::{Backend, TestPanel};
 use model::network::sync::{EdgeReport, ServerApplyResult, SYNC_PATH};
@@ -42,23 +45,6 @@ async fn scrape(t: &TestPanel) -> Scrape {
     let text = resp.text().await.unwrap();
     openmetrics_parser::openmetrics::parse_openmetrics(&text)
         .unwrap_or_else(|e| panic!("not an OpenMetrics exposition ({e:?}):\n{text}"))
-}
-
-/// The values of the samples of family `name` whose labels include `labels`.
-fn samples<'a>(s: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<&'a OpenMetricsValue> {
-    let Some(family) = s.families.get(name) else {
-        return Vec::new();
-    };
-    family
-        .iter_samples()
-        .filter(|x| {
-            let set = x.get_labelset().expect("a label set");
-            labels
-                .iter()
-                .all(|(k, v)| set.get_label_value(k) == Some(*v))
-        })
-        .map(|x| &x.value)
-        .collect()
 }
 
 /// The value of the one counter or gauge sample `name{labels...}` (extra
