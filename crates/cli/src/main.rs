@@ -76,6 +76,8 @@ pub enum Command {
     Default(commands::firewall::DefaultArgs),
     /// Log what the default policies block (on), and new connections (full).
     Logging(commands::firewall::LoggingArgs),
+    /// What is accepted before any rule, as UFW does (ping, ICMP errors, DHCP, mDNS, UPnP): `builtin ping off`.
+    Builtin(commands::firewall::BuiltinArgs),
     /// Show the rules in force, read from the kernel.
     Status(commands::status::StatusArgs),
     /// The rules' counters for Prometheus (node_exporter's textfile format): `metrics --output FILE.prom`.
@@ -134,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Delete(a) => firewall::delete(g, a),
         Command::Default(a) => firewall::default(g, a),
         Command::Logging(a) => firewall::logging(g, a),
+        Command::Builtin(a) => firewall::builtin(g, a),
         Command::Status(a) => commands::status::run(g, a),
         Command::Metrics(a) => commands::metrics::run(g, a),
         Command::Enable => firewall::enable(g),

@@ -414,6 +414,7 @@ fn arb_packet(dests: Vec<IpAddr>) -> impl Strategy<Value = Packet> {
                 source_port: has_ports.then_some(40000),
                 destination_port: has_ports.then_some(port),
                 icmp_type: (!has_ports).then_some(icmp_type),
+                hop_limit: None,
                 state,
             }
         })

@@ -279,6 +279,7 @@ fn os_firewall(w: &World, rules: &[&str]) {
             routed: Policy::Allow,
         },
         logging: Default::default(),
+        builtins: Default::default(),
     };
     w.r.server
         .run(|| {

@@ -45,7 +45,10 @@ pub fn from_save(text: &str) -> Import {
 /// Imports several outputs, each named (for the line references) and with its
 /// family when known (`iptables-save` → IPv4, `ip6tables-save` → IPv6).
 pub fn from_saves(inputs: &[(&str, &str, Option<Family>)]) -> Import {
-    let mut c = Collected::default();
+    let mut c = Collected {
+        builtins: model::builtins::Switches::none(),
+        ..Default::default()
+    };
     let mut saw_ufw = false;
     for (name, text, family) in inputs {
         for section in sections(text) {

@@ -135,6 +135,9 @@ pub(crate) struct Collected {
     pub untranslated: Vec<Untranslated>,
     pub notes: Vec<Note>,
     pub logging: Option<Logging>,
+    /// The built-in accepts the imported rules had: UFW's (all, the
+    /// default) for UFW's files; none for iptables rules, which say it all.
+    pub builtins: model::builtins::Switches,
 }
 
 /// Whether a rule names no address (so, unrestricted, it would match both families).
@@ -173,6 +176,7 @@ pub(crate) fn assemble(c: Collected) -> Import {
         mut untranslated,
         mut notes,
         logging,
+        builtins,
     } = c;
     let (v4, v6): (Vec<FamRule>, Vec<FamRule>) =
         rules.into_iter().partition(|r| r.family == Family::V4);
@@ -309,6 +313,7 @@ pub(crate) fn assemble(c: Collected) -> Import {
             rules: out,
             defaults,
             logging: logging.unwrap_or_default(),
+            builtins,
         },
         origins: out_origins,
         untranslated,

@@ -15,6 +15,14 @@
 //! incoming = "deny"
 //! outgoing = "allow"
 //! routed = "deny"
+//!
+//! [builtins]
+//! ping = true
+//! icmp-errors = true
+//! dhcp = true
+//! mdns = false
+//! upnp = false
+//! ipv6-control = true
 //! ```
 //!
 //! (`rules` comes before `[defaults]`: after it, TOML makes it a key of that
@@ -33,6 +41,7 @@
 //! `PORTWALL_LOG=debug` times), and the rules, parsed on every core once
 //! split off, 60 ms on one.
 
+use crate::builtins::{Switch, Switches};
 use crate::parse::parse_rule;
 use crate::ruleset::{Defaults, Logging, Ruleset};
 use crate::services::Services;
@@ -47,6 +56,8 @@ struct File {
     logging: Logging,
     #[serde(default)]
     defaults: Defaults,
+    #[serde(default)]
+    builtins: Switches,
     /// `None` when the key is absent (so that the fast path can tell a
     /// second `rules` from none).
     #[serde(default)]
@@ -106,6 +117,7 @@ impl HostConfig {
                 rules: parse_rules(&lines, services)?,
                 defaults: file.defaults,
                 logging: file.logging,
+                builtins: file.builtins,
             },
         })
     }
@@ -138,6 +150,11 @@ impl HostConfig {
             ("routed", self.ruleset.defaults.routed),
         ] {
             out.push_str(&format!("{k} = \"{}\"\n", v.as_str()));
+        }
+        // Written whole, so that an admin sees every switch there is.
+        out.push_str("\n# Accepted before any rule, as UFW does by default ('portwall builtin NAME on/off').\n[builtins]\n");
+        for s in Switch::ALL {
+            out.push_str(&format!("{s} = {}\n", self.ruleset.builtins.get(s)));
         }
         out
     }
@@ -343,6 +360,7 @@ mod tests {
         };
         config.ruleset.logging = Logging::Full;
         config.ruleset.defaults.outgoing = crate::Policy::Deny;
+        config.ruleset.builtins.set(Switch::Upnp, false);
         for line in [
             "allow 22/tcp from 203.0.113.0/24 comment 'office VPN'",
             "deny in on eth0 from 2001:db8::/32 to any port 443 proto tcp",
@@ -378,6 +396,16 @@ mod tests {
         let read = HostConfig::from_toml(edited, &services).unwrap();
         assert_eq!(read.ruleset.rules.len(), 2);
         assert_eq!(read.ruleset.defaults.incoming, crate::Policy::Reject);
+        assert_eq!(
+            read.ruleset.builtins,
+            Switches::default(),
+            "no [builtins]: all on, as UFW"
+        );
+        let unknown = format!("{edited}[builtins]\npong = false\n");
+        let e = HostConfig::from_toml(&unknown, &services)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pong") && e.contains("icmp-errors"), "{e}");
     }
 
     /// Anything outside that layout goes to `toml` whole, which reads it or

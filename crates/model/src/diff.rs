@@ -8,6 +8,7 @@
 //! borrow their rules: at 100k rules, hashing and cloning each one was most
 //! of a 160 ms diff.
 
+use crate::builtins::Switch;
 use crate::rule::{Direction, Rule};
 use crate::ruleset::{Logging, Policy, Ruleset};
 use serde::Serialize;
@@ -36,6 +37,12 @@ pub enum Change<'a> {
         from: Logging,
         to: Logging,
     },
+    /// A built-in accept of [`crate::builtins`] turned on (`to`) or off.
+    Builtin {
+        builtin: Switch,
+        from: bool,
+        to: bool,
+    },
     /// The same rules, in another order (order decides: first match wins).
     Reorder,
 }
@@ -58,6 +65,16 @@ pub fn diff<'a>(old: &'a Ruleset, new: &'a Ruleset) -> Vec<Change<'a>> {
             from: old.logging,
             to: new.logging,
         });
+    }
+    for b in Switch::ALL {
+        let (from, to) = (old.builtins.get(b), new.builtins.get(b));
+        if from != to {
+            changes.push(Change::Builtin {
+                builtin: b,
+                from,
+                to,
+            });
+        }
     }
     let (o, n) = (&old.rules, &new.rules);
     let prefix = o.iter().zip(n).take_while(|(a, b)| a == b).count();

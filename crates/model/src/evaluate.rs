@@ -5,6 +5,7 @@
 //! differential tests check exactly that against the real kernel. The fixed
 //! preamble below is part of the meaning, and every compiler emits it first.
 
+use crate::builtins::{self, Switch};
 use crate::rule::{Action, Direction, Protocol, Rule};
 use crate::ruleset::{Policy, Ruleset};
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,10 @@ pub struct Packet {
     pub destination_port: Option<u16>,
     #[serde(default)]
     pub icmp_type: Option<u8>,
+    /// The IPv6 hop limit, where it matters (see [`crate::builtins`]); when
+    /// absent, [`crate::builtins::DEFAULT_HOP_LIMIT`].
+    #[serde(default)]
+    pub hop_limit: Option<u8>,
     #[serde(default)]
     pub state: ConnState,
 }
@@ -76,6 +81,44 @@ pub enum Builtin {
     Loopback,
     /// ICMPv6 neighbour discovery passes, or IPv6 stops working.
     NeighbourDiscovery,
+    /// The switchable accepts of [`crate::builtins`], one a [`Switch`].
+    Ping,
+    IcmpErrors,
+    Dhcp,
+    Mdns,
+    Upnp,
+    Ipv6Control,
+}
+
+impl From<Switch> for Builtin {
+    fn from(s: Switch) -> Builtin {
+        match s {
+            Switch::Ping => Builtin::Ping,
+            Switch::IcmpErrors => Builtin::IcmpErrors,
+            Switch::Dhcp => Builtin::Dhcp,
+            Switch::Mdns => Builtin::Mdns,
+            Switch::Upnp => Builtin::Upnp,
+            Switch::Ipv6Control => Builtin::Ipv6Control,
+        }
+    }
+}
+
+impl Builtin {
+    /// The name rule comments carry (`pw:builtin:NAME`) and `status` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Builtin::Established => "established",
+            Builtin::Invalid => "invalid",
+            Builtin::Loopback => "loopback",
+            Builtin::NeighbourDiscovery => "neighbour-discovery",
+            Builtin::Ping => Switch::Ping.as_str(),
+            Builtin::IcmpErrors => Switch::IcmpErrors.as_str(),
+            Builtin::Dhcp => Switch::Dhcp.as_str(),
+            Builtin::Mdns => Switch::Mdns.as_str(),
+            Builtin::Upnp => Switch::Upnp.as_str(),
+            Builtin::Ipv6Control => Switch::Ipv6Control.as_str(),
+        }
+    }
 }
 
 /// Who decided.
@@ -121,8 +164,13 @@ pub fn evaluate(ruleset: &Ruleset, packet: &Packet) -> Verdict {
         ConnState::Established | ConnState::Related => {
             return builtin(Decision::Accept, Builtin::Established)
         }
-        ConnState::Invalid => return builtin(Decision::Drop, Builtin::Invalid),
-        ConnState::New => {}
+        ConnState::Invalid | ConnState::New => {}
+    }
+    if let Some(s) = builtins::accepting(&ruleset.builtins, packet, true) {
+        return builtin(Decision::Accept, s.into());
+    }
+    if packet.state == ConnState::Invalid {
+        return builtin(Decision::Drop, Builtin::Invalid);
     }
     let lo = match packet.direction {
         Direction::In => packet.in_interface.as_deref() == Some("lo"),
@@ -137,6 +185,9 @@ pub fn evaluate(ruleset: &Ruleset, packet: &Packet) -> Verdict {
         && packet.direction != Direction::Routed
     {
         return builtin(Decision::Accept, Builtin::NeighbourDiscovery);
+    }
+    if let Some(s) = builtins::accepting(&ruleset.builtins, packet, false) {
+        return builtin(Decision::Accept, s.into());
     }
     for (i, rule) in ruleset.rules.iter().enumerate() {
         if rule_matches(rule, packet) {

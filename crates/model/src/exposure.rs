@@ -97,6 +97,7 @@ pub fn reach_through(
                 source_port: Some(40000),
                 destination_port: Some(port),
                 icmp_type: None,
+                hop_limit: None,
                 state: ConnState::New,
             };
             evaluate(ruleset, &p).decision == Decision::Accept

@@ -11,6 +11,8 @@
 //! - [`evaluate()`]: **the definition of what a ruleset means**. Every enforcer
 //!   (nftables, iptables, the edge) must agree with it packet for packet.
 //! - [`diff()`]: what changes between two rulesets (`portwall plan`).
+//! - [`builtins`]: what a host accepts before its rules, as UFW does, and the
+//!   switches that turn each group off.
 //! - [`config`]: the host's desired state as TOML.
 //! - [`network`]: the provider's network firewall in the same language, and the
 //!   panel↔edge sync wire types.
@@ -19,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod builtins;
 pub mod config;
 pub mod diff;
 pub mod evaluate;

@@ -201,6 +201,7 @@ pub fn server_ruleset<'a>(rules: impl IntoIterator<Item = &'a NetworkRule>) -> R
             routed: Policy::Allow,
         },
         logging: Default::default(),
+        builtins: crate::builtins::Switches::none(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The ordered ruleset of a host and its default policies, and the edits the CLI
 //! makes to it (add with UFW's replace-in-place, insert, delete).
 
+use crate::builtins::Switches;
 use crate::rule::{Direction, Rule};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -115,6 +116,9 @@ pub struct Ruleset {
     pub defaults: Defaults,
     #[serde(default)]
     pub logging: Logging,
+    /// Which of UFW's built-in accepts are on ([`crate::builtins`]).
+    #[serde(default)]
+    pub builtins: Switches,
 }
 
 /// What adding a rule did.

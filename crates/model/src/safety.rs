@@ -42,6 +42,7 @@ pub fn sessions_cut(ruleset: &Ruleset, sessions: &[Session]) -> Vec<Cut> {
                 source_port: Some(s.peer.port()),
                 destination_port: Some(s.local.port()),
                 icmp_type: None,
+                hop_limit: None,
                 state: ConnState::New,
             };
             let verdict = evaluate(ruleset, &packet);

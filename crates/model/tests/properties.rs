@@ -100,6 +100,7 @@ proptest! {
             source_port: Some(40000),
             destination_port: Some(port),
             icmp_type: None,
+            hop_limit: None,
             state: ConnState::New,
         };
         let v = evaluate(&rs, &p);

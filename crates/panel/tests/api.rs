@@ -799,6 +799,7 @@ fn tcp_packet(dst: &str, port: u16, src: &str) -> Packet {
         in_interface: None,
         out_interface: None,
         icmp_type: None,
+        hop_limit: None,
         state: ConnState::New,
     }
 }

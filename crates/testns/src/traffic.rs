@@ -148,3 +148,148 @@ pub fn udp(src: SocketAddr, dst: SocketAddr, timeout: Duration) -> Seen {
         Err(e) => panic!("recv {src} -> {dst}: {e}"),
     }
 }
+
+/// One ICMP (or ICMPv6) echo request from `src` to `dst` through a raw socket,
+/// as `ping -c 1` sends it: whether the echo reply came within `timeout`.
+/// Call it inside the sending namespace.
+pub fn ping(src: IpAddr, dst: IpAddr, timeout: Duration) -> bool {
+    let (proto, request, reply) = match dst {
+        IpAddr::V4(_) => (Protocol::ICMPV4, 8u8, 0u8),
+        IpAddr::V6(_) => (Protocol::ICMPV6, 128, 129),
+    };
+    let s = Socket::new(domain(dst), Type::RAW, Some(proto)).expect("raw socket");
+    s.bind(&SockAddr::from(SocketAddr::new(src, 0)))
+        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+    // An identifier of this process and call, so that other tests' replies
+    // (a raw socket sees every ICMP packet) are not taken for this one's.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    let id = (std::process::id() as u16) ^ NEXT.fetch_add(1, Ordering::Relaxed).rotate_left(8);
+    let mut msg = vec![request, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
+    msg.extend_from_slice(b"portwall-ping");
+    if dst.is_ipv4() {
+        // ICMPv6's checksum the kernel fills in; ICMP's is the sender's.
+        let sum = internet_checksum(&msg);
+        msg[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    s.send_to(&msg, &SockAddr::from(SocketAddr::new(dst, 0)))
+        .unwrap_or_else(|e| panic!("send echo request {src} -> {dst}: {e}"));
+    let deadline = std::time::Instant::now() + timeout;
+    let s: UdpSocket = s.into();
+    let mut buf = [0u8; 1500];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        s.set_read_timeout(Some(left)).expect("timeout");
+        let n = match s.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                return false
+            }
+            Err(e) => panic!("recv echo reply {dst}: {e}"),
+        };
+        // A raw IPv4 socket gets the IP header too; an ICMPv6 one does not.
+        let icmp = if dst.is_ipv4() {
+            let ihl = usize::from(buf[0] & 0x0f) * 4;
+            &buf[ihl.min(n)..n]
+        } else {
+            &buf[..n]
+        };
+        if icmp.len() >= 8 && icmp[0] == reply && u16::from_be_bytes([icmp[4], icmp[5]]) == id {
+            return true;
+        }
+    }
+}
+
+/// RFC 1071's checksum.
+fn internet_checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A UDP socket in `ns` bound to `port` on every address of `dst`'s family,
+/// joined to `dst`'s group on interface `ifindex` when `dst` is multicast: the
+/// receiving end of [`datagram_arrives`].
+pub fn datagram_receiver(
+    ns: &Netns,
+    dst: IpAddr,
+    port: u16,
+    ifindex: u32,
+    local: IpAddr,
+) -> UdpSocket {
+    ns.run(|| {
+        let any: IpAddr = match dst {
+            IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let s = Socket::new(domain(dst), Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+        s.set_reuse_address(true).ok();
+        if dst.is_ipv6() {
+            s.set_only_v6(true).ok();
+        }
+        s.bind(&SockAddr::from(SocketAddr::new(any, port)))
+            .unwrap_or_else(|e| panic!("bind port {port}: {e}"));
+        match (dst, local) {
+            (IpAddr::V4(g), IpAddr::V4(l)) if g.is_multicast() => {
+                s.join_multicast_v4(&g, &l).expect("join group")
+            }
+            (IpAddr::V6(g), _) if g.is_multicast() => {
+                s.join_multicast_v6(&g, ifindex).expect("join group")
+            }
+            _ => {}
+        }
+        s.into()
+    })
+}
+
+/// Sends one datagram from `src` (in the calling namespace) to `dst` (a
+/// multicast group goes out of interface `ifindex`, or the one of address
+/// `src` for IPv4) and says whether `receiver` got it within `timeout`.
+pub fn datagram_arrives(
+    receiver: &UdpSocket,
+    src: SocketAddr,
+    dst: SocketAddr,
+    ifindex: u32,
+    timeout: Duration,
+) -> bool {
+    let s = Socket::new(domain(dst.ip()), Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+    s.set_reuse_address(true).ok();
+    s.bind(&SockAddr::from(src))
+        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+    match (dst.ip(), src.ip()) {
+        (IpAddr::V4(g), IpAddr::V4(l)) if g.is_multicast() => {
+            s.set_multicast_if_v4(&l).expect("multicast interface")
+        }
+        (IpAddr::V6(g), _) if g.is_multicast() => {
+            s.set_multicast_if_v6(ifindex).expect("multicast interface")
+        }
+        _ => {}
+    }
+    let token = format!("portwall-{}-{}", src, dst);
+    s.send_to(token.as_bytes(), &SockAddr::from(dst))
+        .unwrap_or_else(|e| panic!("send {src} -> {dst}: {e}"));
+    let deadline = std::time::Instant::now() + timeout;
+    let mut buf = [0u8; 256];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        receiver.set_read_timeout(Some(left)).expect("timeout");
+        match receiver.recv(&mut buf) {
+            Ok(n) if &buf[..n] == token.as_bytes() => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                return false
+            }
+            Err(e) => panic!("recv {dst}: {e}"),
+        }
+    }
+}

@@ -150,12 +150,18 @@ fn describe(by: &DecidedBy, rules: &Ruleset) -> (String, Option<String>) {
         ),
         DecidedBy::Builtin { builtin } => (
             match builtin {
-                Builtin::Established => "built-in rule for established/related traffic",
-                Builtin::Invalid => "built-in rule for invalid packets",
-                Builtin::Loopback => "built-in rule for loopback traffic",
-                Builtin::NeighbourDiscovery => "built-in rule for IPv6 neighbour discovery",
-            }
-            .to_string(),
+                Builtin::Established => "built-in rule for established/related traffic".to_string(),
+                Builtin::Invalid => "built-in rule for invalid packets".to_string(),
+                Builtin::Loopback => "built-in rule for loopback traffic".to_string(),
+                Builtin::NeighbourDiscovery => {
+                    "built-in rule for IPv6 neighbour discovery".to_string()
+                }
+                other => format!(
+                    "built-in '{}' (as UFW's before.rules; 'portwall builtin {} off' turns it off)",
+                    other.as_str(),
+                    other.as_str()
+                ),
+            },
             None,
         ),
     }
@@ -538,6 +544,7 @@ pub fn run(global: &Global, args: &ExplainArgs) -> Result<u8> {
             PacketProtocol::Icmpv6 => Some(128),
             _ => None,
         },
+        hop_limit: None,
         state: ConnState::New,
     };
     let network = network_layer(args, &packet);

@@ -89,6 +89,15 @@ pub struct LoggingArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BuiltinArgs {
+    /// ping, icmp-errors, dhcp, mdns, upnp or ipv6-control (none: list them all).
+    #[arg(requires = "state")]
+    pub name: Option<String>,
+    /// on or off.
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// Make the kernel match this file instead of the saved rules; on success it
     /// becomes the saved rules.
@@ -413,6 +422,53 @@ pub fn logging(global: &Global, args: &LoggingArgs) -> Result<u8> {
     })
 }
 
+/// `portwall builtin NAME on|off`; without arguments, the list of built-ins.
+pub fn builtin(global: &Global, args: &BuiltinArgs) -> Result<u8> {
+    use model::builtins::{parse_state, state_text, Switch};
+    let (Some(name), Some(state)) = (&args.name, &args.state) else {
+        let st = ConfigDir::lock(&global.config_dir)?;
+        let switches = st.load()?.ruleset.builtins;
+        if global.json {
+            let list: Vec<_> = Switch::ALL
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "name": s,
+                        "on": switches.get(*s),
+                        "accepts": s.describe(),
+                    })
+                })
+                .collect();
+            crate::output::print_json(&serde_json::json!({ "builtins": list }))?;
+        } else {
+            let mut t = crate::output::table(["BUILT-IN", "STATE", "ACCEPTS"]);
+            for s in Switch::ALL {
+                t.add_row(vec![
+                    s.to_string(),
+                    state_text(switches.get(s)).to_string(),
+                    s.describe().to_string(),
+                ]);
+            }
+            crate::output::print_table(&t);
+        }
+        return Ok(exit::OK);
+    };
+    let switch: Switch = name.parse().map_err(exit::usage)?;
+    let on = parse_state(state).map_err(exit::usage)?;
+    edit(global, |_, cfg| {
+        let was = cfg.ruleset.builtins.get(switch);
+        cfg.ruleset.builtins.set(switch, on);
+        Ok((
+            vec![serde_json::json!({ "builtin": switch, "on": on, "was": was })],
+            vec![format!(
+                "Built-in {switch} {} (was {})",
+                state_text(on),
+                state_text(was)
+            )],
+        ))
+    })
+}
+
 /// `portwall enable`.
 pub fn enable(global: &Global) -> Result<u8> {
     edit_saying(global, true, |_, cfg| {
@@ -621,6 +677,7 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<u8> {
     let nothing = Ruleset {
         defaults: desired.ruleset.defaults,
         logging: desired.ruleset.logging,
+        builtins: desired.ruleset.builtins,
         rules: vec![],
     };
     let changes = model::diff(if loaded { &current } else { &nothing }, &desired.ruleset);
@@ -674,6 +731,15 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<u8> {
                     "~ logging".to_string(),
                     String::new(),
                     format!("{} -> {}", from.as_str(), to.as_str()),
+                ]),
+                model::Change::Builtin { builtin, from, to } => t.add_row(vec![
+                    format!("~ builtin {builtin}"),
+                    String::new(),
+                    format!(
+                        "{} -> {}",
+                        model::builtins::state_text(*from),
+                        model::builtins::state_text(*to)
+                    ),
                 ]),
                 model::Change::Reorder => t.add_row(vec![
                     "~ reorder".to_string(),

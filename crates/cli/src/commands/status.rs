@@ -290,7 +290,10 @@ fn render(s: &Status, args: &StatusArgs) {
                     human_count(c.bytes),
                     since_text(s.defaults.first().and_then(|p| p.counting_since), now),
                     format!("built-in: {n}"),
-                    "always first".into(),
+                    match n.parse::<model::builtins::Switch>() {
+                        Ok(_) => format!("before rules ('portwall builtin {n} off')"),
+                        Err(_) => "always first".into(),
+                    },
                 ]);
             }
         }

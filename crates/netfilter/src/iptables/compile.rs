@@ -17,6 +17,7 @@
 
 use super::rules::{Chain, Family, FamilyTable, IpSet, IptRule, Match, Proto, Side, Target};
 use ipnet::IpNet;
+use model::builtins::{self, Switches};
 use model::{
     Action, Addresses, Direction, Logging, Policy, PortRange, Ports, Protocol, Rule, Ruleset,
 };
@@ -63,19 +64,19 @@ fn ret(matches: Vec<Match>) -> IptRule {
     }
 }
 
-/// The fixed rules every chain starts with; [`model::evaluate`] defines the same.
-fn preamble(direction: Direction, family: Family) -> Vec<IptRule> {
-    let mut v = vec![
-        ret(vec![
-            Match::CtState("RELATED,ESTABLISHED"),
-            tag("pw:builtin:established"),
-        ]),
-        IptRule {
-            matches: vec![Match::CtState("INVALID"), tag("pw:builtin:invalid")],
-            target: Some(Target::Drop),
-            ..Default::default()
-        },
-    ];
+/// The fixed rules every chain starts with, then the switched-on accepts of
+/// [`model::builtins`]; [`model::evaluate`] defines the same.
+fn preamble(direction: Direction, family: Family, switches: &Switches) -> Vec<IptRule> {
+    let mut v = vec![ret(vec![
+        Match::CtState("RELATED,ESTABLISHED"),
+        tag("pw:builtin:established"),
+    ])];
+    v.extend(builtin_accepts(direction, family, switches, true));
+    v.push(IptRule {
+        matches: vec![Match::CtState("INVALID"), tag("pw:builtin:invalid")],
+        target: Some(Target::Drop),
+        ..Default::default()
+    });
     let lo = |mut r: IptRule| {
         match direction {
             Direction::In => r.in_interface = Some("lo".into()),
@@ -95,6 +96,70 @@ fn preamble(direction: Direction, family: Family) -> Vec<IptRule> {
                     ])
                 });
             }
+        }
+    }
+    v.extend(builtin_accepts(direction, family, switches, false));
+    v
+}
+
+/// The switched-on accepts of `direction` and `family`, one rule an ICMP type.
+fn builtin_accepts(
+    direction: Direction,
+    family: Family,
+    switches: &Switches,
+    before_invalid: bool,
+) -> Vec<IptRule> {
+    let mut v = Vec::new();
+    for a in builtins::ACCEPTS {
+        let same_family = matches!(
+            (a.family, family),
+            (builtins::Family::V4, Family::V4) | (builtins::Family::V6, Family::V6)
+        );
+        if a.direction != direction
+            || !same_family
+            || a.before_invalid != before_invalid
+            || !switches.get(a.switch)
+        {
+            continue;
+        }
+        let net = |n: builtins::Net| IpNet::new(n.address, n.prefix).expect("a valid network");
+        let hop: Vec<Match> = a.hop_limit.map(Match::HopLimit).into_iter().collect();
+        let tagged = |mut m: Vec<Match>| {
+            m.extend(hop.iter().cloned());
+            m.push(tag(format!("pw:builtin:{}", a.switch)));
+            m
+        };
+        let base = IptRule {
+            source: a.source.map(net),
+            destination: a.destination.map(net),
+            ..ret(vec![])
+        };
+        match a.transport {
+            builtins::Transport::Icmp(types) => {
+                for &t in types {
+                    let (proto, m) = match family {
+                        Family::V4 => (Proto::Icmp, Match::IcmpType(t)),
+                        Family::V6 => (Proto::Icmpv6, Match::Icmp6Type(t)),
+                    };
+                    v.push(IptRule {
+                        protocol: Some(proto),
+                        matches: tagged(vec![m]),
+                        ..base.clone()
+                    });
+                }
+            }
+            builtins::Transport::Udp {
+                source_port,
+                destination_port,
+            } => v.push(IptRule {
+                protocol: Some(Proto::Udp),
+                matches: tagged(vec![Match::Ports {
+                    proto: Proto::Udp,
+                    sport: source_port.map(PortRange::single),
+                    dport: Some(PortRange::single(destination_port)),
+                }]),
+                ..base
+            }),
         }
     }
     v
@@ -353,7 +418,7 @@ pub fn compile_family(ruleset: &Ruleset, family: Family, generation: char) -> Fa
     let mut sets = Vec::new();
     for direction in Direction::ALL {
         let (name, builtin) = chain_of(direction);
-        let mut rules = preamble(direction, family);
+        let mut rules = preamble(direction, family, &ruleset.builtins);
         if ruleset.logging == Logging::Full {
             rules.push(log_rule(
                 &IptRule {

@@ -78,6 +78,10 @@ pub enum Match {
     Multiport { side: Side, ports: Vec<PortRange> },
     /// `-m icmp6 --icmpv6-type N`.
     Icmp6Type(u8),
+    /// `-m icmp --icmp-type N`.
+    IcmpType(u8),
+    /// `-m hl --hl-eq N`: the IPv6 hop limit.
+    HopLimit(u8),
     /// `-m conntrack --ctstate A,B`.
     CtState(&'static str),
     /// `-m conntrack [--ctorigdst NET] [--ctorigdstport R]`: the destination
@@ -196,6 +200,12 @@ impl IptRule {
                 }
                 Match::Icmp6Type(t) => {
                     let _ = write!(s, " -m icmp6 --icmpv6-type {t}");
+                }
+                Match::IcmpType(t) => {
+                    let _ = write!(s, " -m icmp --icmp-type {t}");
+                }
+                Match::HopLimit(h) => {
+                    let _ = write!(s, " -m hl --hl-eq {h}");
                 }
                 Match::CtState(states) => {
                     let _ = write!(s, " -m conntrack --ctstate {states}");

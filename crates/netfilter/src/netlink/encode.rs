@@ -1277,6 +1277,7 @@ pub(crate) fn payload_left(proto: &str, field: &str) -> Option<Left> {
         ("ip6", "saddr") => (NH, 8, T::Ipv6Addr, v6, None),
         ("ip6", "daddr") => (NH, 24, T::Ipv6Addr, v6, None),
         ("ip6", "nexthdr") => (NH, 6, T::InetProto, v6, None),
+        ("ip6", "hoplimit") => (NH, 7, T::Integer(1), v6, None),
         ("th", "sport") => (TH, 0, T::InetService, None, None),
         ("th", "dport") => (TH, 2, T::InetService, None, None),
         ("tcp", "sport") => (TH, 0, T::InetService, None, Some(IPPROTO_TCP)),

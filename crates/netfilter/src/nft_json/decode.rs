@@ -211,6 +211,7 @@ impl Delin<'_> {
                         8 => Some(("ip6", "saddr", DataType::Ipv6Addr)),
                         24 => Some(("ip6", "daddr", DataType::Ipv6Addr)),
                         6 => Some(("ip6", "nexthdr", DataType::InetProto)),
+                        7 => Some(("ip6", "hoplimit", DataType::Integer(1))),
                         _ => None,
                     },
                     (2, _, Some(p @ (6 | 17))) => {

@@ -341,6 +341,7 @@ pub fn random_packets_for(
                 source_port: Some(sport),
                 destination_port: Some(*PORTS.choose(rng).unwrap()),
                 icmp_type: None,
+                hop_limit: None,
                 state: ConnState::New,
             }
         })
