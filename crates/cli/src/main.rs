@@ -78,6 +78,8 @@ pub enum Command {
     Logging(commands::firewall::LoggingArgs),
     /// What is accepted before any rule, as UFW does (ping, ICMP errors, DHCP, mDNS, UPnP): `builtin ping off`.
     Builtin(commands::firewall::BuiltinArgs),
+    /// UFW's application profiles rules may name (`allow OpenSSH`): `app list`, `app info NAME`.
+    App(commands::app::AppArgs),
     /// Show the rules in force, read from the kernel.
     Status(commands::status::StatusArgs),
     /// The rules' counters for Prometheus (node_exporter's textfile format): `metrics --output FILE.prom`.
@@ -137,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Default(a) => firewall::default(g, a),
         Command::Logging(a) => firewall::logging(g, a),
         Command::Builtin(a) => firewall::builtin(g, a),
+        Command::App(a) => commands::app::run(g, a),
         Command::Status(a) => commands::status::run(g, a),
         Command::Metrics(a) => commands::metrics::run(g, a),
         Command::Enable => firewall::enable(g),

@@ -29,7 +29,7 @@ fn json(o: &Output) -> serde_json::Value {
     })
 }
 
-const USER_RULES: &str = "*filter\n### RULES ###\n\n### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n-A ufw-user-input -p tcp --dport 22 -j ACCEPT\n\n### tuple ### deny any 5432 0.0.0.0/0 any 198.51.100.0/24 in\n\n### tuple ### allow gre any 0.0.0.0/0 any 0.0.0.0/0 in\n### END RULES ###\n";
+const USER_RULES: &str = "*filter\n### RULES ###\n\n### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n-A ufw-user-input -p tcp --dport 22 -j ACCEPT\n\n### tuple ### deny any 5432 0.0.0.0/0 any 198.51.100.0/24 in\n\n### tuple ### allow sctp any 0.0.0.0/0 any 0.0.0.0/0 in\n\n### tuple ### allow gre any 0.0.0.0/0 any 0.0.0.0/0 in\n### END RULES ###\n";
 const USER6_RULES: &str = "### tuple ### allow tcp 22 ::/0 any ::/0 in\n";
 
 #[test]
@@ -59,13 +59,14 @@ fn import_prints_rules_and_what_it_cannot_translate() {
     assert!(text.contains("allow 22/tcp"), "{text}");
     assert!(text.contains("deny 5432 from 198.51.100.0/24"), "{text}");
     assert!(
-        text.contains("Not translated (1)") && text.contains("protocol gre"),
+        text.contains("Not translated (1)") && text.contains("protocol sctp"),
         "{text}"
     );
     let mut with_json = args.to_vec();
     with_json.push("--json");
     let v = json(&portwall(&ns, d, &with_json, &[]));
-    assert_eq!(v["import"]["ruleset"]["rules"].as_array().unwrap().len(), 2);
+    assert!(text.contains("allow proto gre"), "{text}");
+    assert_eq!(v["import"]["ruleset"]["rules"].as_array().unwrap().len(), 3);
     assert_eq!(v["import"]["untranslated"][0]["line_no"], 9);
 
     // --apply refuses while something is untranslated, unless forced.

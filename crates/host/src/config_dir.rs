@@ -159,12 +159,38 @@ fn remove_stale_staged_files(dir: &Path) {
     }
 }
 
-/// Service names: the built-in table overlaid with /etc/services.
+/// Where UFW's application profiles live.
+pub const UFW_PROFILES_DIR: &str = "/etc/ufw/applications.d";
+
+/// Service names: the built-in table overlaid with /etc/services; and
+/// application profiles: Debian's, overlaid with the files of
+/// [`UFW_PROFILES_DIR`] (in name order; a file that does not read is left
+/// out with a warning on stderr, as UFW leaves it out).
 pub fn services() -> Services {
-    match fs::read_to_string("/etc/services") {
+    let mut s = match fs::read_to_string("/etc/services") {
         Ok(text) => Services::with_etc_services(&text),
         Err(_) => Services::builtin(),
+    };
+    let mut files: Vec<_> = fs::read_dir(UFW_PROFILES_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for path in files {
+        let added = fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| s.add_profiles(&text).map_err(|e| e.to_string()));
+        if let Err(e) = added {
+            eprintln!(
+                "portwall: warning: the application profiles of {} are left out: {e}",
+                path.display()
+            );
+        }
     }
+    s
 }
 
 /// Reads and validates a config file; `None` when it does not exist.

@@ -233,12 +233,13 @@ fn tuple_rule(tuple: &str) -> Result<(Family, Rule, bool, bool), String> {
             ))
         }
     };
-    // UFW's user rules name tcp, udp or any here.
+    // UFW's user rules name the protocols `man ufw` lists here: tcp, udp,
+    // esp, ah, gre, igmp, ipv6, or any.
     let protocol = match t[1].parse::<Protocol>() {
-        Ok(p @ (Protocol::Any | Protocol::Tcp | Protocol::Udp)) => p,
+        Ok(p) if !matches!(p, Protocol::Icmp | Protocol::Icmpv6) => p,
         _ => {
             return Err(format!(
-                "protocol {}: portwall rules name tcp, udp, icmp, icmpv6 or any",
+                "protocol {}: UFW's rules name tcp, udp, esp, ah, gre, igmp, ipv6 or any",
                 t[1]
             ))
         }
@@ -630,7 +631,7 @@ mod tests {
     }
 
     // As written by ufw 0.36.2 (see the equivalence test for the real run).
-    const USER_RULES: &str = "*filter\n:ufw-user-input - [0:0]\n### RULES ###\n\n### tuple ### limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n-A ufw-user-input -p tcp --dport 22 -m conntrack --ctstate NEW -m recent --set\n\n### tuple ### deny any any 0.0.0.0/0 any 198.51.100.7 in\n-A ufw-user-input -s 198.51.100.7 -j DROP\n\n### tuple ### allow tcp 8080 0.0.0.0/0 any 0.0.0.0/0 in_eth0 comment=77656220616c74\n\n### tuple ### route:allow tcp 80 10.0.0.2 any 0.0.0.0/0 in_eth0!out_eth1\n\n### tuple ### allow_log tcp 8443 0.0.0.0/0 any 0.0.0.0/0 in\n\n### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 OpenSSH - in\n\n### tuple ### allow gre any 0.0.0.0/0 any 0.0.0.0/0 in\n\n### tuple ### allow udp 53 0.0.0.0/0 any 0.0.0.0/0 out\n### END RULES ###\n";
+    const USER_RULES: &str = "*filter\n:ufw-user-input - [0:0]\n### RULES ###\n\n### tuple ### limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n-A ufw-user-input -p tcp --dport 22 -m conntrack --ctstate NEW -m recent --set\n\n### tuple ### deny any any 0.0.0.0/0 any 198.51.100.7 in\n-A ufw-user-input -s 198.51.100.7 -j DROP\n\n### tuple ### allow tcp 8080 0.0.0.0/0 any 0.0.0.0/0 in_eth0 comment=77656220616c74\n\n### tuple ### route:allow tcp 80 10.0.0.2 any 0.0.0.0/0 in_eth0!out_eth1\n\n### tuple ### allow_log tcp 8443 0.0.0.0/0 any 0.0.0.0/0 in\n\n### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 OpenSSH - in\n\n### tuple ### allow gre any 0.0.0.0/0 any 0.0.0.0/0 in\n\n### tuple ### allow sctp any 0.0.0.0/0 any 0.0.0.0/0 in\n\n### tuple ### allow udp 53 0.0.0.0/0 any 0.0.0.0/0 out\n### END RULES ###\n";
     const USER6_RULES: &str = "### tuple ### limit tcp 22 ::/0 any ::/0 in\n### tuple ### allow tcp 8080 ::/0 any ::/0 in_eth0 comment=77656220616c74\n### tuple ### allow udp 53 ::/0 any ::/0 out\n";
 
     #[test]
@@ -653,14 +654,15 @@ mod tests {
                 "allow routed in on eth0 out on eth1 80/tcp to 10.0.0.2",
                 "allow log 8443/tcp from 0.0.0.0/0",
                 "allow 22/tcp from 0.0.0.0/0 comment 'OpenSSH'",
+                "allow proto gre from 0.0.0.0/0",
                 "allow out 53/udp",
             ]
         );
         assert_eq!(i.ruleset.defaults.incoming, Policy::Reject);
         assert_eq!(i.ruleset.logging, Logging::On);
         assert_eq!(i.untranslated.len(), 1);
-        assert_eq!(i.untranslated[0].line_no, 19);
-        assert!(i.untranslated[0].reason.contains("protocol gre"));
+        assert_eq!(i.untranslated[0].line_no, 21);
+        assert!(i.untranslated[0].reason.contains("protocol sctp"));
         assert!(i
             .notes
             .iter()

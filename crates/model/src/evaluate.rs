@@ -238,6 +238,10 @@ pub fn rule_matches(rule: &Rule, packet: &Packet) -> bool {
         Protocol::Udp => packet.protocol == PacketProtocol::Udp,
         Protocol::Icmp => packet.protocol == PacketProtocol::Icmp,
         Protocol::Icmpv6 => packet.protocol == PacketProtocol::Icmpv6,
+        p => {
+            packet.protocol == PacketProtocol::Other(p.number().expect("a numbered protocol"))
+                && (!p.ipv4_only() || packet.source.is_ipv4())
+        }
     };
     if !proto_ok {
         return false;

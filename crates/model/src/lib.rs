@@ -7,6 +7,7 @@
 //! - [`rule`]: the value ([`Rule`], [`PortRange`], [`Protocol`], ...) and its
 //!   canonical text form.
 //! - [`parse`]: UFW-compatible parsing with errors that point at the bad token.
+//! - [`profiles`]: UFW's application profiles (`allow OpenSSH`).
 //! - [`ruleset`]: ordered rules plus default policies, and the edits the CLI makes.
 //! - [`evaluate()`]: **the definition of what a ruleset means**. Every enforcer
 //!   (nftables, iptables, the edge) must agree with it packet for packet.
@@ -29,6 +30,7 @@ pub mod exposure;
 pub mod list;
 pub mod network;
 pub mod parse;
+pub mod profiles;
 pub mod rule;
 pub mod ruleset;
 pub mod safety;

@@ -11,6 +11,7 @@
 //! A list of service names whose transports differ (`http,ntp`) yields one rule per
 //! transport, which is why parsing returns a `Vec<Rule>`.
 
+use crate::profiles::ProfilePorts;
 use crate::rule::{
     is_valid_interface, Action, Addresses, Direction, PortError, PortRange, Ports, Protocol, Rule,
 };
@@ -281,6 +282,8 @@ impl<'a> Parser<'a> {
         let mut from_given = false;
         let mut to_given = false;
         let mut comment_given = false;
+        // An application profile named for the destination: its name and ports.
+        let mut profile: Option<(&'a str, &'a ProfilePorts, Range<usize>)> = None;
 
         while let Some(word) = self.peek_lower() {
             let span = self.tokens[self.pos].span();
@@ -355,7 +358,22 @@ impl<'a> Parser<'a> {
                         to_given = true;
                         rule.destination = addrs;
                     }
-                    if self.peek_lower().as_deref() == Some("port") {
+                    if self.peek_lower().as_deref() == Some("app") {
+                        let aspan = self.tokens[self.pos].span();
+                        self.pos += 1;
+                        let tok =
+                            self.next_value("app", "an application profile (OpenSSH, 'WWW Full')")?;
+                        if is_from {
+                            return Err(self.err_at(
+                                aspan,
+                                "an application profile names the destination's ports: 'to ADDR app NAME'",
+                            ));
+                        }
+                        if dest_elems.is_some() || profile.is_some() {
+                            return Err(self.err_at(aspan, "the destination port is given twice"));
+                        }
+                        profile = Some(self.profile(&tok)?);
+                    } else if self.peek_lower().as_deref() == Some("port") {
                         let pspan = self.tokens[self.pos].span();
                         self.pos += 1;
                         let tok =
@@ -396,13 +414,18 @@ impl<'a> Parser<'a> {
                     rule.comment = Some(tok.text.to_string());
                 }
                 _ => {
-                    // The short form: PORTS[/PROTO].
+                    // The short form: PORTS[/PROTO], or an application profile.
                     let tok = self.tokens[self.pos];
-                    if dest_elems.is_some() || from_given || to_given {
+                    if dest_elems.is_some() || profile.is_some() || from_given || to_given {
                         return Err(self.err_at(
                             tok.span(),
                             format!("unexpected '{}': expected {CLAUSES}", tok.text),
                         ));
+                    }
+                    if let Some(ports) = self.services.profile(tok.text) {
+                        profile = Some((tok.text, ports, tok.span()));
+                        self.pos += 1;
+                        continue;
                     }
                     let (ports_text, proto_text) = match tok.text.split_once('/') {
                         Some((p, pr)) => (p, Some(pr)),
@@ -410,7 +433,10 @@ impl<'a> Parser<'a> {
                     };
                     let ports_span = tok.text_start()..tok.text_start() + ports_text.len();
                     let elems = self.ports(ports_text, &ports_span).map_err(|e| {
-                        if ports_text.chars().all(|c| c.is_ascii_alphabetic()) && self.services.lookup(ports_text).is_none() {
+                        if proto_text.is_none() && self.services.profile_named_like(ports_text).is_some() {
+                            // A profile name in another case: UFW's names are case-sensitive.
+                            self.profile(&tok).err().unwrap_or(e)
+                        } else if ports_text.chars().all(|c| c.is_ascii_alphabetic()) && self.services.lookup(ports_text).is_none() {
                             self.err_at(
                                 ports_span.clone(),
                                 format!("unexpected '{ports_text}': expected {CLAUSES} (and '{ports_text}' is no known service name)"),
@@ -437,6 +463,32 @@ impl<'a> Parser<'a> {
             }
         }
 
+        if let Some((name, ports, _)) = profile {
+            if let Some((_, span)) = explicit_proto {
+                return Err(self.err_at(
+                    span,
+                    format!("the application profile '{name}' names its own protocols"),
+                ));
+            }
+            if rule.comment.is_none() {
+                rule.comment = Some(name.to_string());
+            }
+            let rules: Vec<Rule> = ports
+                .iter()
+                .map(|(p, ranges)| {
+                    let mut r = rule.clone();
+                    r.protocol = *p;
+                    r.destination_ports = Ports(ranges.clone());
+                    r
+                })
+                .collect();
+            let whole = 0..self.input.len();
+            for r in &rules {
+                r.validate()
+                    .map_err(|e| self.err_at(whole.clone(), e.to_string()))?;
+            }
+            return Ok(rules);
+        }
         if let Some((p, span)) = &explicit_proto {
             rule.protocol = *p;
             if !p.has_ports() && (dest_elems.is_some() || src_elems.is_some()) {
@@ -501,6 +553,26 @@ impl<'a> Parser<'a> {
                 .map_err(|e| self.err_at(whole.clone(), e.to_string()))?;
         }
         Ok(rules)
+    }
+
+    /// The application profile `tok` names (case matters, as in UFW).
+    fn profile(
+        &self,
+        tok: &Token<'a>,
+    ) -> Result<(&'a str, &'a ProfilePorts, Range<usize>), ParseError> {
+        match self.services.profile(tok.text) {
+            Some(ports) => Ok((tok.text, ports, tok.span())),
+            None => {
+                let hint = match self.services.profile_named_like(tok.text) {
+                    Some(n) => format!(" (did you mean '{n}'? names are case-sensitive)"),
+                    None => " (see /etc/ufw/applications.d; 'OpenSSH', 'WWW Full', ...)".into(),
+                };
+                Err(self.err_at(
+                    tok.span(),
+                    format!("'{}' is not an application profile{hint}", tok.text),
+                ))
+            }
+        }
     }
 
     fn protocol(&self, tok: &Token<'_>) -> Result<Protocol, ParseError> {

@@ -99,14 +99,29 @@ pub enum Protocol {
     Udp,
     Icmp,
     Icmpv6,
+    /// IPsec's encapsulating security payload (50).
+    Esp,
+    /// IPsec's authentication header (51).
+    Ah,
+    /// Generic routing encapsulation (47).
+    Gre,
+    /// IGMP (2): IPv4 only.
+    Igmp,
+    /// IPv6 in IPv4 (41, 6in4 and 6to4 tunnels): IPv4 only.
+    Ipv6,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 5] = [
+    pub const ALL: [Protocol; 10] = [
         Protocol::Tcp,
         Protocol::Udp,
         Protocol::Icmp,
         Protocol::Icmpv6,
+        Protocol::Esp,
+        Protocol::Ah,
+        Protocol::Gre,
+        Protocol::Igmp,
+        Protocol::Ipv6,
         Protocol::Any,
     ];
     pub fn as_str(self) -> &'static str {
@@ -116,38 +131,58 @@ impl Protocol {
             Protocol::Udp => "udp",
             Protocol::Icmp => "icmp",
             Protocol::Icmpv6 => "icmpv6",
+            Protocol::Esp => "esp",
+            Protocol::Ah => "ah",
+            Protocol::Gre => "gre",
+            Protocol::Igmp => "igmp",
+            Protocol::Ipv6 => "ipv6",
         }
+    }
+    /// The IP protocol number (`None` for any).
+    pub fn number(self) -> Option<u8> {
+        Some(match self {
+            Protocol::Any => return None,
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Icmp => 1,
+            Protocol::Icmpv6 => 58,
+            Protocol::Esp => 50,
+            Protocol::Ah => 51,
+            Protocol::Gre => 47,
+            Protocol::Igmp => 2,
+            Protocol::Ipv6 => 41,
+        })
     }
     /// Whether rules of this protocol may name ports.
     pub fn has_ports(self) -> bool {
         matches!(self, Protocol::Any | Protocol::Tcp | Protocol::Udp)
     }
+    /// Whether the protocol exists over IPv4 only (a rule of it applies to
+    /// IPv4 packets, and may not name IPv6 addresses).
+    pub fn ipv4_only(self) -> bool {
+        matches!(self, Protocol::Icmp | Protocol::Igmp | Protocol::Ipv6)
+    }
 }
 
 /// The protocols a rule may name, as the error messages list them.
-pub const PROTOCOLS: &str = "tcp, udp, icmp, icmpv6, any";
+pub const PROTOCOLS: &str = "tcp, udp, icmp, icmpv6, esp, ah, gre, igmp, ipv6, any";
 
 impl std::str::FromStr for Protocol {
     type Err = String;
-    /// `tcp`, `udp`, `icmp`, `icmpv6` (also `ipv6-icmp`), `any`; any case.
+    /// One of [`PROTOCOLS`] (also `ipv6-icmp` for icmpv6), in any case.
     fn from_str(s: &str) -> Result<Self, String> {
-        let is = |name: &str| s.eq_ignore_ascii_case(name);
-        if is("tcp") {
-            Ok(Protocol::Tcp)
-        } else if is("udp") {
-            Ok(Protocol::Udp)
-        } else if is("icmp") {
-            Ok(Protocol::Icmp)
-        } else if is("icmpv6") || is("ipv6-icmp") {
-            Ok(Protocol::Icmpv6)
-        } else if is("any") {
-            Ok(Protocol::Any)
-        } else {
-            Err(format!(
-                "'{}' is not a protocol: {PROTOCOLS}",
-                s.to_ascii_lowercase()
-            ))
+        if s.eq_ignore_ascii_case("ipv6-icmp") {
+            return Ok(Protocol::Icmpv6);
         }
+        Protocol::ALL
+            .into_iter()
+            .find(|p| s.eq_ignore_ascii_case(p.as_str()))
+            .ok_or_else(|| {
+                format!(
+                    "'{}' is not a protocol: {PROTOCOLS}",
+                    s.to_ascii_lowercase()
+                )
+            })
     }
 }
 
@@ -432,7 +467,7 @@ impl Rule {
             return Err(RuleError::MixedFamilies);
         }
         match self.protocol {
-            Protocol::Icmp if v6 && !v4 => return Err(RuleError::ProtocolFamilyV4(Protocol::Icmp)),
+            p if p.ipv4_only() && v6 && !v4 => return Err(RuleError::ProtocolFamilyV4(p)),
             Protocol::Icmpv6 if v4 && !v6 => return Err(RuleError::ProtocolFamilyV6),
             _ => {}
         }

@@ -7,6 +7,7 @@
 //! table names the service usually found on a port ([`Services::name_of`]), for
 //! display next to a port number (nmap's SERVICE column, `netstat`'s names).
 
+use crate::profiles::{parse_profiles, ProfileError, ProfilePorts, Profiles, DEBIAN_PROFILES};
 use crate::rule::Protocol;
 use std::collections::HashMap;
 
@@ -38,6 +39,8 @@ pub struct Services {
     by_name: HashMap<String, (u16, Transports)>,
     /// The usual name of each (port, TCP or UDP): the first one listed.
     by_port: HashMap<(u16, Protocol), String>,
+    /// UFW's application profiles ([`crate::profiles`]).
+    profiles: Profiles,
 }
 
 /// The built-in table: (name, port, transports). The first name listed for a port
@@ -126,7 +129,38 @@ impl Services {
                 }
             }
         }
-        Services { by_name, by_port }
+        let profiles = parse_profiles(DEBIAN_PROFILES).expect("the built-in profiles read");
+        Services {
+            by_name,
+            by_port,
+            profiles,
+        }
+    }
+
+    /// Adds the profiles of one file of `/etc/ufw/applications.d` (a profile of
+    /// the same name replaces the built-in one); a file that does not read
+    /// adds nothing and says why.
+    pub fn add_profiles(&mut self, text: &str) -> Result<(), ProfileError> {
+        self.profiles.extend(parse_profiles(text)?);
+        Ok(())
+    }
+
+    /// The ports of the application profile `name` (case matters, as in UFW).
+    pub fn profile(&self, name: &str) -> Option<&ProfilePorts> {
+        self.profiles.get(name)
+    }
+
+    /// The name of a profile that `name` names but for its case.
+    pub fn profile_named_like(&self, name: &str) -> Option<&str> {
+        self.profiles
+            .keys()
+            .find(|n| n.eq_ignore_ascii_case(name))
+            .map(String::as_str)
+    }
+
+    /// Every profile, by name.
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
     }
 
     /// The built-in table overlaid with the entries of an `/etc/services` text

@@ -97,7 +97,9 @@ fn errors_point_at_the_token_and_list_what_is_accepted() {
 
     let e = err("allow 22/tcpp");
     assert!(
-        e.starts_with("'tcpp' is not a protocol: tcp, udp, icmp, icmpv6, any"),
+        e.starts_with(
+            "'tcpp' is not a protocol: tcp, udp, icmp, icmpv6, esp, ah, gre, igmp, ipv6, any"
+        ),
         "{e}"
     );
     assert!(e.ends_with("           ^^^^"), "{e}");
@@ -192,4 +194,66 @@ fn errors_in_quoted_words_point_at_their_text() {
     let e = model::parse_rule_args(&["allow", "22/tсp x"], &services).expect_err("args");
     assert_eq!(&e.input[e.span.clone()], "tсp x");
     let _ = e.to_string();
+}
+
+/// Issue 18: UFW's application profiles, resolved as they are parsed.
+#[test]
+fn application_profiles_resolve_to_their_ports() {
+    let r = one("allow OpenSSH");
+    assert_eq!(r.to_string(), "allow 22/tcp comment 'OpenSSH'");
+    let r = one("allow from 198.51.100.0/24 to any app 'WWW Full' comment 'web'");
+    assert_eq!(
+        r.to_string(),
+        "allow 80,443/tcp from 198.51.100.0/24 comment 'web'"
+    );
+    let rules = parse_rule("allow CIFS", &Services::builtin()).unwrap();
+    let text: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            "allow 139,445/tcp comment 'CIFS'",
+            "allow 137,138/udp comment 'CIFS'"
+        ]
+    );
+    // A profile without protocols means TCP and UDP, as a bare port does.
+    assert_eq!(one("allow DNS").protocol, Protocol::Any);
+    // The profiles of /etc/ufw/applications.d replace and add to Debian's.
+    let mut s = Services::builtin();
+    s.add_profiles("[Game]\ntitle=x\nports=27015/udp|27015:27030/tcp\n")
+        .unwrap();
+    let v = parse_rule("limit Game", &s).unwrap();
+    assert_eq!(v.len(), 2);
+
+    assert!(
+        err("allow openssh").contains("did you mean 'OpenSSH'"),
+        "{}",
+        err("allow openssh")
+    );
+    assert!(err("allow to any app Nope").contains("'Nope' is not an application profile"));
+    assert!(err("allow from any app OpenSSH").contains("'to ADDR app NAME'"));
+    assert!(err("allow OpenSSH proto udp").contains("names its own protocols"));
+    assert!(err("allow OpenSSH 80/tcp").contains("unexpected '80/tcp'"));
+}
+
+/// Issue 18: the protocols `man ufw` lists beyond TCP and UDP.
+#[test]
+fn ipsec_gre_igmp_and_6in4_are_protocols_without_ports() {
+    for (text, p) in [
+        ("allow proto esp from 203.0.113.9", Protocol::Esp),
+        ("allow proto ah", Protocol::Ah),
+        ("allow proto gre from 198.51.100.0/24", Protocol::Gre),
+        ("allow proto igmp", Protocol::Igmp),
+        ("allow proto ipv6 from 192.0.2.1", Protocol::Ipv6),
+        ("allow proto GRE", Protocol::Gre),
+    ] {
+        let r = one(text);
+        assert_eq!(r.protocol, p, "{text}");
+        assert_eq!(one(&r.to_string()), r, "{text} prints and reads back");
+    }
+    assert!(err("allow proto esp port 500").contains("esp has no ports"));
+    assert!(err("allow proto igmp from 2001:db8::1").contains("igmp is IPv4-only"));
+    assert!(err("allow proto ipv6 from 2001:db8::1").contains("ipv6 is IPv4-only"));
+    assert!(
+        err("allow proto sctp").contains("tcp, udp, icmp, icmpv6, esp, ah, gre, igmp, ipv6, any")
+    );
 }

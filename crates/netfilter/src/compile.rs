@@ -564,15 +564,12 @@ fn verdict(action: Action) -> Statement<'static> {
 /// The elements of one model rule, grouped by shape.
 fn rule_elements(rule: &Rule) -> Vec<(Shape, Key)> {
     let mut out = Vec::with_capacity(1);
+    let named = [rule.protocol.number()];
     let protos: &[Option<u8>] = match rule.protocol {
-        Protocol::Tcp => &[Some(6)],
-        Protocol::Udp => &[Some(17)],
-        Protocol::Icmp => &[Some(1)],
-        Protocol::Icmpv6 => &[Some(58)],
         Protocol::Any if !rule.source_ports.is_any() || !rule.destination_ports.is_any() => {
             &[Some(6), Some(17)]
         }
-        Protocol::Any => &[None],
+        _ => &named,
     };
     // Each value of a list, or one `None` for an empty list (any).
     fn each<T: Copy>(list: &[T]) -> impl Iterator<Item = Option<T>> + Clone + '_ {
@@ -590,8 +587,9 @@ fn rule_elements(rule: &Rule) -> Vec<(Shape, Key)> {
                 (None, None) => Family::Any,
             };
             for &p in protos {
-                // icmp only exists in IPv4, icmpv6 only in IPv6.
-                if (p == Some(1) && family == Family::V6) || (p == Some(58) && family == Family::V4)
+                // icmp (and igmp, 6in4) only exist in IPv4, icmpv6 only in IPv6.
+                if (rule.protocol.ipv4_only() && family == Family::V6)
+                    || (p == Some(58) && family == Family::V4)
                 {
                     continue;
                 }

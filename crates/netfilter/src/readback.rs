@@ -206,13 +206,7 @@ pub fn parse_port_range(v: &Value) -> Option<PortRange> {
 pub fn parse_proto(v: &Value) -> Option<u8> {
     match v {
         Value::Number(n) => n.as_u64().and_then(|n| u8::try_from(n).ok()),
-        Value::String(s) => match s.as_str() {
-            "tcp" => Some(6),
-            "udp" => Some(17),
-            "icmp" => Some(1),
-            "ipv6-icmp" | "icmpv6" => Some(58),
-            other => other.parse().ok(),
-        },
+        Value::String(s) => crate::netlink::types::proto_number(s),
         _ => None,
     }
 }

@@ -1,6 +1,7 @@
 //! One module per command (or command family). Each takes its parsed arguments and
 //! the global options, calls the libraries, and renders the result.
 
+pub mod app;
 pub mod audit;
 pub mod cloud;
 pub mod explain;

@@ -297,6 +297,12 @@ fn rule_rules(
         Protocol::Icmp if family == Family::V4 => vec![Some(Proto::Icmp)],
         Protocol::Icmpv6 if family == Family::V6 => vec![Some(Proto::Icmpv6)],
         Protocol::Icmp | Protocol::Icmpv6 => return Vec::new(),
+        p if p.ipv4_only() && family == Family::V6 => return Vec::new(),
+        Protocol::Esp => vec![Some(Proto::Esp)],
+        Protocol::Ah => vec![Some(Proto::Ah)],
+        Protocol::Gre => vec![Some(Proto::Gre)],
+        Protocol::Igmp => vec![Some(Proto::Igmp)],
+        Protocol::Ipv6 => vec![Some(Proto::Ipv6)],
         Protocol::Any if !rule.source_ports.is_any() || !rule.destination_ports.is_any() => {
             vec![Some(Proto::Tcp), Some(Proto::Udp)]
         }

@@ -45,6 +45,12 @@ pub enum Proto {
     Udp,
     Icmp,
     Icmpv6,
+    Esp,
+    Ah,
+    Gre,
+    Igmp,
+    /// IPv6 in IPv4 (41).
+    Ipv6,
 }
 
 impl Proto {
@@ -54,6 +60,12 @@ impl Proto {
             Proto::Udp => "udp",
             Proto::Icmp => "icmp",
             Proto::Icmpv6 => "ipv6-icmp",
+            // As iptables-save prints them: the names of /etc/protocols.
+            Proto::Esp => "esp",
+            Proto::Ah => "ah",
+            Proto::Gre => "gre",
+            Proto::Igmp => "igmp",
+            Proto::Ipv6 => "ipv6",
         }
     }
 }
