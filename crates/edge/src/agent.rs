@@ -202,6 +202,10 @@ pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, EdgeError> {
     let dir = cfg.state_dir.clone();
     let table = cfg.table.clone();
     let (engine_back, restored) = tokio::task::spawn_blocking(move || {
+        let staged = store::remove_staged(&dir);
+        if staged > 0 {
+            tracing::info!(files = staged, "removed the staged files a stopped agent left");
+        }
         let restored = match store::load_policy(&dir) {
             Ok(Some(saved)) if saved.mode == table.mode && saved.table == table.name => {
                 let rev = saved.revision;

@@ -80,13 +80,33 @@ fn store_err(path: &Path, e: impl std::fmt::Display) -> EdgeError {
     }
 }
 
+/// The prefix of the staged files [`write_atomic`] writes (`tempfile`'s).
+const STAGED_PREFIX: &str = ".tmp";
+
+/// Removes the staged files an agent killed in the middle of a
+/// [`write_atomic`] left in `dir` (the agent that starts is the only writer
+/// of its state directory); how many there were.
+pub fn remove_staged(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(STAGED_PREFIX))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// Writes `bytes` to `dir/name` atomically and durably: a temporary file in
 /// the same directory (`tempfile`, removed if anything fails), flushed,
 /// renamed into place, then the directory flushed.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), EdgeError> {
     std::fs::create_dir_all(dir).map_err(|e| store_err(dir, e))?;
     let path = dir.join(name);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| store_err(dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(STAGED_PREFIX)
+        .tempfile_in(dir)
+        .map_err(|e| store_err(dir, e))?;
     tmp.write_all(bytes).map_err(|e| store_err(tmp.path(), e))?;
     tmp.as_file()
         .sync_all()
