@@ -64,7 +64,7 @@ pub enum Command {
     Deny(commands::firewall::RuleArgs),
     /// Refuse traffic (TCP reset / ICMP port unreachable).
     Reject(commands::firewall::RuleArgs),
-    /// Allow, but drop a source opening more than 6 connections in 30 s (`limit ssh`).
+    /// Allow, but refuse a source's 6th new connection within 30 s (`limit ssh`; `limit ssh rate 10/60s`).
     Limit(commands::firewall::RuleArgs),
     /// A rule for forwarded traffic, in UFW's form: `route allow in on eth0 out on eth1 ...`.
     Route(commands::firewall::RouteArgs),

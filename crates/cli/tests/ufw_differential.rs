@@ -4,7 +4,9 @@
 //! by `ip netns exec` from /etc/netns/NAME; never the machine's), then the same
 //! real connections and pings from the same client addresses to both; every
 //! verdict must be the same. A "no answer" is confirmed by a second try before
-//! it counts. `limit` is left out: its semantics are the open part of issue 18.
+//! it counts. `limit` rules are compared on their own, on a burst (UFW counts
+//! the last 30 s exactly and shares one count among all its limit rules;
+//! portwall counts per rule with a token bucket: they agree on a burst).
 
 mod common;
 use rand::prelude::*;
@@ -310,4 +312,49 @@ fn the_machines_own_ufw_files_are_untouched() {
     assert!(host.ufw(&["status"]).contains("2222/tcp"));
     drop(host);
     assert_eq!(std::fs::read("/etc/ufw/user.rules").unwrap(), before);
+}
+
+#[test]
+fn limit_refuses_the_sixth_connection_of_a_burst_as_ufw_does() {
+    let ufw = UfwHost::new();
+    let pw = Pair::new();
+    let dir = tempfile::tempdir().unwrap();
+    ufw.ufw(&["limit", "2222/tcp"]);
+    for args in [&["enable"][..], &["limit", "2222/tcp"]] {
+        let o = common::portwall(&pw.server, dir.path(), args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let burst: Vec<Probe> = (0..8)
+        .map(|i| Probe {
+            tcp: true,
+            src: CLIENTS_V4[0].parse().unwrap(),
+            sport: 45000 + i,
+            dport: 2222,
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for pair in [&ufw.pair, &pw] {
+        let _l = Listeners::start(
+            &pair.server,
+            &[pair.server_addr.v4.parse().unwrap()],
+            &[2222],
+        );
+        // One after the other, as a client retrying does.
+        let s: Vec<Seen> = burst
+            .iter()
+            .flat_map(|p| send(pair, std::slice::from_ref(p)))
+            .collect();
+        seen.push(s);
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "ufw (left) and portwall (right) differ on a burst"
+    );
+    let open = seen[0].iter().filter(|s| **s == Seen::Open).count();
+    assert_eq!(open, 5, "{:?}", seen[0]);
+    assert!(
+        seen[0][5..].iter().all(|s| *s == Seen::Refused),
+        "{:?}",
+        seen[0]
+    );
 }

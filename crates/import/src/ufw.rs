@@ -13,8 +13,9 @@
 //!   ([`from_status`]), defaults and logging included when verbose.
 //!
 //! UFW's rules are a subset of portwall's, with three differences, each
-//! reported as a note where it applies: `limit` in UFW drops the 6th new
-//! connection within 30 s (portwall's the 7th); `log-all` logs every packet (in
+//! reported as a note where it applies: `limit` in UFW counts the last 30 s
+//! exactly, portwall with a token bucket (both refuse the 6th connection of a
+//! burst); `log-all` logs every packet (in
 //! portwall a rule logs the new connections it decides); and UFW's fixed
 //! `before.rules` also accept some ICMP, DHCP, mDNS and UPnP traffic, which are
 //! not user rules and so are not imported.
@@ -91,7 +92,7 @@ pub fn from_files(files: &Files) -> Import {
         .or(files.user6_rules)
         .map(|f| f.0.to_string())
         .unwrap_or_else(|| "user.rules".into());
-    note_per_source(&mut c, limits, NoteKind::Differs, "UFW's limit drops the 6th new connection from a source within 30 s; portwall's limit drops the 7th");
+    note_per_source(&mut c, limits, NoteKind::Differs, "UFW's limit refuses the 6th new connection from a source within the last 30 s, counted exactly; portwall's refuses it too, counted with a token bucket (five at once, then one every 6 s): the two agree on bursts, not on every steady rate");
     note_per_source(&mut c, log_alls, NoteKind::Differs, "UFW's log-all logs every packet of the rule; portwall logs the new connections the rule decides");
     match files.default_file {
         Some((name, text)) => {
@@ -451,7 +452,7 @@ pub fn from_status(text: &str) -> Import {
             message: "plain 'ufw status' does not show the default policies: UFW's defaults assumed (deny incoming, allow outgoing, deny routed); 'ufw status verbose' shows them".into(),
         });
     }
-    note_per_source(&mut c, limits, NoteKind::Differs, "UFW's limit drops the 6th new connection from a source within 30 s; portwall's limit drops the 7th");
+    note_per_source(&mut c, limits, NoteKind::Differs, "UFW's limit refuses the 6th new connection from a source within the last 30 s, counted exactly; portwall's refuses it too, counted with a token bucket (five at once, then one every 6 s): the two agree on bursts, not on every steady rate");
     note_per_source(&mut c, log_alls, NoteKind::Differs, "UFW's log-all logs every packet of the rule; portwall logs the new connections the rule decides");
     c.notes.push(Note {
         kind: NoteKind::Differs,

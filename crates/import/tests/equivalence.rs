@@ -11,8 +11,9 @@
 //! `model::evaluate` on the imported ruleset: 0 mismatches.
 //!
 //! Connections decided by a `limit` rule are compared only for sources that
-//! open at most 5 of them (UFW's limit drops the 6th, portwall's the 7th: a
-//! difference the import reports as a note).
+//! open at most 5 of them (both refuse the 6th of a burst, but UFW counts the
+//! last 30 s exactly and portwall with a token bucket: a difference the import
+//! reports as a note).
 
 #[path = "../../netfilter/tests/common/mod.rs"]
 mod common;

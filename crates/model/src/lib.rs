@@ -44,7 +44,8 @@ pub use evaluate::{
 };
 pub use parse::{parse_net, parse_rule, parse_rule_args, ParseError};
 pub use rule::{
-    Action, Addresses, Direction, PortError, PortRange, Ports, Protocol, Rule, RuleError, PROTOCOLS,
+    Action, Addresses, Direction, PortError, PortRange, Ports, Protocol, Rate, Rule, RuleError,
+    PROTOCOLS,
 };
 pub use ruleset::{AddOutcome, Defaults, Logging, Policy, Ruleset, RulesetError};
 pub use services::{risky_service, Services};

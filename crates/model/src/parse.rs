@@ -168,7 +168,7 @@ fn tokenize(input: &str) -> Result<Vec<Token<'_>>, ParseError> {
 const ACTIONS: &str = "allow, deny, reject, limit";
 use crate::rule::PROTOCOLS;
 const ADDRESS_HELP: &str = "an IPv4 or IPv6 address, a network (203.0.113.0/24, 2001:db8::/32), a comma list of those, or any";
-const CLAUSES: &str = "on IFACE, proto P, from ADDR, to ADDR, port PORTS, comment 'TEXT', log, or a port such as 22/tcp";
+const CLAUSES: &str = "on IFACE, proto P, from ADDR, to ADDR, port PORTS, comment 'TEXT', log, rate N/Ts (limit), or a port such as 22/tcp";
 
 /// A port element before protocols are settled: its range and, for a service
 /// name, the transports the name covers.
@@ -400,6 +400,25 @@ impl<'a> Parser<'a> {
                     }
                     let elems = self.ports(tok.text, &tok.span())?;
                     dest_elems = Some((elems, tok.span()));
+                }
+                "rate" => {
+                    self.pos += 1;
+                    let tok = self.next_value("rate", "CONNECTIONS/SECONDS such as 10/60s")?;
+                    if rule.action != Action::Limit {
+                        return Err(self.err_at(
+                            span,
+                            "'rate' belongs to 'limit' rules: limit ssh rate 10/60s",
+                        ));
+                    }
+                    if rule.rate.is_some() {
+                        return Err(self.err_at(span, "'rate' is given twice"));
+                    }
+                    let rate: crate::rule::Rate = tok
+                        .text
+                        .parse()
+                        .map_err(|e: String| self.err_at(tok.span(), e))?;
+                    // UFW's rate is the default, written without a clause.
+                    rule.rate = Some(rate).filter(|r| *r != crate::rule::Rate::UFW);
                 }
                 "comment" => {
                     self.pos += 1;

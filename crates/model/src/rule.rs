@@ -19,15 +19,81 @@ pub enum Action {
     Deny,
     /// Refuse: TCP reset for TCP, ICMP port unreachable otherwise.
     Reject,
-    /// Accept, but drop new connections from a source that opens more than
-    /// [`LIMIT_CONNECTIONS`] within [`LIMIT_SECONDS`] (as `ufw limit`).
+    /// Accept, but refuse (ICMP port unreachable, as `ufw limit`) the new
+    /// connections of a source over the rule's [`Rate`] (UFW's by default:
+    /// the sixth within 30 seconds).
     Limit,
 }
 
-/// New connections per source that `limit` lets through in [`LIMIT_SECONDS`].
-pub const LIMIT_CONNECTIONS: u32 = 6;
-/// The window of `limit`, in seconds.
-pub const LIMIT_SECONDS: u32 = 30;
+/// How many new connections per source a `limit` rule lets through in how
+/// many seconds: `rate 10/60s`. The next one is refused. Enforced as a token
+/// bucket per source: `connections` at once, then one every
+/// `seconds / connections` (UFW counts the last `seconds` exactly instead,
+/// which nftables cannot express without xtables; the two agree on bursts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct Rate {
+    pub connections: u32,
+    pub seconds: u32,
+}
+
+impl Rate {
+    /// UFW's `limit`: five new connections in 30 s, the sixth refused.
+    pub const UFW: Rate = Rate {
+        connections: 5,
+        seconds: 30,
+    };
+    /// The accepted bounds: 1-10000 connections in 1-86400 seconds.
+    pub const MAX_CONNECTIONS: u32 = 10_000;
+    pub const MAX_SECONDS: u32 = 86_400;
+}
+
+impl Default for Rate {
+    fn default() -> Self {
+        Rate::UFW
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}s", self.connections, self.seconds)
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    /// `N/Ts`, `N/Tm`, `N/Th` (or `N/T`, seconds).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "'{s}' is not a rate: CONNECTIONS/SECONDS such as 10/60s (also 10/1m, 100/1h); 1-{} connections in 1 s to 1 day",
+                Rate::MAX_CONNECTIONS
+            )
+        };
+        let (n, t) = s.split_once('/').ok_or_else(bad)?;
+        let (t, unit) = match t.char_indices().last() {
+            Some((i, 's')) => (&t[..i], 1),
+            Some((i, 'm')) => (&t[..i], 60),
+            Some((i, 'h')) => (&t[..i], 3600),
+            _ => (t, 1),
+        };
+        let digits =
+            |x: &str| !x.is_empty() && x.len() <= 6 && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(n) || !digits(t) {
+            return Err(bad());
+        }
+        let connections: u32 = n.parse().map_err(|_| bad())?;
+        let seconds = t.parse::<u32>().map_err(|_| bad())? * unit;
+        if !(1..=Rate::MAX_CONNECTIONS).contains(&connections)
+            || !(1..=Rate::MAX_SECONDS).contains(&seconds)
+        {
+            return Err(bad());
+        }
+        Ok(Rate {
+            connections,
+            seconds,
+        })
+    }
+}
 
 impl Action {
     pub const ALL: [Action; 4] = [Action::Allow, Action::Deny, Action::Reject, Action::Limit];
@@ -375,11 +441,16 @@ pub struct Rule {
     /// Log the packets this rule decides (rate-limited).
     #[serde(default)]
     pub log: bool,
+    /// A `limit` rule's rate when it is not UFW's ([`Rate::UFW`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
 }
 
 /// Why a rule is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
+    #[error("a rate belongs to 'limit' rules: limit ssh rate 10/60s")]
+    RateWithoutLimit,
     #[error("ports need protocol tcp or udp (or none, meaning both); {0} has no ports")]
     PortsWithoutTransport(Protocol),
     #[error("'{interface}' cannot be used with direction {direction}: {hint}")]
@@ -426,7 +497,13 @@ impl Rule {
             destination_ports: Ports::any(),
             comment: None,
             log: false,
+            rate: None,
         }
+    }
+
+    /// The rate of a `limit` rule (UFW's unless the rule names one).
+    pub fn limit_rate(&self) -> Rate {
+        self.rate.unwrap_or(Rate::UFW)
     }
 
     /// Checks the combinations the parser cannot see token by token.
@@ -470,6 +547,9 @@ impl Rule {
             p if p.ipv4_only() && v6 && !v4 => return Err(RuleError::ProtocolFamilyV4(p)),
             Protocol::Icmpv6 if v4 && !v6 => return Err(RuleError::ProtocolFamilyV6),
             _ => {}
+        }
+        if self.rate.is_some() && self.action != Action::Limit {
+            return Err(RuleError::RateWithoutLimit);
         }
         if let Some(c) = &self.comment {
             if (c.contains('\'') && c.contains('"')) || c.chars().any(char::is_control) {
@@ -566,6 +646,9 @@ impl fmt::Display for Rule {
             if !wrote {
                 f.write_str(" from any")?;
             }
+        }
+        if let Some(r) = self.rate.filter(|r| *r != Rate::UFW) {
+            write!(f, " rate {r}")?;
         }
         if let Some(c) = &self.comment {
             if c.contains('\'') {

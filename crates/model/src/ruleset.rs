@@ -173,6 +173,7 @@ impl Ruleset {
             let existing = &mut self.rules[i];
             if existing.action == rule.action
                 && existing.log == rule.log
+                && existing.rate == rule.rate
                 && (rule.comment.is_none() || existing.comment == rule.comment)
             {
                 return AddOutcome::Unchanged { number: i + 1 };
@@ -180,6 +181,7 @@ impl Ruleset {
             let previous = existing.clone();
             existing.action = rule.action;
             existing.log = rule.log;
+            existing.rate = rule.rate;
             if rule.comment.is_some() {
                 existing.comment = rule.comment;
             }

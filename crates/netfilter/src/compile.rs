@@ -647,6 +647,8 @@ fn rule_elements(rule: &Rule) -> Vec<(Shape, Key)> {
 struct Run {
     action: Action,
     log: bool,
+    /// A `limit` rule's rate (a limit rule is a run of its own).
+    rate: model::Rate,
     sets: Vec<SetBuilder>,
     /// Rules with no dimension at all (every packet of the direction, or of an
     /// interface), compiled as plain rules.
@@ -876,7 +878,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                     });
                 }
                 if run.action == Action::Limit {
-                    rules.extend(limit_rules(&lookup, &name, shape.family));
+                    rules.extend(limit_rules(&lookup, &name, shape.family, run.rate));
                 }
                 let mut stmts = lookup;
                 stmts.extend([counter(), verdict(run.action)]);
@@ -911,6 +913,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                         &lookup,
                         &format!("rule{}", index + 1),
                         Family::Any,
+                        run.rate,
                     ));
                 }
                 let mut stmts = lookup;
@@ -939,6 +942,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                 run = Some(Run {
                     action: rule.action,
                     log: rule.log,
+                    rate: rule.limit_rate(),
                     sets: Vec::new(),
                     plain: Vec::new(),
                 });
@@ -1143,8 +1147,14 @@ fn accept_rules(a: &builtins::Accept) -> Vec<RuleSpec> {
     }
 }
 
-/// `limit`: drop a source's new connections over the rate, per address family.
-fn limit_rules(lookup: &[Statement<'static>], name: &str, family: Family) -> Vec<RuleSpec> {
+/// `limit`: refuse a source's new connections over the rate, per address
+/// family, as `ufw limit` does (ICMP port unreachable, for TCP too).
+fn limit_rules(
+    lookup: &[Statement<'static>],
+    name: &str,
+    family: Family,
+    rate: model::Rate,
+) -> Vec<RuleSpec> {
     let families = match family {
         Family::Any => vec![Family::V4, Family::V6],
         f => vec![f],
@@ -1156,8 +1166,11 @@ fn limit_rules(lookup: &[Statement<'static>], name: &str, family: Family) -> Vec
             let mut stmts: Vec<Statement<'static>> = lookup.to_vec();
             stmts.extend([
                 ct_state(&["new"]),
-                meter(&format!("{name}_limit_{fam}"), f),
-                Statement::Drop(None),
+                meter(&format!("{name}_limit_{fam}"), f, rate),
+                Statement::Reject(Some(stmt::Reject::new(
+                    Some(stmt::RejectType::ICMPX),
+                    Some(nftables::types::RejectCode::PortUnreach),
+                ))),
             ]);
             RuleSpec {
                 origin: Origin::Builtin("limit"),
@@ -1167,16 +1180,30 @@ fn limit_rules(lookup: &[Statement<'static>], name: &str, family: Family) -> Vec
         .collect()
 }
 
-fn meter(name: &str, family: Family) -> Statement<'static> {
+/// A token bucket per source: `rate.connections` at once, refilled at
+/// `rate.connections` per `rate.seconds`, in the coarsest of nft's units
+/// (second, minute, hour, day) that holds the rate as a whole number
+/// (rounded in days when none does).
+fn meter(name: &str, family: Family, rate: model::Rate) -> Statement<'static> {
+    let (n, t) = (u64::from(rate.connections), u64::from(rate.seconds));
+    let (per, amount) = [
+        ("second", 1u64),
+        ("minute", 60),
+        ("hour", 3600),
+        ("day", 86400),
+    ]
+    .into_iter()
+    .find(|(_, unit)| (n * unit) % t == 0)
+    .map(|(p, unit)| (p, n * unit / t))
+    .unwrap_or(("day", (n * 86400).div_ceil(t)));
     Statement::Meter(stmt::Meter {
         name: Cow::Owned(name.to_string()),
         key: dim_expr(DimKind::Source, family, Direction::In),
         stmt: Box::new(Statement::Limit(stmt::Limit {
-            // ufw limit: more than 6 new connections in 30 s from one source.
-            rate: model::rule::LIMIT_CONNECTIONS * 60 / model::rule::LIMIT_SECONDS,
+            rate: u32::try_from(amount).unwrap_or(u32::MAX),
             rate_unit: None,
-            per: Some(Cow::Borrowed("minute")),
-            burst: Some(model::rule::LIMIT_CONNECTIONS),
+            per: Some(Cow::Borrowed(per)),
+            burst: Some(rate.connections),
             burst_unit: None,
             inv: Some(true),
         })),

@@ -253,7 +253,7 @@ fn a_refused_ipv6_transaction_puts_ipv4_back() {
 }
 
 #[test]
-fn limit_drops_a_source_over_the_rate() {
+fn limit_refuses_a_source_over_the_rate() {
     let pair = Pair::new();
     let ipt = Iptables::default();
     let rs = ruleset(&["limit 22/tcp"]);
@@ -270,10 +270,11 @@ fn limit_drops_a_source_over_the_rate() {
             })
             .collect()
     });
-    let allowed = model::rule::LIMIT_CONNECTIONS as usize;
+    // UFW's rate: five, then refused (ICMP port unreachable), as `ufw limit`.
+    let allowed = model::Rate::UFW.connections as usize;
     assert!(seen[..allowed].iter().all(|s| *s == Seen::Open), "{seen:?}");
     assert!(
-        seen[allowed..].iter().all(|s| *s == Seen::Timeout),
+        seen[allowed..].iter().all(|s| *s == Seen::Refused),
         "{seen:?}"
     );
 }

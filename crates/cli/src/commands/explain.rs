@@ -221,10 +221,13 @@ fn os_layer(global: &Global, packet: &Packet) -> Result<Layer> {
         });
     }
     if v.rate_limited {
+        let rate = match v.by {
+            DecidedBy::Rule { number } => ruleset.rules[number - 1].limit_rate(),
+            _ => model::Rate::UFW,
+        };
         facts.push(format!(
-            "a limit rule: accepted unless the source opened more than {} connections in {} s",
-            model::rule::LIMIT_CONNECTIONS,
-            model::rule::LIMIT_SECONDS
+            "a limit rule: accepted unless the source opened {} new connections in the last {} s (then refused)",
+            rate.connections, rate.seconds
         ));
     }
     Ok(Layer {

@@ -398,10 +398,12 @@ fn rule_rules(
                                 Match::CtState("NEW"),
                                 Match::HashLimitAbove {
                                     name: format!("pw-{dir}{number}"),
+                                    rate: rule.limit_rate(),
                                 },
                                 tag(format!("pw:limit:{number}")),
                             ]);
-                            lim.target = Some(Target::Drop);
+                            // As `ufw limit`: refused with ICMP port unreachable.
+                            lim.target = Some(Target::RejectPortUnreachable(family));
                             out.push(lim);
                         }
                         let mut r = base;

@@ -106,7 +106,7 @@ pub enum Match {
     /// `-m set --match-set NAME src|dst`.
     Set { name: String, side: Side },
     /// The `limit` action's per-source meter: matches sources over the rate.
-    HashLimitAbove { name: String },
+    HashLimitAbove { name: String, rate: model::Rate },
     /// `-m limit`: the log rate.
     LogRate,
     /// `-m comment --comment "TEXT"`: the origin tag counters are mapped by.
@@ -138,14 +138,17 @@ pub struct IptRule {
     pub target: Option<Target>,
 }
 
-/// Per-source rate of `limit`, as the nftables backend: more than
-/// [`model::rule::LIMIT_CONNECTIONS`] new connections in
-/// [`model::rule::LIMIT_SECONDS`] is over.
-pub fn limit_rate() -> String {
-    format!(
-        "{}/min",
-        model::rule::LIMIT_CONNECTIONS * 60 / model::rule::LIMIT_SECONDS
-    )
+/// A `limit` rule's rate as `-m hashlimit` takes it: per second, minute,
+/// hour or day, the coarsest that holds it as a whole number (as the
+/// nftables backend's meter).
+pub fn limit_rate(rate: model::Rate) -> String {
+    let (n, t) = (u64::from(rate.connections), u64::from(rate.seconds));
+    let (per, amount) = [("sec", 1u64), ("min", 60), ("hour", 3600), ("day", 86400)]
+        .into_iter()
+        .find(|(_, unit)| (n * unit) % t == 0)
+        .map(|(p, unit)| (p, n * unit / t))
+        .unwrap_or(("day", (n * 86400).div_ceil(t)));
+    format!("{amount}/{per}")
 }
 
 fn ports_text(ports: &[PortRange]) -> String {
@@ -229,15 +232,15 @@ impl IptRule {
                     };
                     let _ = write!(s, " -m set --match-set {name} {dir}");
                 }
-                Match::HashLimitAbove { name } => {
-                    // The bucket refills in LIMIT_SECONDS; an entry idle that long
-                    // is full again, so expiring it then changes nothing.
+                Match::HashLimitAbove { name, rate } => {
+                    // The bucket refills in `rate.seconds`; an entry idle that
+                    // long is full again, so expiring it then changes nothing.
                     let _ = write!(
                         s,
                         " -m hashlimit --hashlimit-above {} --hashlimit-burst {} --hashlimit-mode srcip --hashlimit-name {name} --hashlimit-htable-expire {}",
-                        limit_rate(),
-                        model::rule::LIMIT_CONNECTIONS,
-                        model::rule::LIMIT_SECONDS * 1000
+                        limit_rate(*rate),
+                        rate.connections,
+                        u64::from(rate.seconds) * 1000
                     );
                 }
                 Match::LogRate => {
