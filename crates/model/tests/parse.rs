@@ -257,3 +257,43 @@ fn ipsec_gre_igmp_and_6in4_are_protocols_without_ports() {
         err("allow proto sctp").contains("tcp, udp, icmp, icmpv6, esp, ah, gre, igmp, ipv6, any")
     );
 }
+
+/// Issue 18: `limit` rates, parsed in one place.
+#[test]
+fn limit_rates_parse_print_and_refuse_what_they_cannot_mean() {
+    use model::Rate;
+    for (text, connections, seconds) in [
+        ("10/60s", 10, 60),
+        ("10/1m", 10, 60),
+        ("100/1h", 100, 3600),
+        ("3/7", 3, 7),
+    ] {
+        let r: Rate = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!((r.connections, r.seconds), (connections, seconds), "{text}");
+        assert_eq!(
+            r.to_string().parse::<Rate>(),
+            Ok(r),
+            "{text} prints and reads back"
+        );
+    }
+    for bad in [
+        "0/10s",
+        "10/0s",
+        "ten",
+        "10",
+        "10/86401s",
+        "10001/1h",
+        "1/-5s",
+        "1/5x",
+        "/5s",
+    ] {
+        let e = bad.parse::<Rate>().unwrap_err();
+        assert!(e.contains(&format!("'{bad}' is not a rate")), "{bad}: {e}");
+    }
+    let r = one("limit ssh rate 10/1m");
+    assert_eq!(r.to_string(), "limit 22/tcp rate 10/60s");
+    // UFW's own rate is the default, and written without a clause.
+    let r = one("limit ssh rate 5/30s");
+    assert_eq!((r.rate, r.to_string()), (None, "limit 22/tcp".to_string()));
+    assert_eq!(r.limit_rate(), Rate::UFW);
+}
