@@ -492,6 +492,9 @@ impl<'a> Parser<'a> {
             if rule.comment.is_none() {
                 rule.comment = Some(name.to_string());
             }
+            if let Some(src) = &src_elems {
+                rule.source_ports = Ports(src.iter().map(|e| e.range).collect());
+            }
             let rules: Vec<Rule> = ports
                 .iter()
                 .map(|(p, ranges)| {

@@ -224,6 +224,12 @@ fn application_profiles_resolve_to_their_ports() {
     let v = parse_rule("limit Game", &s).unwrap();
     assert_eq!(v.len(), 2);
 
+    // A source port stays with a profile (nothing is widened).
+    let r = one("allow from 198.51.100.7 port 40000:40099 to any app OpenSSH");
+    assert_eq!(
+        r.to_string(),
+        "allow proto tcp from 198.51.100.7 port 40000:40099 to any port 22 comment 'OpenSSH'"
+    );
     assert!(
         err("allow openssh").contains("did you mean 'OpenSSH'"),
         "{}",
