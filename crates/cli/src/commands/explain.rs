@@ -120,6 +120,10 @@ fn parse_to(s: &str) -> Result<(IpAddr, Option<u16>, PacketProtocol), String> {
         (Some(Protocol::Udp), Some(_)) => PacketProtocol::Udp,
         (Some(Protocol::Icmp), None) if addr.is_ipv4() => PacketProtocol::Icmp,
         (Some(Protocol::Icmp | Protocol::Icmpv6), None) => PacketProtocol::Icmpv6,
+        // esp, ah, gre, igmp, ipv6: a packet of that IP protocol.
+        (Some(p), None) if !p.has_ports() => {
+            PacketProtocol::Other(p.number().expect("a named protocol has a number"))
+        }
         (Some(p), Some(_)) => return Err(format!("'{p}' with a port: tcp or udp ({help})")),
         (Some(p), None) => {
             return Err(format!(
@@ -658,6 +662,11 @@ mod tests {
             parse_to("203.0.113.10/icmp").unwrap().2,
             PacketProtocol::Icmp
         );
+        assert_eq!(
+            parse_to("203.0.113.10/gre").unwrap().2,
+            PacketProtocol::Other(47)
+        );
+        assert!(parse_to("203.0.113.10:1723/gre").is_err());
         assert!(parse_to("203.0.113.10").is_err());
         assert!(parse_to("203.0.113.10:22/sctp").is_err());
         assert!(parse_to("nowhere:22/tcp").is_err());
