@@ -236,8 +236,8 @@ pub fn rule_matches(rule: &Rule, packet: &Packet) -> bool {
         Protocol::Any => true,
         Protocol::Tcp => packet.protocol == PacketProtocol::Tcp,
         Protocol::Udp => packet.protocol == PacketProtocol::Udp,
-        Protocol::Icmp => packet.protocol == PacketProtocol::Icmp,
-        Protocol::Icmpv6 => packet.protocol == PacketProtocol::Icmpv6,
+        Protocol::Icmp => packet.protocol == PacketProtocol::Icmp && packet.source.is_ipv4(),
+        Protocol::Icmpv6 => packet.protocol == PacketProtocol::Icmpv6 && packet.source.is_ipv6(),
         p => {
             packet.protocol == PacketProtocol::Other(p.number().expect("a numbered protocol"))
                 && (!p.ipv4_only() || packet.source.is_ipv4())

@@ -256,6 +256,29 @@ fn ipsec_gre_igmp_and_6in4_are_protocols_without_ports() {
         assert_eq!(r.protocol, p, "{text}");
         assert_eq!(one(&r.to_string()), r, "{text} prints and reads back");
     }
+    // 6in4 is IPv4's: an IPv6 packet with next header 41 (6in6) is not it.
+    let rule = one("allow proto ipv6");
+    let packet = |src: &str, dst: &str| model::Packet {
+        direction: Direction::In,
+        in_interface: Some("eth0".into()),
+        out_interface: None,
+        protocol: model::PacketProtocol::Other(41),
+        source: src.parse().unwrap(),
+        destination: dst.parse().unwrap(),
+        source_port: None,
+        destination_port: None,
+        icmp_type: None,
+        hop_limit: None,
+        state: model::ConnState::New,
+    };
+    assert!(model::rule_matches(
+        &rule,
+        &packet("192.0.2.1", "192.0.2.2")
+    ));
+    assert!(!model::rule_matches(
+        &rule,
+        &packet("2001:db8::1", "2001:db8::2")
+    ));
     assert!(err("allow proto esp port 500").contains("esp has no ports"));
     assert!(err("allow proto igmp from 2001:db8::1").contains("igmp is IPv4-only"));
     assert!(err("allow proto ipv6 from 2001:db8::1").contains("ipv6 is IPv4-only"));

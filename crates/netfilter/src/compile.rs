@@ -147,9 +147,26 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// The interface matches of the shape's rule.
-    fn interface_matches(&self) -> Vec<Statement<'static>> {
+    /// The matches of the shape's rule besides its set lookup: the address
+    /// family when no address says it (a protocol of one family only, such
+    /// as igmp or 6in4), then the interfaces.
+    fn shape_matches(&self) -> Vec<Statement<'static>> {
         let mut v = Vec::new();
+        let addressed = self
+            .kinds
+            .iter()
+            .any(|k| matches!(k, DimKind::Source | DimKind::Destination));
+        if !addressed && self.family != Family::Any {
+            let nfproto = if self.family == Family::V6 {
+                "ipv6"
+            } else {
+                "ipv4"
+            };
+            v.push(matches(
+                meta(expr::MetaKey::Nfproto),
+                Expression::String(Cow::Borrowed(nfproto)),
+            ));
+        }
         if let Some(i) = &self.in_interface {
             v.push(matches(
                 meta(expr::MetaKey::Iifname),
@@ -584,6 +601,9 @@ fn rule_elements(rule: &Rule) -> Vec<(Shape, Key)> {
                 | (Some(IpNet::V6(_)), Some(IpNet::V4(_))) => continue,
                 (Some(IpNet::V4(_)), _) | (_, Some(IpNet::V4(_))) => Family::V4,
                 (Some(IpNet::V6(_)), _) | (_, Some(IpNet::V6(_))) => Family::V6,
+                // A protocol of one family only keeps to that family.
+                (None, None) if rule.protocol.ipv4_only() => Family::V4,
+                (None, None) if rule.protocol == Protocol::Icmpv6 => Family::V6,
                 (None, None) => Family::Any,
             };
             for &p in protos {
@@ -828,7 +848,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                             .collect(),
                     ))
                 };
-                let mut lookup = shape.interface_matches();
+                let mut lookup = shape.shape_matches();
                 if let Some((proto, ports)) = &shape.original_ports {
                     // See the module docs on routed rules. Looked up before the
                     // counted set, so its element counters count only packets
@@ -895,7 +915,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                 });
             }
             for (index, shape) in run.plain {
-                let lookup = shape.interface_matches();
+                let lookup = shape.shape_matches();
                 if run.log {
                     let mut stmts = lookup.clone();
                     stmts.extend(log(format!(
@@ -1264,6 +1284,44 @@ mod tests {
             .collect();
         k.sort();
         k
+    }
+
+    /// A protocol of one family keeps to it without an address to say so:
+    /// `allow proto ipv6` (6in4) must not accept IPv6-in-IPv6 packets, whose
+    /// next header is 41 too.
+    #[test]
+    fn one_family_protocols_match_their_family_only() {
+        let services = Services::builtin();
+        let lookup_of = |line: &str| -> String {
+            let mut rs = Ruleset::default();
+            rs.rules.extend(parse_rule(line, &services).unwrap());
+            let t = compile(&rs, TABLE);
+            let chain = t.chains.iter().find(|c| c.name == "input").unwrap();
+            let rule = chain
+                .rules
+                .iter()
+                .find(|r| matches!(r.origin, Origin::Lookup(_)))
+                .unwrap_or_else(|| panic!("{line}: no lookup"));
+            serde_json::to_string(&rule.stmts).unwrap()
+        };
+        for (line, family) in [
+            ("allow proto ipv6 from any", Some("ipv4")),
+            ("allow proto igmp from any", Some("ipv4")),
+            ("allow proto icmp from any", Some("ipv4")),
+            ("allow proto icmpv6 from any", Some("ipv6")),
+            ("allow proto gre from any", None),
+            ("allow proto esp from any", None),
+        ] {
+            let text = lookup_of(line);
+            let names = text.contains("\"nfproto\"");
+            match family {
+                Some(f) => assert!(
+                    names && text.contains(&format!("\"{f}\"")),
+                    "{line}: {text}"
+                ),
+                None => assert!(!names, "{line}: {text}"),
+            }
+        }
     }
 
     proptest! {
