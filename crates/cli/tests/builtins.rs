@@ -130,19 +130,6 @@ fn arrives(pair: &Pair, p: &Probe, timeout: Duration) -> bool {
     })
 }
 
-#[track_caller]
-fn run(pair: &Pair, dir: &std::path::Path, backend: &str, args: &[&str]) -> String {
-    let args: Vec<&str> = ["--backend", backend].iter().chain(args).copied().collect();
-    let o = portwall(&pair.server, dir, &args);
-    assert!(
-        o.status.success(),
-        "{backend} {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn ruleset(dir: &std::path::Path) -> model::Ruleset {
     let text = std::fs::read_to_string(dir.join("rules.toml")).unwrap();
     model::HostConfig::from_toml(&text, &model::Services::builtin())
@@ -156,11 +143,21 @@ fn ufw_defaults_pass_before_the_rules_and_each_switch_turns_its_own_off() {
         let pair = Pair::new();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        run(&pair, d, backend, &["enable"]);
+        common::ok_on(&pair.server, d, backend, &["enable"]);
         // Under UFW a rule denying the client does not stop its ping or its
         // discovery traffic: the built-ins come first.
-        run(&pair, d, backend, &["deny", "from", &pair.client_addr.v4]);
-        run(&pair, d, backend, &["deny", "from", &pair.client_addr.v6]);
+        common::ok_on(
+            &pair.server,
+            d,
+            backend,
+            &["deny", "from", &pair.client_addr.v4],
+        );
+        common::ok_on(
+            &pair.server,
+            d,
+            backend,
+            &["deny", "from", &pair.client_addr.v6],
+        );
         let probes = probes(&pair);
         let rs = ruleset(d);
         for p in &probes {
@@ -182,7 +179,7 @@ fn ufw_defaults_pass_before_the_rules_and_each_switch_turns_its_own_off() {
                 p.what
             );
         }
-        let status = run(&pair, d, backend, &["status", "--verbose", "--json"]);
+        let status = common::ok_on(&pair.server, d, backend, &["status", "--verbose", "--json"]);
         let v: serde_json::Value = serde_json::from_str(&status).unwrap();
         for name in ["ping", "dhcp", "mdns", "upnp"] {
             let packets = v["builtins"][name]["packets"].as_u64();
@@ -193,7 +190,12 @@ fn ufw_defaults_pass_before_the_rules_and_each_switch_turns_its_own_off() {
         }
 
         for switch in [Switch::Ping, Switch::Dhcp, Switch::Mdns, Switch::Upnp] {
-            let out = run(&pair, d, backend, &["builtin", switch.as_str(), "off"]);
+            let out = common::ok_on(
+                &pair.server,
+                d,
+                backend,
+                &["builtin", switch.as_str(), "off"],
+            );
             assert!(
                 out.contains(&format!("Built-in {switch} off (was on)")),
                 "{out}"
@@ -221,12 +223,12 @@ fn ufw_defaults_pass_before_the_rules_and_each_switch_turns_its_own_off() {
             }
         }
         // Back on: the switch is a setting, not a one-way door.
-        run(&pair, d, backend, &["builtin", "ping", "on"]);
+        common::ok_on(&pair.server, d, backend, &["builtin", "ping", "on"]);
         assert!(
             arrives(&pair, &probes[0], ANSWERED),
             "{backend}: ping on again"
         );
-        run(&pair, d, backend, &["disable"]);
+        common::ok_on(&pair.server, d, backend, &["disable"]);
     }
 }
 

@@ -75,11 +75,7 @@ fn change(i: usize) -> (Vec<String>, String) {
 
 #[test]
 fn a_change_killed_at_any_moment_loses_nothing_acknowledged() {
-    let seed: u64 = std::env::var("PORTWALL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("crash trials: PORTWALL_SEED={seed}");
+    let seed = testns::seed("crash trials");
     let mut rng = StdRng::seed_from_u64(seed);
     let ns = Netns::new();
     let dir = tempfile::tempdir().unwrap();

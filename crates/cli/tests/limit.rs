@@ -62,16 +62,7 @@ fn limit_refuses_connections_over_the_rate_on_both_backends() {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let run = |args: &[&str]| {
-            let args: Vec<&str> = ["--backend", backend].iter().chain(args).copied().collect();
-            let o = portwall(&pair.server, d, &args);
-            assert!(
-                o.status.success(),
-                "{backend} {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            String::from_utf8_lossy(&o.stdout).into_owned()
-        };
+        let run = |args: &[&str]| common::ok_on(&pair.server, d, backend, args);
         run(&["enable"]);
         run(&["limit", "2222/tcp"]);
         run(&["limit", "2223/tcp", "rate", "3/10s"]);

@@ -193,11 +193,7 @@ fn send(pair: &Pair, probes: &[Probe]) -> Vec<Seen> {
 
 #[test]
 fn ufw_and_portwall_give_the_same_verdicts() {
-    let seed: u64 = std::env::var("PORTWALL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("seed: {seed} (PORTWALL_SEED={seed} replays it)");
+    let seed = testns::seed("ufw differential");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut mismatches = Vec::new();
     let mut compared = 0;

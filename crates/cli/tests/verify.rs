@@ -67,16 +67,7 @@ fn counters_survive_changes_on_both_backends() {
         let pair = Pair::new();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let run = |args: &[&str]| {
-            let args: Vec<&str> = ["--backend", backend].iter().chain(args).copied().collect();
-            let o = portwall(&pair.server, d, &args);
-            assert!(
-                o.status.success(),
-                "{backend} {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            o
-        };
+        let run = |args: &[&str]| common::ok_on(&pair.server, d, backend, args);
         for args in [
             &["enable"][..],
             &["allow", "5000/udp"],
@@ -96,8 +87,8 @@ fn counters_survive_changes_on_both_backends() {
         std::thread::sleep(std::time::Duration::from_millis(200));
         // The `status --verbose --json` row of the rule whose text holds `text`.
         let row = |text: &str| {
-            let o = run(&["status", "--verbose", "--json"]);
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&run(&["status", "--verbose", "--json"])).unwrap();
             v["rules"]
                 .as_array()
                 .unwrap()
@@ -146,7 +137,7 @@ fn counters_survive_changes_on_both_backends() {
         );
         assert_eq!(packets("6000/tcp"), 0, "{backend}");
         assert_eq!(since("5000/udp"), enabled_at, "{backend}");
-        let text = String::from_utf8_lossy(&run(&["status", "--verbose"]).stdout).into_owned();
+        let text = run(&["status", "--verbose"]);
         assert!(text.contains("counted for"), "{backend}: {text}");
         run(&["disable"]);
     }

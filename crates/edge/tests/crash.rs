@@ -163,11 +163,7 @@ fn run_to_enforced(gw: &Netns, work: &Path, graceful: bool) -> Duration {
 
 #[test]
 fn a_killed_agent_leaves_one_whole_policy_in_the_kernel() {
-    let seed: u64 = std::env::var("PORTWALL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("seed: {seed} (PORTWALL_SEED={seed} replays it)");
+    let seed = testns::seed("edge crash trials");
     let mut rng = StdRng::seed_from_u64(seed);
     let gw = Netns::new();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();

@@ -14,10 +14,9 @@
 
 use crate::config_dir::write_atomically;
 use crate::error::HostError;
-use model::{Rule, Ruleset};
+use model::Ruleset;
 use netfilter::CountersKept;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -91,11 +90,6 @@ fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// The same rule for counting: all but its comment.
-fn same(a: &Rule, b: &Rule) -> bool {
-    a.same_match(b) && a.action == b.action && a.log == b.log
-}
-
 /// A digest of the rules in order, each without its comment.
 fn digest(ruleset: &Ruleset) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -117,6 +111,7 @@ fn digest(ruleset: &Ruleset) -> u64 {
             &r.destination,
             &r.destination_ports,
             r.log,
+            r.rate,
         )
             .hash(&mut h);
     }
@@ -163,39 +158,14 @@ pub fn record(
     write_atomically(&path(dir), &json)
 }
 
-/// The times of `desired`'s rules given `previous`'s: the common start and
-/// end keep theirs in place; between them, the same rule takes the time of
-/// its first unclaimed twin in `previous`; the rest count from `now`.
+/// The times of `desired`'s rules given `previous`'s: a rule that continues
+/// one of `previous` ([`model::continued`]) keeps its time; the rest count
+/// from `now`.
 fn align(previous: &Ruleset, times: &[u64], desired: &Ruleset, now: u64) -> Vec<u64> {
-    let (o, n) = (&previous.rules, &desired.rules);
-    let prefix = o.iter().zip(n).take_while(|(a, b)| same(a, b)).count();
-    let suffix = o[prefix..]
-        .iter()
-        .rev()
-        .zip(n[prefix..].iter().rev())
-        .take_while(|(a, b)| same(a, b))
-        .count();
-    let mut middle: HashMap<Rule, VecDeque<u64>> = HashMap::new();
-    for (r, t) in o[prefix..o.len() - suffix]
-        .iter()
-        .zip(&times[prefix..o.len() - suffix])
-    {
-        middle
-            .entry(r.ignoring_comment())
-            .or_default()
-            .push_back(*t);
-    }
-    let mut out = Vec::with_capacity(n.len());
-    out.extend_from_slice(&times[..prefix]);
-    for r in &n[prefix..n.len() - suffix] {
-        let t = middle
-            .get_mut(&r.ignoring_comment())
-            .and_then(VecDeque::pop_front)
-            .unwrap_or(now);
-        out.push(t);
-    }
-    out.extend_from_slice(&times[o.len() - suffix..]);
-    out
+    model::continued(&previous.rules, &desired.rules)
+        .into_iter()
+        .map(|old| old.and_then(|i| times.get(i).copied()).unwrap_or(now))
+        .collect()
 }
 
 /// Records that every counter of `ruleset` starts again at `now` (after

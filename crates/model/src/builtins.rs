@@ -465,15 +465,26 @@ impl Accept {
     }
 }
 
+/// The switched-on accepts of `direction`, in order, among those checked
+/// before the invalid drop (`before_invalid`) or after the fixed built-ins:
+/// what every compiler emits there.
+pub fn switched_on(
+    switches: Switches,
+    direction: Direction,
+    before_invalid: bool,
+) -> impl Iterator<Item = &'static Accept> {
+    ACCEPTS.iter().filter(move |a| {
+        a.direction == direction && a.before_invalid == before_invalid && switches.get(a.switch)
+    })
+}
+
 /// The first switched-on accept that takes `packet`, among those checked
 /// before the invalid drop (`before_invalid`) or after it.
 pub fn accepting(switches: &Switches, packet: &Packet, before_invalid: bool) -> Option<Switch> {
     if packet.state != ConnState::New && packet.state != ConnState::Invalid {
         return None;
     }
-    ACCEPTS
-        .iter()
-        .filter(|a| a.before_invalid == before_invalid && switches.get(a.switch))
+    switched_on(*switches, packet.direction, before_invalid)
         .find(|a| a.matches(packet))
         .map(|a| a.switch)
 }

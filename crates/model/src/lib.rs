@@ -37,7 +37,7 @@ pub mod safety;
 pub mod services;
 
 pub use config::{ConfigError, HostConfig};
-pub use diff::{diff, Change};
+pub use diff::{continued, diff, Change};
 pub use evaluate::{
     evaluate, rule_matches, Builtin, ConnState, DecidedBy, Decision, Packet, PacketProtocol,
     Verdict,

@@ -570,6 +570,15 @@ impl Rule {
         }
     }
 
+    /// Whether the two are the same rule but for their comments
+    /// (`ignoring_comment` equality, without the copies).
+    pub fn ignoring_comment_eq(&self, other: &Rule) -> bool {
+        self.same_match(other)
+            && self.action == other.action
+            && self.log == other.log
+            && self.rate == other.rate
+    }
+
     pub fn same_match(&self, other: &Rule) -> bool {
         self.direction == other.direction
             && self.in_interface == other.in_interface

@@ -20,10 +20,10 @@
 
 use crate::compile::{CompiledTable, Origin, Tagged};
 use crate::{Count, Counters};
-use model::{Direction, Rule, Ruleset};
+use model::{Direction, Ruleset};
 use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
 use nftables::stmt::{AnonymousCounter, Counter, Statement};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 /// The counter values to create the new table with.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -52,24 +52,12 @@ pub struct CarriedCounts {
 
 impl CarriedCounts {
     pub fn new(previous: &Ruleset, counted: &Counters, desired: &Ruleset) -> CarriedCounts {
-        // The previous rules' counts, queued by rule (a rule written twice
-        // is matched in order).
-        let mut by_rule: HashMap<Rule, VecDeque<Count>> = HashMap::new();
-        for (rule, count) in previous.rules.iter().zip(&counted.rules) {
-            by_rule
-                .entry(rule.ignoring_comment())
-                .or_default()
-                .push_back(*count);
-        }
         let nonzero = |c: &Count| c.packets > 0 || c.bytes > 0;
         CarriedCounts {
-            rules: desired
-                .rules
-                .iter()
-                .map(|r| {
-                    by_rule
-                        .get_mut(&r.ignoring_comment())
-                        .and_then(VecDeque::pop_front)
+            rules: model::continued(&previous.rules, &desired.rules)
+                .into_iter()
+                .map(|old| {
+                    old.and_then(|i| counted.rules.get(i).copied())
                         .filter(nonzero)
                 })
                 .collect(),

@@ -1091,12 +1091,7 @@ fn builtin_accepts(
     switches: &Switches,
     before_invalid: bool,
 ) -> impl Iterator<Item = RuleSpec> + '_ {
-    builtins::ACCEPTS
-        .iter()
-        .filter(move |a| {
-            a.direction == direction && a.before_invalid == before_invalid && switches.get(a.switch)
-        })
-        .flat_map(accept_rules)
+    builtins::switched_on(*switches, direction, before_invalid).flat_map(accept_rules)
 }
 
 fn accept_rules(a: &builtins::Accept) -> Vec<RuleSpec> {

@@ -443,3 +443,21 @@ pub fn enter(name: &str) -> std::io::Result<()> {
     nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
         .map_err(std::io::Error::from)
 }
+
+/// The seed of a randomized test's run: `PORTWALL_SEED` when set (to replay a
+/// run), else one from the clock; printed either way, with `test`'s name.
+pub fn seed(test: &str) -> u64 {
+    let seed: u64 = std::env::var("PORTWALL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            // Mixed, so that runs started in the same second differ.
+            (t.as_nanos() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ u64::from(std::process::id())
+        });
+    eprintln!("{test} seed: {seed} (PORTWALL_SEED={seed} replays it)");
+    seed
+}

@@ -173,8 +173,28 @@ pub fn ping(src: IpAddr, dst: IpAddr, timeout: Duration) -> bool {
     }
     s.send_to(&msg, &SockAddr::from(SocketAddr::new(dst, 0)))
         .unwrap_or_else(|e| panic!("send echo request {src} -> {dst}: {e}"));
-    let deadline = std::time::Instant::now() + timeout;
     let s: UdpSocket = s.into();
+    // A raw IPv4 socket gets the IP header too; an ICMPv6 one does not.
+    receive_until(&s, timeout, &format!("echo reply from {dst}"), |packet| {
+        let icmp = if dst.is_ipv4() {
+            let ihl = usize::from(packet[0] & 0x0f) * 4;
+            &packet[ihl.min(packet.len())..]
+        } else {
+            packet
+        };
+        icmp.len() >= 8 && icmp[0] == reply && u16::from_be_bytes([icmp[4], icmp[5]]) == id
+    })
+}
+
+/// Receives on `s` until a datagram `wanted` takes comes (true) or `timeout`
+/// passes (false); other datagrams are skipped.
+fn receive_until(
+    s: &UdpSocket,
+    timeout: Duration,
+    what: &str,
+    wanted: impl Fn(&[u8]) -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
     let mut buf = [0u8; 1500];
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -182,22 +202,13 @@ pub fn ping(src: IpAddr, dst: IpAddr, timeout: Duration) -> bool {
             return false;
         }
         s.set_read_timeout(Some(left)).expect("timeout");
-        let n = match s.recv(&mut buf) {
-            Ok(n) => n,
+        match s.recv(&mut buf) {
+            Ok(n) if wanted(&buf[..n]) => return true,
+            Ok(_) => continue,
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
                 return false
             }
-            Err(e) => panic!("recv echo reply {dst}: {e}"),
-        };
-        // A raw IPv4 socket gets the IP header too; an ICMPv6 one does not.
-        let icmp = if dst.is_ipv4() {
-            let ihl = usize::from(buf[0] & 0x0f) * 4;
-            &buf[ihl.min(n)..n]
-        } else {
-            &buf[..n]
-        };
-        if icmp.len() >= 8 && icmp[0] == reply && u16::from_be_bytes([icmp[4], icmp[5]]) == id {
-            return true;
+            Err(e) => panic!("receiving the {what}: {e}"),
         }
     }
 }
@@ -275,21 +286,7 @@ pub fn datagram_arrives(
     let token = format!("portwall-{}-{}", src, dst);
     s.send_to(token.as_bytes(), &SockAddr::from(dst))
         .unwrap_or_else(|e| panic!("send {src} -> {dst}: {e}"));
-    let deadline = std::time::Instant::now() + timeout;
-    let mut buf = [0u8; 256];
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        receiver.set_read_timeout(Some(left)).expect("timeout");
-        match receiver.recv(&mut buf) {
-            Ok(n) if &buf[..n] == token.as_bytes() => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                return false
-            }
-            Err(e) => panic!("recv {dst}: {e}"),
-        }
-    }
+    receive_until(receiver, timeout, &format!("datagram to {dst}"), |d| {
+        d == token.as_bytes()
+    })
 }

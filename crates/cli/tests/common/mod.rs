@@ -54,3 +54,10 @@ pub fn ok(ns: &Netns, dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// [`ok`] with the packet filter `backend` (`nft`, `iptables`) chosen.
+#[track_caller]
+pub fn ok_on(ns: &Netns, dir: &Path, backend: &str, args: &[&str]) -> String {
+    let args: Vec<&str> = ["--backend", backend].iter().chain(args).copied().collect();
+    ok(ns, dir, &args)
+}

@@ -110,16 +110,12 @@ fn builtin_accepts(
     before_invalid: bool,
 ) -> Vec<IptRule> {
     let mut v = Vec::new();
-    for a in builtins::ACCEPTS {
+    for a in builtins::switched_on(*switches, direction, before_invalid) {
         let same_family = matches!(
             (a.family, family),
             (builtins::Family::V4, Family::V4) | (builtins::Family::V6, Family::V6)
         );
-        if a.direction != direction
-            || !same_family
-            || a.before_invalid != before_invalid
-            || !switches.get(a.switch)
-        {
+        if !same_family {
             continue;
         }
         let net = |n: builtins::Net| IpNet::new(n.address, n.prefix).expect("a valid network");

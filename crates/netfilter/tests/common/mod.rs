@@ -239,15 +239,7 @@ pub fn random_ruleset_for(
     rs
 }
 
-/// The seed of this run: `PORTWALL_SEED`, or a random one (printed).
-pub fn seed(test: &str) -> u64 {
-    let seed: u64 = std::env::var("PORTWALL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("{test} seed: {seed} (PORTWALL_SEED={seed} replays it)");
-    seed
-}
+pub use testns::seed;
 
 /// Gives `client` the seven more client addresses of `net` (IPv4 and IPv6) and
 /// `server` its second server address of each family, all on their eth0.
