@@ -253,17 +253,11 @@ impl Kernel {
                 // full replace.
                 let json = || serde_json::to_string(&delta).expect("the nft schema serializes");
                 if self.apply_batch(&delta, false, json).is_ok() {
-                    match opts.verify.then(|| self.verify_delta(&delta)) {
-                        None => {
-                            return Ok(report(ApplyMode::Elements, false, CountersKept::InPlace))
-                        }
-                        Some(Some(true)) => {
-                            return Ok(report(ApplyMode::Elements, true, CountersKept::InPlace))
-                        }
-                        Some(None) => {
-                            return Ok(report(ApplyMode::Elements, false, CountersKept::InPlace))
-                        }
-                        Some(Some(false)) => {}
+                    // Verified, not verified (`None`), or read back wrong (falls through).
+                    let verified = opts.verify.then(|| self.verify_delta(&delta)).flatten();
+                    if verified != Some(false) {
+                        let ok = verified == Some(true);
+                        return Ok(report(ApplyMode::Elements, ok, CountersKept::InPlace));
                     }
                 }
             }
