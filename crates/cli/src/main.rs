@@ -54,6 +54,9 @@ pub struct Global {
     /// Apply now and roll back automatically unless `portwall confirm` runs within SECONDS.
     #[arg(long, global = true, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(5..=86400))]
     pub confirm: Option<u64>,
+    /// A temporary rule or list entry, gone after DURATION (30s, 10m, 2h, 1d; at most 30d) even if portwall never runs again: `allow 22/tcp from 198.51.100.7 --for 30m`.
+    #[arg(long = "for", global = true, value_name = "DURATION")]
+    pub lifetime: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +83,8 @@ pub enum Command {
     Builtin(commands::firewall::BuiltinArgs),
     /// UFW's application profiles rules may name (`allow OpenSSH`): `app list`, `app info NAME`.
     App(commands::app::AppArgs),
+    /// Named address lists rules share (`deny from @blocklist`): `list create|add|del|load|show|ls|delete`.
+    List(commands::list::ListArgs),
     /// Show the rules in force, read from the kernel.
     Status(commands::status::StatusArgs),
     /// The rules' counters for Prometheus (node_exporter's textfile format): `metrics --output FILE.prom`.
@@ -128,6 +133,21 @@ pub enum Command {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     use commands::firewall;
     let g = &cli.global;
+    let takes_lifetime = matches!(
+        cli.command,
+        Command::Allow(_)
+            | Command::Deny(_)
+            | Command::Reject(_)
+            | Command::Limit(_)
+            | Command::Route(_)
+            | Command::Insert(_)
+            | Command::List(_)
+    );
+    if g.lifetime.is_some() && !takes_lifetime {
+        return Err(exit::usage(
+            "--for applies to rules (allow, deny, reject, limit, route, insert) and to 'list add'",
+        ));
+    }
     match &cli.command {
         Command::Allow(a) => firewall::add(g, "allow", &a.words),
         Command::Deny(a) => firewall::add(g, "deny", &a.words),
@@ -140,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Logging(a) => firewall::logging(g, a),
         Command::Builtin(a) => firewall::builtin(g, a),
         Command::App(a) => commands::app::run(g, a),
+        Command::List(a) => commands::list::run(g, a),
         Command::Status(a) => commands::status::run(g, a),
         Command::Metrics(a) => commands::metrics::run(g, a),
         Command::Enable => firewall::enable(g),

@@ -233,11 +233,19 @@ pub fn read_text(path: &Path) -> Result<Option<String>> {
 
 /// A config file's text as a config; an invalid one is bad input.
 #[tracing::instrument(level = "debug", skip_all, fields(path = %path.display()))]
+/// Temporary rules whose time has passed are left out: the kernel removed
+/// them at their deadline.
 pub fn parse_config(path: &Path, text: &str, services: &Services) -> Result<HostConfig> {
-    HostConfig::from_toml(text, services).map_err(|e| HostError::Config {
+    let mut config = HostConfig::from_toml(text, services).map_err(|e| HostError::Config {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    let now = crate::lists::now();
+    config
+        .ruleset
+        .rules
+        .retain(|r| !r.until.is_some_and(|d| d.passed(now)));
+    Ok(config)
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new file, never a

@@ -27,6 +27,19 @@ pub enum HostError {
     /// `pending.json` is not a pending confirmation.
     #[error("pending.json is unreadable")]
     PendingUnreadable(#[source] serde_json::Error),
+    /// A rule or command names a list that does not exist.
+    #[error("there is no list '@{name}': {existing}")]
+    NoSuchList {
+        name: model::list::ListName,
+        existing: String,
+    },
+    /// A list a rule uses cannot be deleted.
+    #[error("list '@{name}' is used by rule {number} ({rule}): delete the rule first")]
+    ListInUse {
+        name: model::list::ListName,
+        number: usize,
+        rule: String,
+    },
     /// The live SSH sessions could not be read.
     #[error("cannot read the live SSH sessions")]
     Sessions(#[source] inspect::InspectError),
@@ -43,7 +56,10 @@ impl HostError {
 
     /// Whether this is the caller's bad input (a config that is not valid).
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, HostError::Config { .. })
+        matches!(
+            self,
+            HostError::Config { .. } | HostError::NoSuchList { .. } | HostError::ListInUse { .. }
+        )
     }
 }
 

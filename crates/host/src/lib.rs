@@ -10,6 +10,7 @@
 //!   against a new ruleset).
 //! - [`confirmation`]: `--confirm SECONDS` (a pending change, confirmed or
 //!   rolled back at its deadline).
+//! - [`lists`]: address lists, one file each (`lists/NAME.list`).
 //! - [`counting_since`]: since when each counter counts, recorded at every
 //!   apply from what the kernel did to the counters.
 //! - [`transaction`]: the change procedure, atomic or nothing: lockout check,
@@ -22,6 +23,7 @@ pub mod config_dir;
 pub mod confirmation;
 pub mod counting_since;
 pub mod error;
+pub mod lists;
 pub mod lockout;
 pub mod packet_filter;
 pub mod transaction;

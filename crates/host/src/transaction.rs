@@ -155,7 +155,7 @@ pub fn change(
     let (report, staged) = std::thread::scope(|scope| {
         let path = dir.path();
         let stager = scope.spawn(move || config_dir::stage_config(path, new));
-        let report = kernel.apply(&new.ruleset, previous.as_deref());
+        let report = apply(dir, kernel, &new.ruleset, previous.as_deref());
         let staged = stager
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -171,7 +171,7 @@ pub fn change(
     if let Err(e) = saved {
         // The kernel must not run rules the file does not have.
         if old.enabled {
-            if let Ok(back) = kernel.apply(&old.ruleset, Some(&new.ruleset)) {
+            if let Ok(back) = apply(dir, kernel, &old.ruleset, Some(&new.ruleset)) {
                 note_counters(dir.path(), Some(&new.ruleset), &old.ruleset, &back);
             } else {
                 let _ = counting_since::forget(dir.path());
@@ -277,7 +277,7 @@ pub fn reapply(
         lockout::check_lockout(opts.checks_lockout(), &loaded, &config)?;
     }
     let loaded = kernel.is_loaded()?;
-    let applied = kernel.apply(&config.ruleset, None)?;
+    let applied = apply(dir, kernel, &config.ruleset, None)?;
     note_counters(dir.path(), None, &config.ruleset, &applied);
     dir.set_applied(Some(&config.ruleset))?;
     let pending_confirmation = confirmation::pending_deadline(dir.path());
@@ -298,10 +298,52 @@ pub fn reapply(
     Ok((config, Some(report)))
 }
 
+/// Makes the kernel enforce `desired` ([`PacketFilter::apply`]), loading
+/// the lists its rules name when the kernel needs them: a change is sent
+/// first with the lists left alone (an element delta leaves their sets as
+/// they are, whatever their size), and again with them loaded when the
+/// table must be replaced.
+pub fn apply(
+    dir: &ConfigDir,
+    kernel: &impl PacketFilter,
+    desired: &Ruleset,
+    previous: Option<&Ruleset>,
+) -> Result<netfilter::ApplyReport> {
+    let needs_lists = |e: &crate::KernelError| {
+        matches!(
+            e.0.downcast_ref::<netfilter::NetfilterError>(),
+            Some(netfilter::NetfilterError::ListsNotLoaded)
+        )
+    };
+    match kernel.apply(desired, previous) {
+        Err(e) if needs_lists(&e) => {
+            let mut desired = desired.clone();
+            desired.lists = dir.load_lists(&desired)?;
+            let previous = previous.map(|p| {
+                let mut p = p.clone();
+                p.lists = desired.lists.clone();
+                for name in p.rules.iter().flat_map(|r| r.lists()) {
+                    if p.lists.get(name).is_none() {
+                        if let Ok(entries) = dir.read_list(name) {
+                            p.lists.0.insert(
+                                name.clone(),
+                                std::sync::Arc::new(model::list::Segments::of(&entries)),
+                            );
+                        }
+                    }
+                }
+                p
+            });
+            Ok(kernel.apply(&desired, previous.as_ref())?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Puts `previous` back in force, the kernel and the files (a rollback).
 pub fn put_back(dir: &ConfigDir, kernel: &impl PacketFilter, previous: &HostConfig) -> Result<()> {
     if previous.enabled {
-        let report = kernel.apply(&previous.ruleset, None)?;
+        let report = apply(dir, kernel, &previous.ruleset, None)?;
         note_counters(dir.path(), None, &previous.ruleset, &report);
         dir.set_applied(Some(&previous.ruleset))?;
     } else {

@@ -314,6 +314,7 @@ pub(crate) fn assemble(c: Collected) -> Import {
             defaults,
             logging: logging.unwrap_or_default(),
             builtins,
+            lists: Default::default(),
         },
         origins: out_origins,
         untranslated,

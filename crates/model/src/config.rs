@@ -118,6 +118,7 @@ impl HostConfig {
                 defaults: file.defaults,
                 logging: file.logging,
                 builtins: file.builtins,
+                lists: Default::default(),
             },
         })
     }

@@ -6,6 +6,7 @@
 //! preamble below is part of the meaning, and every compiler emits it first.
 
 use crate::builtins::{self, Switch};
+use crate::list::{ListName, Lists};
 use crate::rule::{Action, Direction, Protocol, Rule};
 use crate::ruleset::{Policy, Ruleset};
 use serde::{Deserialize, Serialize};
@@ -190,7 +191,7 @@ pub fn evaluate(ruleset: &Ruleset, packet: &Packet) -> Verdict {
         return builtin(Decision::Accept, s.into());
     }
     for (i, rule) in ruleset.rules.iter().enumerate() {
-        if rule_matches(rule, packet) {
+        if rule_matches_in(rule, &ruleset.lists, packet) {
             let decision = match rule.action {
                 Action::Allow | Action::Limit => Decision::Accept,
                 Action::Deny => Decision::Drop,
@@ -217,8 +218,24 @@ pub fn evaluate(ruleset: &Ruleset, packet: &Packet) -> Verdict {
     }
 }
 
-/// Whether `rule` matches `packet` (direction included).
+/// Whether `rule` matches `packet` (direction included), with no list
+/// loaded: a rule that names a list matches nothing.
 pub fn rule_matches(rule: &Rule, packet: &Packet) -> bool {
+    rule_matches_in(rule, &Lists::default(), packet)
+}
+
+/// Whether `rule` matches `packet` (direction included), the lists it names
+/// taken from `lists`; a list that is not there matches nothing.
+pub fn rule_matches_in(rule: &Rule, lists: &Lists, packet: &Packet) -> bool {
+    let in_list = |name: &Option<ListName>, addr: IpAddr| match name {
+        None => true,
+        Some(n) => lists.get(n).is_some_and(|l| l.contains(addr)),
+    };
+    if !in_list(&rule.source_list, packet.source)
+        || !in_list(&rule.destination_list, packet.destination)
+    {
+        return false;
+    }
     if rule.direction != packet.direction {
         return false;
     }

@@ -60,13 +60,36 @@ pub fn reach_through(
     local: IpAddr,
     port: u16,
 ) -> Reach {
+    // The lists incoming rules name: their networks are named sources too,
+    // up to a bound (a blocklist of a million networks is judged as a whole:
+    // no outside address is taken from it).
+    let lists: Vec<&crate::list::Segments> = layers
+        .iter()
+        .flat_map(|(ruleset, _)| {
+            ruleset
+                .rules
+                .iter()
+                .filter(|r| r.direction == Direction::In)
+                .filter_map(|r| r.source_list.as_ref())
+                .filter_map(|l| ruleset.lists.get(l))
+        })
+        .collect();
+    const LIST_SOURCES_MAX: usize = 1024;
     let named: Vec<IpNet> = layers
         .iter()
         .flat_map(|(ruleset, _)| ruleset.rules.iter())
         .filter(|r| r.direction == Direction::In)
         .flat_map(|r| r.source.0.iter().copied())
+        .chain(
+            lists
+                .iter()
+                .filter(|l| l.segments().len() <= LIST_SOURCES_MAX)
+                .flat_map(|l| l.segments().iter().flat_map(|s| s.interval.to_networks())),
+        )
         .filter(|n| n.addr().is_ipv4() == local.is_ipv4() || local.is_unspecified())
         .collect();
+    let unnamed =
+        |a: &IpAddr| !named.iter().any(|n| n.contains(a)) && !lists.iter().any(|l| l.contains(*a));
     // A wildcard listener of one family is reached over that family (and IPv4
     // through a dual-stack `::` socket).
     let families: Vec<bool> = match local {
@@ -106,15 +129,9 @@ pub fn reach_through(
     let mut anyone = false;
     for &v4 in &families {
         let outside: Option<IpAddr> = if v4 {
-            OUTSIDE_V4
-                .iter()
-                .map(|&a| IpAddr::V4(a))
-                .find(|a| !named.iter().any(|n| n.contains(a)))
+            OUTSIDE_V4.iter().map(|&a| IpAddr::V4(a)).find(unnamed)
         } else {
-            OUTSIDE_V6
-                .iter()
-                .map(|&a| IpAddr::V6(a))
-                .find(|a| !named.iter().any(|n| n.contains(a)))
+            OUTSIDE_V6.iter().map(|&a| IpAddr::V6(a)).find(unnamed)
         };
         if outside.is_some_and(accepts) {
             anyone = true;

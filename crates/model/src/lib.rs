@@ -39,8 +39,8 @@ pub mod services;
 pub use config::{ConfigError, HostConfig};
 pub use diff::{continued, diff, Change};
 pub use evaluate::{
-    evaluate, rule_matches, Builtin, ConnState, DecidedBy, Decision, Packet, PacketProtocol,
-    Verdict,
+    evaluate, rule_matches, rule_matches_in, Builtin, ConnState, DecidedBy, Decision, Packet,
+    PacketProtocol, Verdict,
 };
 pub use parse::{parse_net, parse_rule, parse_rule_args, ParseError};
 pub use rule::{

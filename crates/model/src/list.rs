@@ -392,6 +392,292 @@ pub fn format_lifetime(d: Duration) -> String {
     format!("{s}s")
 }
 
+/// When a temporary rule or list entry ends: whole seconds since the Unix
+/// epoch, written as an RFC 3339 time in UTC (`2026-12-08T04:00:00Z`).
+/// The kernel enforces it with an element timeout, so it holds whether or
+/// not portwall runs at that moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Deadline(pub u64);
+
+impl Deadline {
+    /// `lifetime` after `now` (seconds since the epoch).
+    pub fn after(now: u64, lifetime: Duration) -> Deadline {
+        Deadline(now.saturating_add(lifetime.as_secs()))
+    }
+
+    /// Reads an RFC 3339 time (`2026-12-08T04:00:00Z`, or with an offset).
+    pub fn parse(text: &str) -> Result<Deadline, String> {
+        let t: jiff::Timestamp = text.parse().map_err(|_| {
+            format!("'{text}' is not a time: write it as RFC 3339, e.g. 2026-12-08T04:00:00Z")
+        })?;
+        u64::try_from(t.as_second())
+            .map(Deadline)
+            .map_err(|_| format!("'{text}' is before 1970"))
+    }
+
+    /// Whether it has passed at `now`.
+    pub fn passed(self, now: u64) -> bool {
+        self.0 <= now
+    }
+
+    /// What is left of it at `now` (zero once passed).
+    pub fn left(self, now: u64) -> Duration {
+        Duration::from_secs(self.0.saturating_sub(now))
+    }
+}
+
+impl fmt::Display for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match jiff::Timestamp::from_second(self.0 as i64) {
+            Ok(t) => write!(f, "{}", t.strftime("%Y-%m-%dT%H:%M:%SZ")),
+            Err(_) => write!(f, "@{}", self.0),
+        }
+    }
+}
+
+/// One entry of a list: a network (a single address is a /32 or /128), and
+/// when it ends if it is temporary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListEntry {
+    pub net: IpNet,
+    pub until: Option<Deadline>,
+}
+
+impl fmt::Display for ListEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.net.prefix_len() == self.net.max_prefix_len() {
+            write!(f, "{}", self.net.addr())?;
+        } else {
+            write!(f, "{}", self.net)?;
+        }
+        if let Some(d) = self.until {
+            write!(f, " until {d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a list as portwall stores it: the lines of [`parse_list_file`],
+/// where an entry may be followed by `until TIME` ([`Deadline::parse`]).
+/// Entries whose time has passed at `now` are left out.
+pub fn parse_stored_list(text: &str, now: u64) -> Result<Vec<ListEntry>, ListError> {
+    let mut entries = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        let bad = |reason: String| ListError::BadLine {
+            line: i + 1,
+            reason,
+        };
+        let mut words = content.split_whitespace();
+        let net = words.next().unwrap_or_default();
+        let net = parse_net(net).map_err(bad)?;
+        let until = match (words.next(), words.next(), words.next()) {
+            (None, _, _) => None,
+            (Some("until"), Some(t), None) => Some(Deadline::parse(t).map_err(bad)?),
+            _ => {
+                return Err(bad(format!(
+                    "'{content}' is not an entry: ADDRESS or NETWORK, optionally followed by 'until TIME'"
+                )))
+            }
+        };
+        if until.is_some_and(|d| d.passed(now)) {
+            continue;
+        }
+        entries.push(ListEntry { net, until });
+    }
+    Ok(entries)
+}
+
+/// A list in the form [`parse_stored_list`] reads, one entry per line.
+pub fn format_stored_list(entries: &[ListEntry]) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(entries.len() * 16);
+    for e in entries {
+        let _ = writeln!(out, "{e}");
+    }
+    out
+}
+
+/// A range of addresses a list holds, and until when (`None`: for good).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Segment {
+    pub interval: Interval,
+    pub until: Option<Deadline>,
+}
+
+/// A list as the kernel holds it: its entries merged into the fewest
+/// disjoint ranges, each with the latest deadline of the entries that cover
+/// it (none when a permanent entry does), IPv4 ranges first, each family in
+/// address order. Overlapping and adjacent networks of one lifetime become
+/// one range, as `nft` auto-merge does; a temporary entry inside a permanent
+/// one adds nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Segments {
+    segments: Vec<Segment>,
+    /// How many entries went in.
+    entries: usize,
+}
+
+impl Segments {
+    pub fn of(entries: &[ListEntry]) -> Segments {
+        // The lifetime of an entry as an ordered key: permanent is the largest.
+        let key = |e: &ListEntry| e.until.map_or(u64::MAX, |d| d.0);
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for e in entries {
+            match Interval::of(e.net) {
+                Interval::V4 { first, last } => {
+                    v4.push((u32::from(first) as u128, u32::from(last) as u128, key(e)))
+                }
+                Interval::V6 { first, last } => {
+                    v6.push((u128::from(first), u128::from(last), key(e)))
+                }
+            }
+        }
+        let until = |k: u64| (k != u64::MAX).then_some(Deadline(k));
+        let mut segments = Vec::new();
+        for (first, last, k) in sweep(v4) {
+            segments.push(Segment {
+                interval: Interval::V4 {
+                    first: Ipv4Addr::from(first as u32),
+                    last: Ipv4Addr::from(last as u32),
+                },
+                until: until(k),
+            });
+        }
+        for (first, last, k) in sweep(v6) {
+            segments.push(Segment {
+                interval: Interval::V6 {
+                    first: Ipv6Addr::from(first),
+                    last: Ipv6Addr::from(last),
+                },
+                until: until(k),
+            });
+        }
+        Segments {
+            segments,
+            entries: entries.len(),
+        }
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// How many entries went in.
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// The segment that holds `addr`, if any.
+    pub fn find(&self, addr: IpAddr) -> Option<&Segment> {
+        let family = |r: &Interval| matches!(r, Interval::V6 { .. }) as u8;
+        let want = matches!(addr, IpAddr::V6(_)) as u8;
+        let i = self.segments.partition_point(|s| {
+            let r = &s.interval;
+            family(r) < want
+                || (family(r) == want
+                    && match (r, addr) {
+                        (Interval::V4 { last, .. }, IpAddr::V4(a)) => *last < a,
+                        (Interval::V6 { last, .. }, IpAddr::V6(a)) => *last < a,
+                        _ => false,
+                    })
+        });
+        self.segments.get(i).filter(|s| s.interval.contains(addr))
+    }
+
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.find(addr).is_some()
+    }
+}
+
+/// Disjoint ranges with the largest key of the input ranges covering each,
+/// adjacent ranges of one key joined. Input: (first, last, key).
+fn sweep(ranges: Vec<(u128, u128, u64)>) -> Vec<(u128, u128, u64)> {
+    use std::collections::BTreeMap;
+    let mut by_start = ranges;
+    by_start.sort_unstable();
+    // The fast case: no two ranges of different keys touch, so each run of
+    // overlapping or adjacent ranges is one key (always so for a list without
+    // temporary entries).
+    let mut out: Vec<(u128, u128, u64)> = Vec::with_capacity(by_start.len());
+    let mut simple = true;
+    for &(first, last, k) in &by_start {
+        match out.last_mut() {
+            Some(cur) if cur.1 == u128::MAX || first <= cur.1 + 1 => {
+                if cur.2 != k {
+                    simple = false;
+                    break;
+                }
+                cur.1 = cur.1.max(last);
+            }
+            _ => out.push((first, last, k)),
+        }
+    }
+    if simple {
+        return out;
+    }
+    out.clear();
+    let mut by_end: Vec<(u128, u64)> = by_start.iter().map(|&(_, l, k)| (l, k)).collect();
+    by_end.sort_unstable();
+    let n = by_start.len();
+    let (mut i, mut j) = (0, 0);
+    let mut active: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut cur: Option<u128> = None;
+    loop {
+        let next_start = (i < n).then(|| by_start[i].0);
+        // `None` inside: ends at the top of the space, no boundary after it.
+        let next_end = (j < n).then(|| by_end[j].0.checked_add(1)).flatten();
+        let boundary = match (next_start, next_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let (Some(c), Some((&k, _))) = (cur, active.last_key_value()) {
+            let last = boundary.map_or(u128::MAX, |b| b - 1);
+            match out.last_mut() {
+                Some(prev) if prev.2 == k && prev.1.checked_add(1) == Some(c) => prev.1 = last,
+                _ => out.push((c, last, k)),
+            }
+        }
+        let Some(b) = boundary else { break };
+        while i < n && by_start[i].0 == b {
+            *active.entry(by_start[i].2).or_default() += 1;
+            i += 1;
+        }
+        while j < n && by_end[j].0.checked_add(1) == Some(b) {
+            let k = by_end[j].1;
+            let c = active.get_mut(&k).expect("an active range ends");
+            *c -= 1;
+            if *c == 0 {
+                active.remove(&k);
+            }
+            j += 1;
+        }
+        cur = Some(b);
+    }
+    out
+}
+
+/// The contents of the lists a ruleset's rules name, as loaded for one
+/// change (lists live apart from the rules: see `host`). A list a rule names
+/// that is not here was not loaded, and matches nothing in
+/// [`crate::evaluate()`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lists(pub std::collections::BTreeMap<ListName, std::sync::Arc<Segments>>);
+
+impl Lists {
+    pub fn get(&self, name: &ListName) -> Option<&Segments> {
+        self.0.get(name).map(|s| &**s)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,5 +891,90 @@ mod tests {
                 }
             }
         }
+
+        /// Each address is held until the latest deadline of the entries
+        /// that cover it (for good if a permanent one does), the ranges are
+        /// disjoint, sorted, and adjacent ranges of one lifetime are joined.
+        #[test]
+        fn segments_hold_each_address_until_its_latest_deadline(
+            entries in proptest::collection::vec(
+                (any_net(), proptest::option::of(1u64..4)),
+                0..30,
+            ),
+            probes in proptest::collection::vec(any_addr(), 64),
+        ) {
+            let entries: Vec<ListEntry> = entries
+                .into_iter()
+                .map(|(net, d)| ListEntry { net, until: d.map(Deadline) })
+                .collect();
+            let s = Segments::of(&entries);
+            for a in probes {
+                let covering: Vec<_> = entries.iter().filter(|e| e.net.contains(&a)).collect();
+                let want = if covering.is_empty() {
+                    None
+                } else if covering.iter().any(|e| e.until.is_none()) {
+                    Some(None)
+                } else {
+                    Some(covering.iter().map(|e| e.until).max().unwrap())
+                };
+                prop_assert_eq!(s.find(a).map(|x| x.until), want, "{}", a);
+            }
+            for w in s.segments().windows(2) {
+                let joined = w[0].until == w[1].until;
+                match (w[0].interval, w[1].interval) {
+                    (Interval::V4 { last, .. }, Interval::V4 { first, .. }) => {
+                        let (l, f) = (u32::from(last) as u64, u32::from(first) as u64);
+                        prop_assert!(l < f && (!joined || l + 1 < f));
+                    }
+                    (Interval::V6 { last, .. }, Interval::V6 { first, .. }) => {
+                        let (l, f) = (u128::from(last), u128::from(first));
+                        prop_assert!(l < f && (!joined || l + 1 < f));
+                    }
+                    (Interval::V4 { .. }, Interval::V6 { .. }) => {}
+                    _ => prop_assert!(false, "IPv6 before IPv4"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stored_lists_round_trip_and_drop_what_expired() {
+        let text = "# office\n203.0.113.0/24\n2001:db8::/32 # v6\n\n192.0.2.9 until 2026-12-08T04:00:00Z\n198.51.100.1 until 2020-01-01T00:00:00Z\n";
+        let now = Deadline::parse("2026-12-08T03:00:00Z").unwrap().0;
+        let entries = parse_stored_list(text, now).unwrap();
+        assert_eq!(entries.len(), 3, "the expired entry is dropped");
+        assert_eq!(
+            format_stored_list(&entries),
+            "203.0.113.0/24\n2001:db8::/32\n192.0.2.9 until 2026-12-08T04:00:00Z\n"
+        );
+        assert_eq!(parse_stored_list(&format_stored_list(&entries), now).unwrap(), entries);
+        let e = parse_stored_list("10.0.0.0/8\n10.0.0.1 for 1h\n", now).unwrap_err();
+        assert!(e.to_string().starts_with("line 2:"), "{e}");
+        let e = parse_stored_list("10.0.0.1 until tomorrow\n", now).unwrap_err();
+        assert!(e.to_string().contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn a_temporary_entry_inside_a_permanent_one_adds_nothing() {
+        let entries = [
+            ListEntry { net: net("10.0.0.0/24"), until: None },
+            ListEntry { net: net("10.0.0.7"), until: Some(Deadline(5)) },
+            ListEntry { net: net("10.0.1.0/24"), until: Some(Deadline(5)) },
+            ListEntry { net: net("10.0.1.0/25"), until: Some(Deadline(9)) },
+        ];
+        let s = Segments::of(&entries);
+        let shown: Vec<String> = s
+            .segments()
+            .iter()
+            .map(|x| format!("{} {:?}", x.interval, x.until.map(|d| d.0)))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "10.0.0.0-10.0.0.255 None",
+                "10.0.1.0-10.0.1.127 Some(9)",
+                "10.0.1.128-10.0.1.255 Some(5)"
+            ]
+        );
     }
 }

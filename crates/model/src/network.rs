@@ -202,6 +202,7 @@ pub fn server_ruleset<'a>(rules: impl IntoIterator<Item = &'a NetworkRule>) -> R
         },
         logging: Default::default(),
         builtins: crate::builtins::Switches::none(),
+        lists: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@
 //! A list of service names whose transports differ (`http,ntp`) yields one rule per
 //! transport, which is why parsing returns a `Vec<Rule>`.
 
+use crate::list::{Deadline, ListName};
 use crate::profiles::ProfilePorts;
 use crate::rule::{
     is_valid_interface, Action, Addresses, Direction, PortError, PortRange, Ports, Protocol, Rule,
@@ -167,8 +168,8 @@ fn tokenize(input: &str) -> Result<Vec<Token<'_>>, ParseError> {
 
 const ACTIONS: &str = "allow, deny, reject, limit";
 use crate::rule::PROTOCOLS;
-const ADDRESS_HELP: &str = "an IPv4 or IPv6 address, a network (203.0.113.0/24, 2001:db8::/32), a comma list of those, or any";
-const CLAUSES: &str = "on IFACE, proto P, from ADDR, to ADDR, port PORTS, comment 'TEXT', log, rate N/Ts (limit), or a port such as 22/tcp";
+const ADDRESS_HELP: &str = "an IPv4 or IPv6 address, a network (203.0.113.0/24, 2001:db8::/32), a comma list of those, a list (@office), or any";
+const CLAUSES: &str = "on IFACE, proto P, from ADDR, to ADDR, port PORTS, comment 'TEXT', log, rate N/Ts (limit), until TIME, or a port such as 22/tcp";
 
 /// A port element before protocols are settled: its range and, for a service
 /// name, the transports the name covers.
@@ -346,17 +347,25 @@ impl<'a> Parser<'a> {
                 "from" | "to" => {
                     self.pos += 1;
                     let tok = self.next_value(&word, ADDRESS_HELP)?;
-                    let addrs = self.addresses(&tok)?;
                     let is_from = word == "from";
                     if (is_from && from_given) || (!is_from && to_given) {
                         return Err(self.err_at(span, format!("'{word}' is given twice")));
                     }
+                    let (addrs, list) = if tok.text.starts_with('@') {
+                        let name = ListName::parse_reference(tok.text)
+                            .map_err(|e| self.err_at(tok.span(), e.to_string()))?;
+                        (Addresses::any(), Some(name))
+                    } else {
+                        (self.addresses(&tok)?, None)
+                    };
                     if is_from {
                         from_given = true;
                         rule.source = addrs;
+                        rule.source_list = list;
                     } else {
                         to_given = true;
                         rule.destination = addrs;
+                        rule.destination_list = list;
                     }
                     if self.peek_lower().as_deref() == Some("app") {
                         let aspan = self.tokens[self.pos].span();
@@ -419,6 +428,15 @@ impl<'a> Parser<'a> {
                         .map_err(|e: String| self.err_at(tok.span(), e))?;
                     // UFW's rate is the default, written without a clause.
                     rule.rate = Some(rate).filter(|r| *r != crate::rule::Rate::UFW);
+                }
+                "until" => {
+                    self.pos += 1;
+                    let tok = self.next_value("until", "a time such as 2026-12-08T04:00:00Z")?;
+                    if rule.until.is_some() {
+                        return Err(self.err_at(span, "'until' is given twice"));
+                    }
+                    rule.until =
+                        Some(Deadline::parse(tok.text).map_err(|e| self.err_at(tok.span(), e))?);
                 }
                 "comment" => {
                     self.pos += 1;

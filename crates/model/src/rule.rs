@@ -4,6 +4,7 @@
 //! panel or the API. Its [`Display`](std::fmt::Display) form is canonical rule
 //! syntax that [`crate::parse_rule`] reads back to an equal value.
 
+use crate::list::{Deadline, ListName};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -444,6 +445,16 @@ pub struct Rule {
     /// A `limit` rule's rate when it is not UFW's ([`Rate::UFW`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
+    /// `from @NAME`: the source is the named address list (and `source`
+    /// is any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_list: Option<ListName>,
+    /// `to @NAME`: the destination is the named address list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_list: Option<ListName>,
+    /// A temporary rule: when it ends (`--for 30m` on the command line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Deadline>,
 }
 
 /// Why a rule is not valid.
@@ -469,6 +480,10 @@ pub enum RuleError {
     MixedFamilies,
     #[error("a comment may not contain both ' and \" quotes, nor control characters")]
     BadComment,
+    #[error("a rule names a list instead of addresses: 'from @{0}' takes no other address")]
+    ListWithAddresses(ListName),
+    #[error("a temporary rule needs a port, a protocol or an address to match: the kernel lets set elements expire, not rules")]
+    TemporaryWithoutMatch,
 }
 
 /// Whether `name` can be a Linux interface name (IFNAMSIZ - 1 bytes, printable).
@@ -498,6 +513,9 @@ impl Rule {
             comment: None,
             log: false,
             rate: None,
+            source_list: None,
+            destination_list: None,
+            until: None,
         }
     }
 
@@ -548,6 +566,23 @@ impl Rule {
             Protocol::Icmpv6 if v4 && !v6 => return Err(RuleError::ProtocolFamilyV6),
             _ => {}
         }
+        for (list, addrs) in [
+            (&self.source_list, &self.source),
+            (&self.destination_list, &self.destination),
+        ] {
+            if let (Some(l), false) = (list, addrs.is_any()) {
+                return Err(RuleError::ListWithAddresses(l.clone()));
+            }
+        }
+        if self.until.is_some()
+            && self.protocol == Protocol::Any
+            && self.source.is_any()
+            && self.destination.is_any()
+            && self.source_ports.is_any()
+            && self.destination_ports.is_any()
+        {
+            return Err(RuleError::TemporaryWithoutMatch);
+        }
         if self.rate.is_some() && self.action != Action::Limit {
             return Err(RuleError::RateWithoutLimit);
         }
@@ -588,6 +623,13 @@ impl Rule {
             && self.source_ports == other.source_ports
             && self.destination == other.destination
             && self.destination_ports == other.destination_ports
+            && self.source_list == other.source_list
+            && self.destination_list == other.destination_list
+    }
+
+    /// The lists the rule names.
+    pub fn lists(&self) -> impl Iterator<Item = &ListName> {
+        self.source_list.iter().chain(&self.destination_list)
     }
 
     /// Whether the rule can be written with the short port form (`22/tcp`),
@@ -626,10 +668,14 @@ impl fmt::Display for Rule {
             if self.protocol != Protocol::Any {
                 write!(f, "/{}", self.protocol.as_str())?;
             }
-            if !self.source.is_any() {
+            if let Some(l) = &self.source_list {
+                write!(f, " from @{l}")?;
+            } else if !self.source.is_any() {
                 write!(f, " from {}", self.source)?;
             }
-            if !self.destination.is_any() {
+            if let Some(l) = &self.destination_list {
+                write!(f, " to @{l}")?;
+            } else if !self.destination.is_any() {
                 write!(f, " to {}", self.destination)?;
             }
         } else {
@@ -638,14 +684,26 @@ impl fmt::Display for Rule {
                 write!(f, " proto {}", self.protocol.as_str())?;
                 wrote = true;
             }
-            if !self.source.is_any() || !self.source_ports.is_any() {
+            if let Some(l) = &self.source_list {
+                write!(f, " from @{l}")?;
+                if !self.source_ports.is_any() {
+                    write!(f, " port {}", self.source_ports)?;
+                }
+                wrote = true;
+            } else if !self.source.is_any() || !self.source_ports.is_any() {
                 write!(f, " from {}", self.source)?;
                 if !self.source_ports.is_any() {
                     write!(f, " port {}", self.source_ports)?;
                 }
                 wrote = true;
             }
-            if !self.destination.is_any() || !self.destination_ports.is_any() {
+            if let Some(l) = &self.destination_list {
+                write!(f, " to @{l}")?;
+                if !self.destination_ports.is_any() {
+                    write!(f, " port {}", self.destination_ports)?;
+                }
+                wrote = true;
+            } else if !self.destination.is_any() || !self.destination_ports.is_any() {
                 write!(f, " to {}", self.destination)?;
                 if !self.destination_ports.is_any() {
                     write!(f, " port {}", self.destination_ports)?;
@@ -658,6 +716,9 @@ impl fmt::Display for Rule {
         }
         if let Some(r) = self.rate.filter(|r| *r != Rate::UFW) {
             write!(f, " rate {r}")?;
+        }
+        if let Some(d) = self.until {
+            write!(f, " until {d}")?;
         }
         if let Some(c) = &self.comment {
             if c.contains('\'') {

@@ -2,6 +2,7 @@
 //! makes to it (add with UFW's replace-in-place, insert, delete).
 
 use crate::builtins::Switches;
+use crate::list::Lists;
 use crate::rule::{Direction, Rule};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -119,6 +120,10 @@ pub struct Ruleset {
     /// Which of UFW's built-in accepts are on ([`crate::builtins`]).
     #[serde(default)]
     pub builtins: Switches,
+    /// The contents of the lists the rules name, as loaded for this change
+    /// (they live in files of their own, not in the rules).
+    #[serde(skip)]
+    pub lists: Lists,
 }
 
 /// What adding a rule did.
@@ -128,7 +133,7 @@ pub enum AddOutcome {
     /// Added at this 1-based position.
     Added { number: usize },
     /// A rule with the same match existed; its action (and comment, log) changed.
-    Replaced { number: usize, previous: Rule },
+    Replaced { number: usize, previous: Box<Rule> },
     /// The identical rule existed; nothing changed.
     Unchanged { number: usize },
 }
@@ -171,9 +176,16 @@ impl Ruleset {
     fn put(&mut self, rule: Rule, at: Option<usize>) -> AddOutcome {
         if let Some(i) = self.rules.iter().position(|r| r.same_match(&rule)) {
             let existing = &mut self.rules[i];
+            // A temporary rule over a permanent one of the same action does
+            // not make it temporary.
+            let until = match (existing.until, rule.until) {
+                (None, Some(_)) if existing.action == rule.action => None,
+                (_, new) => new,
+            };
             if existing.action == rule.action
                 && existing.log == rule.log
                 && existing.rate == rule.rate
+                && existing.until == until
                 && (rule.comment.is_none() || existing.comment == rule.comment)
             {
                 return AddOutcome::Unchanged { number: i + 1 };
@@ -182,12 +194,13 @@ impl Ruleset {
             existing.action = rule.action;
             existing.log = rule.log;
             existing.rate = rule.rate;
+            existing.until = until;
             if rule.comment.is_some() {
                 existing.comment = rule.comment;
             }
             return AddOutcome::Replaced {
                 number: i + 1,
-                previous,
+                previous: Box::new(previous),
             };
         }
         match at {

@@ -49,6 +49,7 @@ use crate::expressions::{
 };
 use ipnet::IpNet;
 use model::builtins::{self, Switches};
+use model::list::{Deadline, ListName};
 use model::{Action, Direction, Logging, Policy, PortRange, Protocol, Rule, Ruleset};
 use nftables::expr::{self, Expression, NamedExpression};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, SetFlag, SetType, SetTypeValue};
@@ -141,9 +142,17 @@ pub struct Shape {
     family: Family,
     in_interface: Option<String>,
     out_interface: Option<String>,
+    /// The chain's direction (a list as the destination of a routed rule is
+    /// matched on the connection's original destination).
+    direction: Direction,
     /// Routed rules only: the protocol and the destination ports as the
     /// client sent them, before any DNAT (see the module docs).
     original_ports: Option<(u8, Vec<PortRange>)>,
+    /// `from @NAME`: the source is looked up in the list's set of the
+    /// shape's family (see "Lists" in the module docs).
+    source_list: Option<ListName>,
+    /// `to @NAME`.
+    destination_list: Option<ListName>,
 }
 
 impl Shape {
@@ -155,7 +164,9 @@ impl Shape {
         let addressed = self
             .kinds
             .iter()
-            .any(|k| matches!(k, DimKind::Source | DimKind::Destination));
+            .any(|k| matches!(k, DimKind::Source | DimKind::Destination))
+            || self.source_list.is_some()
+            || self.destination_list.is_some();
         if !addressed && self.family != Family::Any {
             let nfproto = if self.family == Family::V6 {
                 "ipv6"
@@ -179,15 +190,46 @@ impl Shape {
                 Expression::String(Cow::Owned(i.clone())),
             ));
         }
+        for (kind, list) in [
+            (DimKind::Source, &self.source_list),
+            (DimKind::Destination, &self.destination_list),
+        ] {
+            if let Some(l) = list {
+                v.push(matches(
+                    dim_expr(kind, self.family, self.direction),
+                    Expression::String(Cow::Owned(format!("@{}", list_set_name(l, self.family)))),
+                ));
+            }
+        }
         v
     }
 }
 
-/// A set element: its key, and the 0-based index of the model rule it came from.
+/// The name of the set that holds a list's networks of one family.
+pub fn list_set_name(list: &ListName, family: Family) -> String {
+    let v = if family == Family::V6 { 6 } else { 4 };
+    format!("list_{list}_v{v}")
+}
+
+/// A set element: its key, the 0-based index of the model rule it came
+/// from, and when the kernel is to remove it (a temporary rule or list
+/// entry).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Element {
     pub key: Key,
     pub rule: usize,
+    pub until: Option<Deadline>,
+}
+
+/// The set of an address list ([`list_set_name`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListSet {
+    pub name: ListName,
+    /// Whether the list's entries were loaded for this compile. A rule
+    /// change leaves lists alone: their sets then carry no elements, and an
+    /// element delta or a comparison passes them over; replacing the table
+    /// needs them loaded ([`CompiledTable::lists_unloaded`]).
+    pub loaded: bool,
 }
 
 /// One named set.
@@ -200,6 +242,10 @@ pub struct SetSpec {
     /// Whether its element counters are the packets of model rules (false for
     /// a routed lookup's original-ports set, whose elements are shared).
     pub counts_rules: bool,
+    /// Whether elements may carry a timeout (the set has the `timeout` flag).
+    pub timeouts: bool,
+    /// The list this set holds, if it is a list's set.
+    pub list: Option<ListSet>,
 }
 
 impl SetSpec {
@@ -300,9 +346,9 @@ pub struct CompiledTable {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Structure<'a> {
     chains: &'a [ChainSpec],
-    /// Name, shape, interval flag and capacity of each set: a change of
-    /// capacity needs a new set, so the table is replaced.
-    sets: Vec<(&'a str, &'a Shape, bool, Option<u32>)>,
+    /// Name, shape, interval and timeout flags and capacity of each set: a
+    /// change of capacity needs a new set, so the table is replaced.
+    sets: Vec<(&'a str, &'a Shape, bool, bool, Option<u32>)>,
 }
 
 impl CompiledTable {
@@ -312,9 +358,26 @@ impl CompiledTable {
             sets: self
                 .sets
                 .iter()
-                .map(|s| (s.name.as_str(), &s.shape, s.interval, s.capacity()))
+                .map(|s| {
+                    (
+                        s.name.as_str(),
+                        &s.shape,
+                        s.interval,
+                        s.timeouts,
+                        s.capacity(),
+                    )
+                })
                 .collect(),
         }
+    }
+
+    /// Whether a list's set was compiled without its entries (see
+    /// [`ListSet::loaded`]): the table can then be changed by an element
+    /// delta only, not replaced.
+    pub fn lists_unloaded(&self) -> bool {
+        self.sets
+            .iter()
+            .any(|s| s.list.as_ref().is_some_and(|l| !l.loaded))
     }
 
     /// The number of set elements.
@@ -394,6 +457,11 @@ impl CompiledTable {
         }
         let mut objs = Vec::new();
         for (new, old) in self.sets.iter().zip(&old.sets) {
+            // A list left unloaded on either side is unchanged by this change.
+            let unloaded = |s: &SetSpec| s.list.as_ref().is_some_and(|l| !l.loaded);
+            if unloaded(new) || unloaded(old) {
+                continue;
+            }
             // Compiling keeps the rules' order, so a change leaves long runs of
             // elements where they were: the common prefix and suffix are
             // compared in order, and only what lies between is hashed (a
@@ -401,26 +469,30 @@ impl CompiledTable {
             // A set never holds a key twice, so a key between the runs on one
             // side cannot be in the runs of the other.
             let (o, n) = (old.elements.as_slice(), new.elements.as_slice());
-            let prefix = o.iter().zip(n).take_while(|(a, b)| a.key == b.key).count();
+            let same = |a: &&Element, b: &&Element| a.key == b.key && a.until == b.until;
+            let prefix = o.iter().zip(n).take_while(|(a, b)| same(a, b)).count();
             let (o, n) = (&o[prefix..], &n[prefix..]);
             let suffix = o
                 .iter()
                 .rev()
                 .zip(n.iter().rev())
-                .take_while(|(a, b)| a.key == b.key)
+                .take_while(|(a, b)| same(a, b))
                 .count();
             let (o, n) = (&o[..o.len() - suffix], &n[..n.len() - suffix]);
-            let old_keys: HashSet<&Key> = o.iter().map(|e| &e.key).collect();
-            let new_keys: HashSet<&Key> = n.iter().map(|e| &e.key).collect();
+            // An element whose deadline changed is removed and added again.
+            let old_keys: HashSet<(&Key, Option<Deadline>)> =
+                o.iter().map(|e| (&e.key, e.until)).collect();
+            let new_keys: HashSet<(&Key, Option<Deadline>)> =
+                n.iter().map(|e| (&e.key, e.until)).collect();
             let removed: Vec<Expression<'static>> = o
                 .iter()
-                .filter(|e| !new_keys.contains(&e.key))
+                .filter(|e| !new_keys.contains(&(&e.key, e.until)))
                 .map(|e| element_value(&e.key))
                 .collect();
             let added: Vec<Expression<'static>> = n
                 .iter()
-                .filter(|e| !old_keys.contains(&e.key))
-                .map(|e| element_value(&e.key))
+                .filter(|e| !old_keys.contains(&(&e.key, e.until)))
+                .filter_map(element_expr)
                 .collect();
             let elem = |v: Vec<Expression<'static>>| schema::Element {
                 family: NfFamily::INet,
@@ -457,7 +529,14 @@ impl CompiledTable {
             SetTypeValue::Concatenated(Cow::Owned(types))
         };
         let elem = (with_elements && !set.elements.is_empty())
-            .then(|| Cow::Owned(set.elements.iter().map(|e| element_value(&e.key)).collect()));
+            .then(|| Cow::Owned(set.elements.iter().filter_map(element_expr).collect()));
+        let mut flags = HashSet::new();
+        if set.interval {
+            flags.insert(SetFlag::Interval);
+        }
+        if set.timeouts {
+            flags.insert(SetFlag::Timeout);
+        }
         schema::Set {
             family: NfFamily::INet,
             table: Cow::Owned(self.table.clone()),
@@ -465,7 +544,7 @@ impl CompiledTable {
             handle: None,
             set_type,
             policy: None,
-            flags: set.interval.then(|| HashSet::from([SetFlag::Interval])),
+            flags: (!flags.is_empty()).then_some(flags),
             elem,
             timeout: None,
             gc_interval: None,
@@ -547,6 +626,34 @@ fn element_value(key: &[Dim]) -> Expression<'static> {
     expressions::element_value(key.iter().map(dim_value).collect())
 }
 
+/// An element as added to the kernel: with the timeout left until its
+/// deadline; `None` once the deadline has passed.
+fn element_expr(e: &Element) -> Option<Expression<'static>> {
+    let value = element_value(&e.key);
+    match e.until {
+        None => Some(value),
+        Some(d) => {
+            let left = timeout_left(d)?;
+            Some(Expression::Named(NamedExpression::Elem(expr::Elem {
+                val: Box::new(value),
+                timeout: Some(u32::try_from(left.as_secs().max(1)).unwrap_or(u32::MAX)),
+                expires: None,
+                comment: None,
+                counter: None,
+            })))
+        }
+    }
+}
+
+/// The time left until `deadline` by this machine's clock, `None` once it
+/// has passed: what an element's kernel timeout is set to.
+pub fn timeout_left(deadline: Deadline) -> Option<std::time::Duration> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (!deadline.passed(now)).then(|| deadline.left(now))
+}
+
 fn log(prefix: String) -> [Statement<'static>; 2] {
     [
         Statement::Limit(stmt::Limit {
@@ -594,67 +701,97 @@ fn rule_elements(rule: &Rule) -> Vec<(Shape, Key)> {
             .take(usize::from(list.is_empty()))
             .chain(list.iter().copied().map(Some))
     }
+    // A list holds both families: a rule that names one is looked up in the
+    // list's IPv4 set and in its IPv6 set, one shape each.
+    let list_families: &[Family] = if rule.source_list.is_some() || rule.destination_list.is_some()
+    {
+        &[Family::V4, Family::V6]
+    } else {
+        &[Family::Any]
+    };
     for s in each(&rule.source.0) {
         for d in each(&rule.destination.0) {
-            let family = match (s, d) {
-                (Some(IpNet::V4(_)), Some(IpNet::V6(_)))
-                | (Some(IpNet::V6(_)), Some(IpNet::V4(_))) => continue,
-                (Some(IpNet::V4(_)), _) | (_, Some(IpNet::V4(_))) => Family::V4,
-                (Some(IpNet::V6(_)), _) | (_, Some(IpNet::V6(_))) => Family::V6,
-                // A protocol of one family only keeps to that family.
-                (None, None) if rule.protocol.ipv4_only() => Family::V4,
-                (None, None) if rule.protocol == Protocol::Icmpv6 => Family::V6,
-                (None, None) => Family::Any,
-            };
-            for &p in protos {
-                // icmp (and igmp, 6in4) only exist in IPv4, icmpv6 only in IPv6.
-                if (rule.protocol.ipv4_only() && family == Family::V6)
-                    || (p == Some(58) && family == Family::V4)
-                {
+            for &lf in list_families {
+                let net_family = |n: Option<IpNet>| match n {
+                    Some(IpNet::V4(_)) => Family::V4,
+                    Some(IpNet::V6(_)) => Family::V6,
+                    None => Family::Any,
+                };
+                let proto_family = if rule.protocol.ipv4_only() {
+                    Family::V4
+                } else if rule.protocol == Protocol::Icmpv6 {
+                    Family::V6
+                } else {
+                    Family::Any
+                };
+                let mut family = Family::Any;
+                let mut conflict = false;
+                for f in [net_family(s), net_family(d), lf, proto_family] {
+                    match (family, f) {
+                        (_, Family::Any) => {}
+                        (Family::Any, f) => family = f,
+                        (a, b) if a != b => conflict = true,
+                        _ => {}
+                    }
+                }
+                // Families that cannot meet (an IPv4 source and an IPv6
+                // destination; a list's IPv6 set and an IPv4 address).
+                if conflict {
                     continue;
                 }
-                let routed = rule.direction == Direction::Routed;
-                // Ports imply TCP or UDP: `p` is set whenever there are ports.
-                let original_ports = match p {
-                    Some(proto) if routed && !rule.destination_ports.is_any() => {
-                        let mut v = rule.destination_ports.0.clone();
-                        v.sort();
-                        Some((proto, v))
+                for &p in protos {
+                    // icmp (and igmp, 6in4) only exist in IPv4, icmpv6 only in IPv6.
+                    if (rule.protocol.ipv4_only() && family == Family::V6)
+                        || (p == Some(58) && family == Family::V4)
+                    {
+                        continue;
                     }
-                    _ => None,
-                };
-                let no_ports: &[PortRange] = &[];
-                let key_ports = each(if routed {
-                    no_ports
-                } else {
-                    &rule.destination_ports.0
-                });
-                for sp in each(&rule.source_ports.0) {
-                    for dp in key_ports.clone() {
-                        let mut key = Key::new();
-                        if let Some(n) = s {
-                            key.push(Dim::Source(n));
+                    let routed = rule.direction == Direction::Routed;
+                    // Ports imply TCP or UDP: `p` is set whenever there are ports.
+                    let original_ports = match p {
+                        Some(proto) if routed && !rule.destination_ports.is_any() => {
+                            let mut v = rule.destination_ports.0.clone();
+                            v.sort();
+                            Some((proto, v))
                         }
-                        if let Some(n) = d {
-                            key.push(Dim::Destination(n));
+                        _ => None,
+                    };
+                    let no_ports: &[PortRange] = &[];
+                    let key_ports = each(if routed {
+                        no_ports
+                    } else {
+                        &rule.destination_ports.0
+                    });
+                    for sp in each(&rule.source_ports.0) {
+                        for dp in key_ports.clone() {
+                            let mut key = Key::new();
+                            if let Some(n) = s {
+                                key.push(Dim::Source(n));
+                            }
+                            if let Some(n) = d {
+                                key.push(Dim::Destination(n));
+                            }
+                            if let Some(p) = p {
+                                key.push(Dim::Proto(p));
+                            }
+                            if let Some(r) = sp {
+                                key.push(Dim::SourcePort(r));
+                            }
+                            if let Some(r) = dp {
+                                key.push(Dim::DestinationPort(r));
+                            }
+                            let shape = Shape {
+                                kinds: key.iter().map(Dim::kind).collect(),
+                                family,
+                                in_interface: rule.in_interface.clone(),
+                                out_interface: rule.out_interface.clone(),
+                                direction: rule.direction,
+                                original_ports: original_ports.clone(),
+                                source_list: rule.source_list.clone(),
+                                destination_list: rule.destination_list.clone(),
+                            };
+                            out.push((shape, key));
                         }
-                        if let Some(p) = p {
-                            key.push(Dim::Proto(p));
-                        }
-                        if let Some(r) = sp {
-                            key.push(Dim::SourcePort(r));
-                        }
-                        if let Some(r) = dp {
-                            key.push(Dim::DestinationPort(r));
-                        }
-                        let shape = Shape {
-                            kinds: key.iter().map(Dim::kind).collect(),
-                            family,
-                            in_interface: rule.in_interface.clone(),
-                            out_interface: rule.out_interface.clone(),
-                            original_ports: original_ports.clone(),
-                        };
-                        out.push((shape, key));
                     }
                 }
             }
@@ -667,6 +804,8 @@ fn rule_elements(rule: &Rule) -> Vec<(Shape, Key)> {
 struct Run {
     action: Action,
     log: bool,
+    /// Whether its rule names a list (such a rule is a run of its own).
+    names_list: bool,
     /// A `limit` rule's rate (a limit rule is a run of its own).
     rate: model::Rate,
     sets: Vec<SetBuilder>,
@@ -695,6 +834,8 @@ struct SetBuilder {
     exact: hashbrown::HashTable<u32>,
     /// Whether any element has a CIDR or port range.
     has_interval: bool,
+    /// Whether any element is temporary.
+    timeouts: bool,
     /// Elements by the network address of their first dimension, when that
     /// dimension is an address: (is IPv6, address) -> element indexes. Built
     /// only once an interval makes it needed (exact values overlap only when
@@ -724,6 +865,7 @@ impl SetBuilder {
             elements: Vec::new(),
             exact: hashbrown::HashTable::new(),
             has_interval: false,
+            timeouts: false,
             by_first_addr: Default::default(),
             indexed: 0,
         }
@@ -737,14 +879,15 @@ impl SetBuilder {
             .copied()
     }
 
-    fn insert(&mut self, key: Key, rule: usize) {
+    fn insert(&mut self, key: Key, rule: usize, until: Option<Deadline>) {
         let hash = key_hash(&key);
         if self.find(hash, &key).is_some() {
             return;
         }
+        self.timeouts |= until.is_some();
         self.has_interval |= key.iter().any(Dim::is_interval);
         let index = u32::try_from(self.elements.len()).expect("fewer than 2^32 elements");
-        self.elements.push(Element { key, rule });
+        self.elements.push(Element { key, rule, until });
         let elements = &self.elements;
         self.exact
             .insert_unique(hash, index, |&i| key_hash(&elements[i as usize].key));
@@ -831,7 +974,10 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
         let mut flush = |run: Option<Run>, rules: &mut Vec<RuleSpec>, sets: &mut Vec<SetSpec>| {
             let Some(run) = run else { return };
             for SetBuilder {
-                shape, elements, ..
+                shape,
+                elements,
+                timeouts,
+                ..
             } in run.sets
             {
                 set_counter += 1;
@@ -868,7 +1014,10 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                             family: Family::Any,
                             in_interface: None,
                             out_interface: None,
+                            direction,
                             original_ports: None,
+                            source_list: None,
+                            destination_list: None,
                         },
                         interval: ports.iter().any(|r| r.start != r.end),
                         elements: ports
@@ -876,9 +1025,12 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                             .map(|r| Element {
                                 key: [Dim::DestinationPort(*r)].into_iter().collect(),
                                 rule,
+                                until: None,
                             })
                             .collect(),
                         counts_rules: false,
+                        timeouts: false,
+                        list: None,
                     });
                 }
                 lookup.push(matches(
@@ -912,6 +1064,8 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                     interval,
                     elements,
                     counts_rules: true,
+                    timeouts,
+                    list: None,
                 });
             }
             for (index, shape) in run.plain {
@@ -951,10 +1105,16 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
             .filter(|(_, r)| r.direction == direction)
         {
             let elements = rule_elements(rule);
+            // A rule that names a list is a run of its own: its lookups are
+            // in sets of their own, and a packet it matches must be counted
+            // to it only if no earlier rule matched.
+            let names_list = rule.lists().next().is_some();
             let same_run = run.as_mut().is_some_and(|r| {
                 r.action == rule.action
                     && r.log == rule.log
                     && rule.action != Action::Limit
+                    && !names_list
+                    && !r.names_list
                     && !elements.iter().any(|(shape, key)| r.conflicts(shape, key))
             });
             if !same_run {
@@ -962,6 +1122,7 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
                 run = Some(Run {
                     action: rule.action,
                     log: rule.log,
+                    names_list,
                     rate: rule.limit_rate(),
                     sets: Vec::new(),
                     plain: Vec::new(),
@@ -970,16 +1131,16 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
             let r = run.as_mut().expect("a run is open");
             for (shape, key) in elements {
                 if shape.kinds.is_empty() {
-                    if !r.plain.iter().any(|(i, _)| *i == index) {
+                    if !r.plain.iter().any(|(i, s)| *i == index && *s == shape) {
                         r.plain.push((index, shape));
                     }
                     continue;
                 }
                 match r.sets.iter_mut().find(|b| b.shape == shape) {
-                    Some(b) => b.insert(key, index),
+                    Some(b) => b.insert(key, index, rule.until),
                     None => {
                         let mut b = SetBuilder::new(shape);
-                        b.insert(key, index);
+                        b.insert(key, index, rule.until);
                         r.sets.push(b);
                     }
                 }
@@ -1037,11 +1198,74 @@ pub fn compile(ruleset: &Ruleset, table: &str) -> CompiledTable {
             },
         ],
     });
+    sets.extend(list_sets(ruleset));
     CompiledTable {
         table: table.to_string(),
         chains,
         sets,
     }
+}
+
+/// The sets of the lists the rules name, in the order first named: two per
+/// list (IPv4 and IPv6), interval sets that take timeouts, whether or not
+/// an entry is temporary yet, so a temporary entry is an element change.
+/// Each merged range of the list is its fewest CIDR blocks.
+fn list_sets(ruleset: &Ruleset) -> Vec<SetSpec> {
+    let mut named: Vec<&ListName> = Vec::new();
+    for l in ruleset.rules.iter().flat_map(Rule::lists) {
+        if !named.contains(&l) {
+            named.push(l);
+        }
+    }
+    let mut sets = Vec::with_capacity(named.len() * 2);
+    for name in named {
+        let loaded = ruleset.lists.get(name);
+        for family in [Family::V4, Family::V6] {
+            let elements = loaded
+                .map(|l| {
+                    l.segments()
+                        .iter()
+                        .filter(|s| {
+                            matches!(
+                                (&s.interval, family),
+                                (model::list::Interval::V4 { .. }, Family::V4)
+                                    | (model::list::Interval::V6 { .. }, Family::V6)
+                            )
+                        })
+                        .flat_map(|s| {
+                            s.interval.to_networks().into_iter().map(|n| Element {
+                                key: [Dim::Source(n)].into_iter().collect(),
+                                rule: 0,
+                                until: s.until,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            sets.push(SetSpec {
+                name: list_set_name(name, family),
+                shape: Shape {
+                    kinds: [DimKind::Source].into_iter().collect(),
+                    family,
+                    in_interface: None,
+                    out_interface: None,
+                    direction: Direction::In,
+                    original_ports: None,
+                    source_list: None,
+                    destination_list: None,
+                },
+                interval: true,
+                elements,
+                counts_rules: false,
+                timeouts: true,
+                list: Some(ListSet {
+                    name: name.clone(),
+                    loaded: loaded.is_some(),
+                }),
+            });
+        }
+    }
+    sets
 }
 
 /// The fixed rules every chain starts with, then the switched-on accepts of

@@ -204,6 +204,7 @@ impl Kernel {
         opts: ApplyOptions,
     ) -> Result<ApplyReport, NetfilterError> {
         if self == Kernel::Iptables {
+            iptables_supports(desired)?;
             return Ok(iptables::Iptables::default().apply_carrying(desired, previous)?);
         }
         // The two compiles are independent: at 100k rules each takes a good
@@ -261,6 +262,9 @@ impl Kernel {
                     }
                 }
             }
+        }
+        if compiled.lists_unloaded() {
+            return Err(NetfilterError::ListsNotLoaded);
         }
         // A replacement starts a new table: it is created with the counts
         // the old one reached, rule by rule (see `carry`).
@@ -439,15 +443,57 @@ impl Kernel {
         }
     }
 
+    /// What a list's sets hold in the loaded table: (kernel elements,
+    /// packets, bytes) summed over its IPv4 and IPv6 sets; `None` when no
+    /// rule in force names the list (its sets are not loaded) or the
+    /// backend cannot tell (only the netlink backend reads them).
+    pub fn list_counters(
+        self,
+        list: &model::list::ListName,
+    ) -> Result<Option<(usize, u64, u64)>, NetfilterError> {
+        if self != Kernel::Netlink {
+            return Ok(None);
+        }
+        let mut total: Option<(usize, u64, u64)> = None;
+        for family in [compile::Family::V4, compile::Family::V6] {
+            let set = compile::list_set_name(list, family);
+            if let Some((n, p, b)) =
+                netlink::try_set_counters(TABLE, &set).map_err(NftError::from)?
+            {
+                let t = total.get_or_insert((0, 0, 0));
+                *t = (t.0 + n, t.1 + p, t.2 + b);
+            }
+        }
+        Ok(total)
+    }
+
     /// Sets every counter to zero: with nftables by replacing the table with
     /// itself in one transaction (nft 1.0.6 cannot reset anonymous rule
     /// counters in place).
     pub fn zero_counters(self, ruleset: &Ruleset) -> Result<(), NetfilterError> {
         match self {
             Kernel::Iptables => Ok(iptables::Iptables::default().zero_counters(ruleset)?),
-            _ => Ok(self.replace(&compile(ruleset, TABLE), None)?),
+            _ => {
+                let compiled = compile(ruleset, TABLE);
+                if compiled.lists_unloaded() {
+                    return Err(NetfilterError::ListsNotLoaded);
+                }
+                Ok(self.replace(&compiled, None)?)
+            }
         }
     }
+}
+
+/// Refuses what the iptables backend cannot enforce yet (lists and
+/// temporary rules): never a rule applied without its list.
+fn iptables_supports(ruleset: &Ruleset) -> Result<(), NetfilterError> {
+    if ruleset.rules.iter().any(|r| r.lists().next().is_some()) {
+        return Err(NetfilterError::Unsupported("address lists (@NAME)"));
+    }
+    if ruleset.rules.iter().any(|r| r.until.is_some()) {
+        return Err(NetfilterError::Unsupported("temporary rules (--for)"));
+    }
+    Ok(())
 }
 
 fn missing_table(compiled: &CompiledTable) -> String {

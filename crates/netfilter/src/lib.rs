@@ -52,6 +52,14 @@ pub enum NetfilterError {
     Iptables(#[from] iptables::IptablesError),
     #[error("the kernel's table differs from what was sent ({}); the previous ruleset was restored", .0.join("; "))]
     VerifyFailed(Vec<String>),
+    /// The table must be replaced, and a list the rules name was compiled
+    /// without its entries: the caller loads the lists and applies again.
+    #[error("the table must be replaced, and the lists it uses were not loaded")]
+    ListsNotLoaded,
+    #[error(
+        "the iptables backend does not support {0} yet: use the nftables backend (--backend nft)"
+    )]
+    Unsupported(&'static str),
 }
 
 /// How a ruleset was applied.

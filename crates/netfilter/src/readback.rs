@@ -300,11 +300,30 @@ pub fn differences(expected: &CompiledTable, kernel: &KernelTable) -> Vec<String
             out.push(format!("set {} is missing", set.name));
             continue;
         };
-        let want: HashSet<&[Dim]> = set.elements.iter().map(|e| e.key.as_slice()).collect();
+        if set.list.as_ref().is_some_and(|l| !l.loaded) {
+            continue;
+        }
+        // An element about to expire may or may not be there.
+        let expiring = |e: &&crate::compile::Element| {
+            e.until.is_some_and(crate::netlink::verify::about_to_expire)
+        };
+        let want: HashSet<&[Dim]> = set
+            .elements
+            .iter()
+            .filter(|e| !expiring(e))
+            .map(|e| e.key.as_slice())
+            .collect();
+        let gone: HashSet<&[Dim]> = set
+            .elements
+            .iter()
+            .filter(expiring)
+            .map(|e| e.key.as_slice())
+            .collect();
         let decoded = decoded_elements(set, kelems);
         let have: HashSet<&[Dim]> = decoded
             .iter()
             .filter_map(|(k, _, _)| k.as_deref())
+            .filter(|k| !gone.contains(k))
             .collect();
         let undecodable = decoded.iter().filter(|(k, _, _)| k.is_none()).count();
         let missing = want.iter().filter(|k| !have.contains(**k)).count();

@@ -320,8 +320,20 @@ pub fn insert(global: &Global, args: &InsertArgs) -> Result<u8> {
 }
 
 fn add_words(global: &Global, words: &[String], position: Option<usize>) -> Result<u8> {
+    let until = crate::commands::list::deadline(global)?;
     edit(global, |st, cfg| {
-        let rules = parse_words(words, st)?;
+        let mut rules = parse_words(words, st)?;
+        for rule in &mut rules {
+            if let Some(d) = until {
+                rule.until = Some(d);
+                rule.validate().map_err(|e| exit::usage(e.to_string()))?;
+            }
+            for list in rule.lists() {
+                if !st.list_exists(list) {
+                    return Err(st.no_such_list(list).into());
+                }
+            }
+        }
         let mut changes = Vec::new();
         let mut human = Vec::new();
         for (i, rule) in rules.into_iter().enumerate() {
@@ -679,6 +691,7 @@ pub fn plan(global: &Global, args: &PlanArgs) -> Result<u8> {
         logging: desired.ruleset.logging,
         builtins: desired.ruleset.builtins,
         rules: vec![],
+        lists: Default::default(),
     };
     let changes = model::diff(if loaded { &current } else { &nothing }, &desired.ruleset);
     let plan = Plan {

@@ -8,6 +8,7 @@ pub mod explain;
 pub mod firewall;
 pub mod import;
 pub mod lab;
+pub mod list;
 pub mod metrics;
 pub mod ports;
 pub mod probe;

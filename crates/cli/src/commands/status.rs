@@ -247,7 +247,12 @@ fn render(s: &Status, args: &StatusArgs) {
     if verbose {
         header.extend(["pkts", "bytes", "counted for"]);
     }
-    header.extend(["Rule", "Comment"]);
+    header.push("Rule");
+    let temporary = s.rules.iter().any(|r| r.value.until.is_some());
+    if temporary {
+        header.push("Expires");
+    }
+    header.push("Comment");
     let now = counting_since::now();
     let mut t = table(header);
     for r in &s.rules {
@@ -263,7 +268,17 @@ fn render(s: &Status, args: &StatusArgs) {
         }
         let mut text = r.value.clone();
         let comment = text.comment.take().unwrap_or_default();
+        let until = text.until.take();
         row.push(text.to_string());
+        if temporary {
+            row.push(match until {
+                Some(d) => format!(
+                    "in {} ({d})",
+                    crate::commands::list::left_text(d.left(host::lists::now()).as_secs())
+                ),
+                None => String::new(),
+            });
+        }
         row.push(comment);
         t.add_row(row);
     }

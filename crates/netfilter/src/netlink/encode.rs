@@ -301,6 +301,26 @@ impl Elems<'_> {
         }
     }
 
+    /// The timeout of element `i` in milliseconds, if it has one; `Err`
+    /// when its deadline has passed (it is not to be added at all).
+    fn timeout_ms(&self, i: usize) -> Result<Option<u64>, ()> {
+        match self {
+            Elems::Dims(v, _) => match v[i].until {
+                None => Ok(None),
+                Some(d) => crate::compile::timeout_left(d)
+                    .map(|left| Some(left.as_millis().max(1) as u64))
+                    .ok_or(()),
+            },
+            Elems::Typed(v) => match &v[i] {
+                Expression::Named(NamedExpression::Elem(el)) => {
+                    Ok(el.timeout.map(|t| u64::from(t) * 1000))
+                }
+                _ => Ok(None),
+            },
+            Elems::Keys(_) => Ok(None),
+        }
+    }
+
     /// The counter value element `i` starts with, if it is given one.
     fn counter(&self, i: usize) -> Option<(u64, u64)> {
         match self {
@@ -373,6 +393,8 @@ struct WireElem {
     open: bool,
     /// The (packets, bytes) its counter starts with.
     counter: Option<(u64, u64)>,
+    /// When the kernel removes it, in milliseconds from now.
+    timeout_ms: Option<u64>,
 }
 
 /// The attributes of a `counter` expression created with a value.
@@ -703,6 +725,7 @@ impl Batch {
                     flags |= match f {
                         SetFlag::Interval => NFT_SET_INTERVAL,
                         SetFlag::Constant => NFT_SET_CONSTANT,
+                        SetFlag::Timeout => NFT_SET_TIMEOUT,
                         _ => return Err(unsupported()),
                     };
                 }
@@ -1095,11 +1118,19 @@ impl Batch {
         if set.interval() && !set.concat() {
             // A plain interval set holds the boundaries of its intervals: the
             // first value, and the value after the last one flagged as an end.
-            let mut keys: Vec<(Key, Option<(u64, u64)>)> = (0..n)
-                .map(|i| Ok((elems.key(i, set)?, elems.counter(i))))
+            // (key, counter, timeout in ms)
+            type Keyed = (Key, Option<(u64, u64)>, Option<u64>);
+            let mut keys: Vec<Keyed> = (0..n)
+                .filter_map(|i| {
+                    let timeout = elems.timeout_ms(i).ok()?;
+                    Some(elems.key(i, set).map(|k| (k, elems.counter(i), timeout)))
+                })
                 .collect::<Result<_, String>>()
                 .map_err(bad)?;
-            keys.sort_by(|(a, _), (b, _)| a.start[..kl].cmp(&b.start[..kl]));
+            if keys.is_empty() {
+                return Ok(());
+            }
+            keys.sort_by(|(a, ..), (b, ..)| a.start[..kl].cmp(&b.start[..kl]));
             for w in keys.windows(2) {
                 if w[1].0.start[..kl] <= w[0].0.end[..kl] {
                     return Err(Error::Invalid(format!(
@@ -1115,16 +1146,19 @@ impl Batch {
                     interval_end: true,
                     open: false,
                     counter: None,
+                    timeout_ms: None,
                 });
             }
-            for (k, counter) in &keys {
+            for (k, counter, timeout_ms) in &keys {
                 let next = successor(&k.end[..kl]);
+                // The timeout goes on the interval's start, as nft puts it.
                 wire.push(WireElem {
                     key: k.start,
                     key_end: None,
                     interval_end: false,
                     open: next.is_none(),
                     counter: *counter,
+                    timeout_ms: *timeout_ms,
                 });
                 if let Some(nx) = next {
                     let mut key = [0u8; 64];
@@ -1135,12 +1169,16 @@ impl Batch {
                         interval_end: true,
                         open: false,
                         counter: None,
+                        timeout_ms: None,
                     });
                 }
             }
         } else {
             let interval = set.interval();
             for i in 0..n {
+                let Ok(timeout_ms) = elems.timeout_ms(i) else {
+                    continue;
+                };
                 let k = elems.key(i, set).map_err(bad)?;
                 if !interval && k.start[..kl] != k.end[..kl] {
                     return Err(bad(format!(
@@ -1154,6 +1192,7 @@ impl Batch {
                     interval_end: false,
                     open: false,
                     counter: elems.counter(i),
+                    timeout_ms,
                 });
             }
         }
@@ -1194,6 +1233,9 @@ impl Batch {
                 self.w.put_data(NFTA_SET_ELEM_KEY, &e.key[..kl]);
                 if let Some(end) = &e.key_end {
                     self.w.put_data(NFTA_SET_ELEM_KEY_END, &end[..kl]);
+                }
+                if let Some(ms) = e.timeout_ms {
+                    self.w.put_be64(NFTA_SET_ELEM_TIMEOUT, ms);
                 }
                 if e.open {
                     // NFTNL_UDATA_SET_ELEM_FLAGS = NFTNL_SET_ELEM_F_INTERVAL_OPEN
