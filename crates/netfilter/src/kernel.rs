@@ -443,30 +443,6 @@ impl Kernel {
         }
     }
 
-    /// What a list's sets hold in the loaded table: (kernel elements,
-    /// packets, bytes) summed over its IPv4 and IPv6 sets; `None` when no
-    /// rule in force names the list (its sets are not loaded) or the
-    /// backend cannot tell (only the netlink backend reads them).
-    pub fn list_counters(
-        self,
-        list: &model::list::ListName,
-    ) -> Result<Option<(usize, u64, u64)>, NetfilterError> {
-        if self != Kernel::Netlink {
-            return Ok(None);
-        }
-        let mut total: Option<(usize, u64, u64)> = None;
-        for family in [compile::Family::V4, compile::Family::V6] {
-            let set = compile::list_set_name(list, family);
-            if let Some((n, p, b)) =
-                netlink::try_set_counters(TABLE, &set).map_err(NftError::from)?
-            {
-                let t = total.get_or_insert((0, 0, 0));
-                *t = (t.0 + n, t.1 + p, t.2 + b);
-            }
-        }
-        Ok(total)
-    }
-
     /// Sets every counter to zero: with nftables by replacing the table with
     /// itself in one transaction (nft 1.0.6 cannot reset anonymous rule
     /// counters in place).

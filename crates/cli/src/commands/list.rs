@@ -347,7 +347,9 @@ struct ShownEntry {
 
 #[derive(Debug, Serialize)]
 struct KernelCounts {
+    /// The elements of its sets (each merged range as its fewest CIDR blocks).
     elements: usize,
+    /// What the rules that name the list matched.
     packets: u64,
     bytes: u64,
 }
@@ -358,15 +360,27 @@ fn show(global: &Global, name: &ListName) -> Result<u8> {
     let config = st.load()?;
     let segments = Segments::of(&entries);
     let used_by = users(&config.ruleset, name);
-    let kernel = if used_by.is_empty() {
+    // What the rules that name the list counted (a dump of a large list's
+    // set would take the kernel minutes: see netfilter's verify module).
+    let kernel = if used_by.is_empty() || !config.enabled {
         None
     } else {
         crate::backend::kernel(global)?
-            .list_counters(name)?
-            .map(|(elements, packets, bytes)| KernelCounts {
-                elements,
-                packets,
-                bytes,
+            .counters(&config.ruleset)?
+            .map(|c| {
+                let (packets, bytes) = used_by
+                    .iter()
+                    .filter_map(|n| c.rules.get(n - 1))
+                    .fold((0, 0), |(p, b), x| (p + x.packets, b + x.bytes));
+                KernelCounts {
+                    elements: segments
+                        .segments()
+                        .iter()
+                        .map(|s| s.interval.to_networks().len())
+                        .sum(),
+                    packets,
+                    bytes,
+                }
             })
     };
     let now = host::lists::now();
@@ -397,7 +411,7 @@ fn show(global: &Global, name: &ListName) -> Result<u8> {
     );
     match &shown.kernel {
         Some(k) => println!(
-            "In the kernel: {} element(s), matched {} packets, {} bytes.",
+            "In the kernel: {} element(s); its rules matched {} packets, {} bytes.",
             k.elements, k.packets, k.bytes
         ),
         None if shown.used_by.is_empty() => println!("No rule uses it."),

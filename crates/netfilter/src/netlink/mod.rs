@@ -316,33 +316,6 @@ pub fn try_read_table(
     read::read_table(&mut sock, fam, name)
 }
 
-/// The elements of the set `set` of the `inet` table `table` and the sum of
-/// their counters: (elements, packets, bytes); `None` when there is no such
-/// set. An interval set's end markers are not elements.
-pub fn try_set_counters(table: &str, set: &str) -> Result<Option<(usize, u64, u64)>, Error> {
-    let mut sock = open()?;
-    let elems = match decode::set_elements(
-        &mut sock,
-        1,
-        &decode::name_z(table),
-        &decode::name_z(set),
-        false,
-    ) {
-        Ok(e) => e,
-        Err(Error::Kernel { errno: 2, .. }) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let (mut n, mut packets, mut bytes) = (0, 0, 0);
-    for e in elems.iter().filter(|e| !e.end_flag) {
-        n += 1;
-        if let Some((p, b)) = e.counter {
-            packets += p;
-            bytes += b;
-        }
-    }
-    Ok(Some((n, packets, bytes)))
-}
-
 /// The names of the tables of one family.
 pub fn try_list_table_names(family: &str) -> Result<Vec<String>, Error> {
     let fam = family_number(family)
