@@ -781,3 +781,207 @@ fn audit_combines_the_network_firewall_with_the_os_firewall() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["risky_exposed"], 0, "{v}");
 }
+
+/// `portwall cloud list ...`: IP lists from a file, standard input and the
+/// command line, each checked by the model before anything is sent; tables,
+/// `--json`, stale ETags and another customer's list.
+#[test]
+fn cloud_lists_from_create_to_delete() {
+    let t = TestPanel::start(None);
+    let (_, ta) = t.customer("alice");
+    let (_, tb) = t.customer("bob");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let env = Some((t.url.as_str(), ta.as_str()));
+    let pw = |args: &[&str]| portwall(None, d, env, args);
+    let file = d.join("office.txt");
+    std::fs::write(
+        &file,
+        "# our offices\n203.0.113.0/25\n203.0.113.128/25   # annex\n\n198.51.100.7\n2001:db8::/32\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+
+    // create, from a file and empty
+    let out = ok(pw(&["cloud", "list", "create", "office", "--file", file]));
+    assert!(out.starts_with("Created list 'office' (id "), "{out}");
+    assert!(
+        out.contains("4 entries, merged into 3 kernel ranges"),
+        "{out}"
+    );
+    let bans = ok_json(pw(&["cloud", "list", "create", "bans", "--json"]));
+    assert_eq!(bans["name"], "bans");
+    assert_eq!(bans["entry_count"], 0);
+    let bans_id = bans["id"].as_i64().unwrap();
+
+    // A bad line of a file: named with its number, nothing sent.
+    let bad = d.join("bad.txt");
+    std::fs::write(&bad, "192.0.2.1\n# fine\nnot-an-address\n").unwrap();
+    let err = fails(
+        pw(&[
+            "cloud",
+            "list",
+            "create",
+            "broken",
+            "--file",
+            bad.to_str().unwrap(),
+        ]),
+        2,
+    );
+    assert!(
+        err.contains("line 3: 'not-an-address' is not an address")
+            && err.contains("nothing was sent"),
+        "{err}"
+    );
+    let err = fails(
+        pw(&["cloud", "list", "load", "bans", bad.to_str().unwrap()]),
+        2,
+    );
+    assert!(err.contains("line 3"), "{err}");
+
+    let err = fails(pw(&["cloud", "list", "create", "Office"]), 2);
+    assert!(
+        err.contains("'Office' is not a list name: 1-26 characters"),
+        "{err}"
+    );
+
+    // add and del on the command line; a bad entry is refused before sending.
+    let out = ok(pw(&[
+        "cloud",
+        "list",
+        "add",
+        "bans",
+        "192.0.2.1",
+        "192.0.2.2",
+        "192.0.2.1",
+    ]));
+    assert!(
+        out.starts_with(&format!(
+            "Added 2 entries to list 'bans' (id {bans_id}): 2 entries"
+        )),
+        "{out}"
+    );
+    let err = fails(pw(&["cloud", "list", "add", "bans", "10.0.0.1/8"]), 2);
+    assert!(err.contains("did you mean 10.0.0.0/8"), "{err}");
+    let after = ok_json(pw(&["cloud", "list", "del", "bans", "192.0.2.1", "--json"]));
+    assert_eq!(after["entries"], json!(["192.0.2.2"]));
+
+    // load from standard input replaces everything.
+    let mut child = common::portwall_command(None, d)
+        .env("PORTWALL_PANEL_URL", &t.url)
+        .env("PORTWALL_TOKEN", &ta)
+        .args(["cloud", "list", "load", "bans", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"# from a feed\n198.51.100.0/24\n198.51.100.9\n2001:db8:1::1\n")
+            .unwrap();
+    }
+    let out = ok(child.wait_with_output().unwrap());
+    assert!(
+        out.starts_with("Loaded 3 entries into list 'bans'") && out.contains("(it held 1)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("3 entries, merged into 2 kernel ranges"),
+        "{out}"
+    );
+
+    // ls: an aligned table, and --json.
+    let out = ok(pw(&["cloud", "list", "ls"]));
+    assert!(out.lines().next().unwrap().starts_with("ID"), "{out}");
+    assert_eq!(
+        column(&out, "Name", "Name"),
+        column(&out, "office", "office")
+    );
+    let header_end = column(&out, "Name", "Entries") + "Entries".len();
+    let office_line = out.lines().find(|l| l.contains("office")).unwrap();
+    assert_eq!(
+        office_line.find(" 4 ").map(|i| i + 2),
+        Some(header_end),
+        "entry counts are right-aligned under their header:\n{out}"
+    );
+    let all = ok_json(pw(&["cloud", "list", "ls", "--json"]));
+    let names: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["office", "bans"]);
+    assert_eq!(all["items"][1]["entry_count"], 3);
+
+    // show: counts and entries; --json is the panel's object.
+    let out = ok(pw(&["cloud", "list", "show", "office"]));
+    assert!(
+        out.starts_with("List 'office' (id ")
+            && out.contains("4 entries, merged into 3 kernel ranges"),
+        "{out}"
+    );
+    assert!(out.contains("1 entry merged away"), "{out}");
+    assert!(
+        out.contains("2001:db8::/32") && out.contains("IPv6"),
+        "{out}"
+    );
+    let shown = ok_json(pw(&["cloud", "list", "show", "bans", "--json"]));
+    assert_eq!(
+        shown,
+        t.ok(Method::GET, &format!("/v1/lists/{bans_id}"), &ta, None)
+    );
+
+    // A stale --if-match: reported, nothing changed.
+    let seen = shown["revision"].to_string();
+    ok(pw(&["cloud", "list", "add", "bans", "192.0.2.50"]));
+    let err = fails(
+        pw(&[
+            "cloud",
+            "list",
+            "del",
+            "bans",
+            "192.0.2.50",
+            "--if-match",
+            &seen,
+        ]),
+        1,
+    );
+    assert!(err.contains("was changed by someone else"), "{err}");
+    let err = fails(
+        pw(&["cloud", "list", "delete", "bans", "--if-match", &seen]),
+        1,
+    );
+    assert!(err.contains("was changed by someone else"), "{err}");
+
+    // Another customer's list: not found by name or by id, and untouched.
+    let bob = Some((t.url.as_str(), tb.as_str()));
+    for args in [
+        vec!["cloud", "list", "show", "office"],
+        vec!["cloud", "list", "add", &bans_id.to_string(), "192.0.2.66"],
+        vec!["cloud", "list", "delete", &bans_id.to_string()],
+    ]
+    .iter()
+    .map(|a| a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = fails(portwall(None, d, bob, &args), 1);
+        assert!(err.contains("no list"), "{args:?}: {err}");
+    }
+    assert_eq!(
+        ok_json(pw(&["cloud", "list", "show", "bans", "--json"]))["entry_count"],
+        4
+    );
+
+    // delete
+    let out = ok(pw(&["cloud", "list", "delete", "bans"]));
+    assert!(
+        out.starts_with(&format!("Deleted list 'bans' (id {bans_id}) (4 entries).")),
+        "{out}"
+    );
+    let all = ok_json(pw(&["cloud", "list", "ls", "--json"]));
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+}

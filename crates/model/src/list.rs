@@ -947,7 +947,10 @@ mod tests {
             format_stored_list(&entries),
             "203.0.113.0/24\n2001:db8::/32\n192.0.2.9 until 2026-12-08T04:00:00Z\n"
         );
-        assert_eq!(parse_stored_list(&format_stored_list(&entries), now).unwrap(), entries);
+        assert_eq!(
+            parse_stored_list(&format_stored_list(&entries), now).unwrap(),
+            entries
+        );
         let e = parse_stored_list("10.0.0.0/8\n10.0.0.1 for 1h\n", now).unwrap_err();
         assert!(e.to_string().starts_with("line 2:"), "{e}");
         let e = parse_stored_list("10.0.0.1 until tomorrow\n", now).unwrap_err();
@@ -957,10 +960,22 @@ mod tests {
     #[test]
     fn a_temporary_entry_inside_a_permanent_one_adds_nothing() {
         let entries = [
-            ListEntry { net: net("10.0.0.0/24"), until: None },
-            ListEntry { net: net("10.0.0.7"), until: Some(Deadline(5)) },
-            ListEntry { net: net("10.0.1.0/24"), until: Some(Deadline(5)) },
-            ListEntry { net: net("10.0.1.0/25"), until: Some(Deadline(9)) },
+            ListEntry {
+                net: net("10.0.0.0/24"),
+                until: None,
+            },
+            ListEntry {
+                net: net("10.0.0.7"),
+                until: Some(Deadline(5)),
+            },
+            ListEntry {
+                net: net("10.0.1.0/24"),
+                until: Some(Deadline(5)),
+            },
+            ListEntry {
+                net: net("10.0.1.0/25"),
+                until: Some(Deadline(9)),
+            },
         ];
         let s = Segments::of(&entries);
         let shown: Vec<String> = s

@@ -80,10 +80,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict { field, message } => ApiError::new(StatusCode::CONFLICT, field.as_deref(), message),
             StoreError::Forbidden { field, message } => ApiError::new(StatusCode::FORBIDDEN, field.as_deref(), message),
-            StoreError::Precondition { current } => ApiError::new(
+            StoreError::Precondition { current, what } => ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 Some("If-Match"),
-                format!("the firewall changed since you read it: its ETag is now {}; read it again and retry", etag(current)),
+                format!("the {what} changed since you read it: its ETag is now {}; read it again and retry", etag(current)),
             )
             .with_header(header::ETAG, HeaderValue::from_str(&etag(current)).unwrap_or(HeaderValue::from_static("\"\""))),
             e @ (StoreError::Db(_) | StoreError::Migrate(_)) => ApiError::internal(e),

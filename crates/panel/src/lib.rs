@@ -23,7 +23,7 @@
 //! - [`config`]: the configuration file `/etc/portwall/panel.toml` and the
 //!   log format.
 //! - [`web`]: the server-rendered web pages (`/login`, `/firewalls`,
-//!   `/servers`, `/audit`), merged into [`api::router`].
+//!   `/lists`, `/servers`, `/audit`), merged into [`api::router`].
 //! - [`serve`]: HTTPS (rustls, reloaded on SIGHUP) or plain HTTP where that
 //!   is allowed, HSTS, graceful shutdown.
 //!

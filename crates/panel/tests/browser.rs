@@ -1,11 +1,14 @@
 //! The web pages in a real browser: Debian's headless Chromium, driven by
 //! Playwright (`tests/browser/panel.mjs`), against a panel started here on
 //! SQLite. The script logs in, creates a firewall, adds the SSH preset,
-//! enables it, assigns a VPS and sees its status "pending", then checks that
+//! enables it, assigns a VPS and sees its status "pending", creates an IP
+//! list and pastes its entries (a bad line first: the error names it and
+//! nothing is stored), then checks that
 //! a login `next` with a tab (dropped by browsers) never leads off the panel
 //! (no open redirect); this test then
 //! checks the store through the API, and keeps a full-page screenshot in
-//! `<target>/test-artifacts/panel-browser.png`.
+//! `<target>/test-artifacts/panel-browser.png` (and the IP list page in
+//! `panel-browser-list.png`).
 //!
 //! Needs `/usr/bin/chromium` (Debian package `chromium`, installed by
 //! `scripts/deps`) and Node.js 20+ with npm; runs `npm ci` in
@@ -206,6 +209,38 @@ async fn a_customer_sets_up_a_firewall_in_headless_chromium() {
         actions.iter().filter(|(a, _)| *a == "rule.create").count(),
         1
     );
+
+    // The IP list the browser pasted: exactly the good block, stored once (the
+    // block with a bad line changed nothing).
+    let list_id = result["list_id"].as_i64().expect("list_id");
+    let list = t
+        .get(&format!("/v1/lists/{list_id}"), &token)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(list["name"], "office");
+    assert_eq!(list["description"], "our offices");
+    assert_eq!(
+        list["entries"],
+        json!([
+            "198.51.100.7",
+            "203.0.113.0/25",
+            "203.0.113.128/25",
+            "2001:db8::/32"
+        ])
+    );
+    assert_eq!(list["entry_count"], 4);
+    assert_eq!(list["range_count"], 3);
+    for action in ["list.create", "list.entries.replace"] {
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| **a == (action, "user alice"))
+                .count(),
+            1,
+            "{action} once, by user alice: {actions:?}"
+        );
+    }
 
     let png = std::fs::read(&shot).expect("the screenshot was written");
     assert!(

@@ -7,7 +7,8 @@
 //! statuses that count as accepted), authentication not ignored.
 //!
 //! It runs twice against a panel this test starts on SQLite with a few
-//! objects in it: with a customer's write token, then with an admin token.
+//! objects in it (firewalls, servers, an IP list): with a customer's write
+//! token, then with an admin token.
 //! A bounded number of examples per operation keeps it within about two
 //! minutes on a 2-core machine (`PORTWALL_SCHEMATHESIS_EXAMPLES` to change).
 
@@ -106,6 +107,14 @@ async fn the_api_conforms_to_its_openapi_document() {
             json!([{"preset": "SSH"}, {"protocol": "tcp", "port": "80", "sources": ["203.0.113.0/24"]}]),
         )
         .await;
+    // An IP list, for the /v1/lists operations to meet.
+    t.post(
+        "/v1/lists",
+        &customer,
+        json!({"name": "office", "entries": ["203.0.113.0/24", "198.51.100.7", "2001:db8::/32"]}),
+    )
+    .await
+    .expect(201);
     let assigned = t
         .post(
             &format!("/v1/firewalls/{fw}/assignments"),

@@ -904,3 +904,164 @@ async fn next_never_leads_to_another_site() {
         );
     }
 }
+
+/// A list as the API shows it to its owner.
+async fn api_list(t: &TestPanel, token: &str, id: i64) -> serde_json::Value {
+    t.get(&format!("/v1/lists/{id}"), token)
+        .await
+        .expect(200)
+        .body
+}
+
+/// The IP list pages: create, paste (a bad line named and nothing stored),
+/// CSRF, stale revision, another customer's list, delete.
+async fn ip_list_pages(b: Backend) {
+    let t = TestPanel::start(b).await;
+    let (_, alice_token) = customer_with_login(&t, "alice").await;
+    customer_with_login(&t, "bob").await;
+    let p = Page::login(&t, "alice").await;
+    let r = p.get("/lists").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.html);
+    assert!(
+        r.html.contains("href=\"/lists\" aria-current=\"page\""),
+        "{}",
+        r.html
+    );
+    assert!(r.html.contains("You have no IP lists yet"));
+
+    // A bad name: next to the field, nothing created.
+    let r = p.post("/lists", &[("name", "Office")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.html);
+    assert!(field_block(&r.html, "create-name").contains("is not a list name"));
+    let r = p
+        .post(
+            "/lists",
+            &[("name", "office"), ("description", "our offices")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+    let id: i64 = r
+        .location
+        .strip_prefix("/lists/")
+        .and_then(|s| s.split('?').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{}", r.location));
+    let r = p.post("/lists", &[("name", "office")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(field_block(&r.html, "create-name").contains("already have a list named 'office'"));
+    let page = p.get(&format!("/lists/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let revision = hidden(&page.html, "revision");
+    let entries_path = format!("/lists/{id}/entries");
+
+    // Without the form's CSRF token: refused, nothing changed.
+    let r = p
+        .post_raw(
+            &entries_path,
+            &[("entries", "192.0.2.1"), ("revision", &revision)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(api_list(&t, &alice_token, id).await["entry_count"], 0);
+
+    // A bad line: named with its number, the text kept, nothing stored.
+    let pasted = "# offices\n203.0.113.0/24\n203.0.113.7/24\n";
+    let r = p
+        .post(
+            &entries_path,
+            &[("entries", pasted), ("revision", &revision)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.html);
+    let block = field_block(&r.html, "entries-text");
+    assert!(
+        block.contains("line 3: &#39;203.0.113.7/24&#39; has host bits set")
+            || block.contains("line 3: '203.0.113.7/24' has host bits set"),
+        "{block}"
+    );
+    assert!(block.contains("aria-invalid=\"true\""), "{block}");
+    assert!(r.html.contains("203.0.113.7/24\n</textarea>"), "{}", r.html);
+    assert_eq!(api_list(&t, &alice_token, id).await["entry_count"], 0);
+
+    // A good block replaces the entries.
+    let r = p
+        .post(
+            &entries_path,
+            &[
+                (
+                    "entries",
+                    "# offices\n203.0.113.0/24\n198.51.100.7 # a host\n\n2001:db8::/32\n",
+                ),
+                ("revision", &revision),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+    assert_eq!(r.location, format!("/lists/{id}?done=saved#entries"));
+    let stored = api_list(&t, &alice_token, id).await;
+    assert_eq!(
+        stored["entries"],
+        json!(["198.51.100.7", "203.0.113.0/24", "2001:db8::/32"])
+    );
+    let page = p.get(&format!("/lists/{id}?done=saved")).await;
+    assert!(page.html.contains("Entries saved."), "{}", page.html);
+    assert!(page.html.contains("id=\"entry-count\">3<"), "{}", page.html);
+    let list = p.get("/lists").await;
+    assert!(
+        list.html.contains("class=\"num entries\">3<"),
+        "{}",
+        list.html
+    );
+
+    // From the page as it was before: refused (412), nothing changed.
+    let r = p
+        .post(
+            &entries_path,
+            &[("entries", "192.0.2.1"), ("revision", &revision)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.html);
+    assert!(r.html.contains("This list was changed"), "{}", r.html);
+    assert_eq!(
+        api_list(&t, &alice_token, id).await["entries"],
+        stored["entries"]
+    );
+
+    // Another customer: not found, whatever the page.
+    let bob = Page::login(&t, "bob").await;
+    let r = bob.get(&format!("/lists/{id}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    for path in [entries_path.clone(), format!("/lists/{id}/delete")] {
+        let r = bob.post(&path, &[("entries", "192.0.2.1")]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert!(bob
+        .get("/lists")
+        .await
+        .html
+        .contains("You have no IP lists yet"));
+    assert_eq!(
+        api_list(&t, &alice_token, id).await["entries"],
+        stored["entries"]
+    );
+
+    // Delete.
+    let current = hidden(&p.get(&format!("/lists/{id}")).await.html, "revision");
+    let r = p
+        .post(&format!("/lists/{id}/delete"), &[("revision", &current)])
+        .await;
+    assert_eq!(r.location, "/lists?done=deleted");
+    t.get(&format!("/v1/lists/{id}"), &alice_token)
+        .await
+        .expect(404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_list_pages_on_sqlite() {
+    ip_list_pages(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_list_pages_on_postgres() {
+    ip_list_pages(Backend::Postgres).await
+}

@@ -122,7 +122,10 @@ fn complete_operation(op: &mut Value, naming_objects: &[String]) {
         errors.push(("404", "No such object (in the path or named by id in the body), or it belongs to another customer."));
     }
     if if_match {
-        errors.push(("412", "If-Match names no current revision of the firewall."));
+        errors.push((
+            "412",
+            "If-Match names no current revision of the firewall or list.",
+        ));
     }
     if has_body {
         errors.push(("413", "The body is larger than the panel accepts."));

@@ -12,8 +12,8 @@
 //! - Unknown JSON fields are rejected.
 //! - Lists take `limit` (1-1000, default 50) and `cursor` (the previous
 //!   page's `next_cursor`) and return `{"items": [...], "next_cursor": ...}`.
-//! - Firewalls carry an `ETag` (`"r<revision>"`); every firewall change
-//!   honours `If-Match` and answers with the new `ETag`.
+//! - Firewalls and IP lists carry an `ETag` (`"r<revision>"`); every change
+//!   of one honours `If-Match` and answers with the new `ETag`.
 //!
 //! [`router`] builds every route the panel serves; the web pages (to come)
 //! are added by merging their routes into it.
@@ -24,6 +24,7 @@ mod customers;
 mod edge;
 mod firewalls;
 pub mod inputs;
+pub mod lists;
 mod servers;
 pub(crate) mod session;
 mod tokens;
@@ -67,6 +68,7 @@ Rules give the port as `\"22\"` or `\"8000-8100\"` (a JSON number is accepted to
         (name = "customers", description = "Provider operations: customers and their web logins (admin token)."),
         (name = "servers", description = "Servers: registered by the provider, listed and labelled by their owner."),
         (name = "firewalls", description = "Network firewalls, rules and assignments (customer token or session)."),
+        (name = "lists", description = "IP lists: named sets of IPv4 and IPv6 addresses and networks (customer token or session). At most 100,000 entries per list, 1,000,000 per customer, 100 lists per customer."),
         (name = "tokens", description = "API and edge tokens."),
         (name = "audit", description = "Who changed what, when."),
         (name = "auth", description = "Browser sessions."),
@@ -151,6 +153,13 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(firewalls::unassign_server))
         .routes(routes!(firewalls::remove_selector))
         .routes(routes!(firewalls::firewall_status))
+        .routes(routes!(lists::create_list, lists::list_lists))
+        .routes(routes!(lists::get_list, lists::delete_list))
+        .routes(routes!(
+            lists::replace_entries,
+            lists::add_entries,
+            lists::remove_entries
+        ))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(audit::audit_log))
@@ -446,10 +455,11 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 }
 
 /// The `If-Match` precondition: None when absent or `*`, else the revision
-/// the firewall must be at. The header may list several entity tags (RFC
-/// 9110, 13.1.1): it holds when any one names the current revision, so for a
-/// list the firewall's current revision is read (the `id` path parameter, as
-/// the caller may see it) and is the expectation when it is listed; the
+/// the firewall (or IP list, under `/v1/lists/`) must be at. The header may
+/// list several entity tags (RFC 9110, 13.1.1): it holds when any one names
+/// the current revision, so for several tags the object's current revision
+/// is read (the `id` path parameter, as the caller may see it) and is the
+/// expectation when it is listed; the
 /// change itself still checks it atomically. An unparseable or foreign tag
 /// can never match, so a list without a match yields a revision that fails
 /// with 412.
@@ -510,6 +520,9 @@ impl FromRequestParts<AppState> for IfMatch {
                 .await
                 .ok()?;
             let id = params.get("id")?.parse::<i64>().ok()?;
+            if parts.uri.path().starts_with("/v1/lists/") {
+                return st.store.list_revision(customer, id).await.ok();
+            }
             st.store
                 .firewall(customer, id)
                 .await
@@ -529,8 +542,17 @@ pub(crate) fn firewall_response<T: serde::Serialize>(
     fw: &Firewall,
     body: &T,
 ) -> Response {
+    etag_response(status, fw.revision, body)
+}
+
+/// A response with the `ETag` of `revision` (a firewall's or a list's).
+pub(crate) fn etag_response<T: serde::Serialize>(
+    status: StatusCode,
+    revision: u64,
+    body: &T,
+) -> Response {
     let mut resp = (status, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag(fw.revision)) {
+    if let Ok(v) = HeaderValue::from_str(&etag(revision)) {
         resp.headers_mut().insert(header::ETAG, v);
     }
     resp

@@ -284,6 +284,7 @@ fn check_expect(row: &FwRow, expect: Option<u64>) -> Result<()> {
     match expect {
         Some(e) if e != row.revision as u64 => Err(StoreError::Precondition {
             current: row.revision as u64,
+            what: "firewall",
         }),
         _ => Ok(()),
     }

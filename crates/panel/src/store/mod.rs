@@ -83,6 +83,7 @@ mod cache;
 mod customers;
 mod firewalls;
 mod labels;
+mod lists;
 mod servers;
 mod sync;
 mod types;
@@ -90,6 +91,10 @@ mod types;
 pub use accounts::{random_hex, secret_hash, NewToken};
 pub use firewalls::MAX_FIREWALL_DESCRIPTION;
 pub use labels::{parse_labels, Selector};
+pub use lists::{
+    EntryChange, MAX_ENTRIES_PER_CUSTOMER, MAX_ENTRIES_PER_LIST, MAX_LISTS_PER_CUSTOMER,
+    MAX_LIST_DESCRIPTION,
+};
 pub use sync::{ZoneChanges, REPORT_IGNORED_REASON};
 pub use types::*;
 
@@ -220,9 +225,10 @@ pub enum StoreError {
         field: Option<String>,
         message: String,
     },
-    /// `If-Match` did not match the current revision (412).
-    #[error("the firewall changed: its revision is now {current}")]
-    Precondition { current: u64 },
+    /// `If-Match` did not match the current revision (412) of the object
+    /// `what` names (`firewall`, `list`).
+    #[error("the {what} changed: its revision is now {current}")]
+    Precondition { current: u64, what: &'static str },
     /// The database failed (500).
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
@@ -599,6 +605,9 @@ struct Stamps {
     retagged: BTreeSet<i64>,
     /// Servers whose `policy_revision` becomes the new one.
     servers: BTreeSet<i64>,
+    /// IP lists whose revision becomes the new one and `updated_at` the
+    /// transaction's time.
+    lists: BTreeSet<i64>,
     /// Servers that left a zone: (server, zone).
     tombstones: Vec<(i64, String)>,
     /// Audit entries, written with the new revision.
@@ -642,6 +651,12 @@ impl WriteTx {
     /// The firewall's representation changed (its ETag moves at commit).
     pub fn retag_firewalls(&mut self, ids: &[i64]) {
         self.stamps.retagged.extend(ids);
+    }
+
+    /// The IP list changed: its revision (its ETag) and `updated_at` move at
+    /// commit, with the global revision, as for a firewall.
+    pub fn touch_list(&mut self, id: i64) {
+        self.stamps.lists.insert(id);
     }
 
     /// The effective policy of these servers changed: their edges learn it
@@ -744,6 +759,10 @@ async fn stamp_postgres(conn: &mut AnyConnection, stamps: &Stamps, now: i64) -> 
             id_list(&ids)
         ));
     }
+    if !stamps.lists.is_empty() {
+        let ids: Vec<i64> = stamps.lists.iter().copied().collect();
+        sql.push_str(&format!(", lt AS (UPDATE lists SET revision = (SELECT revision FROM r), updated_at = $1 WHERE id IN ({}))", id_list(&ids)));
+    }
     if !stamps.servers.is_empty() {
         let ids: Vec<i64> = stamps.servers.iter().copied().collect();
         sql.push_str(&format!(", sp AS (UPDATE servers SET policy_revision = (SELECT revision FROM r) WHERE id IN ({}))", id_list(&ids)));
@@ -807,17 +826,19 @@ async fn stamp_sqlite(conn: &mut AnyConnection, stamps: &Stamps, now: i64) -> Re
             .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
-    let touched: Vec<i64> = stamps.touched.iter().copied().collect();
-    for chunk in touched.chunks(500) {
-        let sql = format!(
-            "UPDATE firewalls SET revision = $1, updated_at = $2 WHERE id IN ({})",
-            id_list(chunk)
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(rev)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+    for (table, ids) in [("firewalls", &stamps.touched), ("lists", &stamps.lists)] {
+        let ids: Vec<i64> = ids.iter().copied().collect();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "UPDATE {table} SET revision = $1, updated_at = $2 WHERE id IN ({})",
+                id_list(chunk)
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(rev)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     for (table, column, ids) in [
         ("firewalls", "revision", &stamps.retagged),

@@ -521,3 +521,53 @@ pub struct ReportOutcome {
     /// Server ids the report named that are not in the edge's zone.
     pub ignored: Vec<i64>,
 }
+
+/// A customer's IP list: a named set of IPv4 and IPv6 addresses and
+/// networks, with what its entries merge into in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct IpList {
+    pub id: i64,
+    pub customer_id: i64,
+    /// 1-26 characters: lowercase letters, digits, '-' and '_', starting with
+    /// a letter.
+    #[schema(example = "office")]
+    pub name: String,
+    pub description: String,
+    /// The global revision of this list's last change; also its ETag.
+    pub revision: u64,
+    /// The entries, sorted (IPv4 first) and without duplicates: addresses
+    /// (`198.51.100.7`) and networks (`203.0.113.0/24`).
+    #[schema(example = json!(["198.51.100.7", "203.0.113.0/24", "2001:db8::/32"]))]
+    pub entries: Vec<String>,
+    /// How many entries the list holds.
+    pub entry_count: u64,
+    /// How many ranges the entries merge into in the kernel (overlapping and
+    /// adjacent networks become one range).
+    pub range_count: u64,
+    /// How many entries the merge saved: `entry_count - range_count`.
+    pub merged_away: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl IpList {
+    /// The strong ETag of this revision.
+    pub fn etag(&self) -> String {
+        etag(self.revision)
+    }
+}
+
+/// An IP list in a list of lists (without its entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct IpListSummary {
+    pub id: i64,
+    pub customer_id: i64,
+    pub name: String,
+    pub description: String,
+    pub revision: u64,
+    pub entry_count: u64,
+    /// How many ranges the entries merge into in the kernel.
+    pub range_count: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}

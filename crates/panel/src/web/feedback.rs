@@ -229,7 +229,7 @@ mod tests {
             Problem::Page(e) if e.status == StatusCode::NOT_FOUND
         ));
         assert!(matches!(
-            Problem::from(StoreError::Precondition { current: 9 }),
+            Problem::from(StoreError::Precondition { current: 9, what: "firewall" }),
             Problem::Banner { status, .. } if status == StatusCode::PRECONDITION_FAILED
         ));
         assert!(matches!(

@@ -15,6 +15,7 @@ use maud::{html, Markup, DOCTYPE};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Firewalls,
+    Lists,
     Servers,
     Audit,
     None,
@@ -46,6 +47,7 @@ pub fn page(title: &str, session: Option<&SessionInfo>, nav: Nav, content: Marku
                             @if s.customer_id.is_some() {
                                 nav.mainnav aria-label="Main" {
                                     (item("/firewalls", "Firewalls", Nav::Firewalls))
+                                    (item("/lists", "Lists", Nav::Lists))
                                     (item("/servers", "Servers", Nav::Servers))
                                     (item("/audit", "Audit log", Nav::Audit))
                                 }

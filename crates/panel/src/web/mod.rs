@@ -42,6 +42,8 @@
 //!   enable/disable, settings, deletion.
 //! - [`rules`]: adding, editing, enabling/disabling and deleting rules.
 //! - [`assignments`]: assigning servers by id or label selector, unassigning.
+//! - [`lists`]: IP lists: the Lists page, and the list page where a block
+//!   of addresses and networks is pasted to replace the entries.
 //! - [`servers`]: the customer's servers with their apply status.
 //! - [`audit`]: the audit log.
 
@@ -53,6 +55,7 @@ pub mod errors;
 pub mod feedback;
 pub mod firewalls;
 pub mod layout;
+pub mod lists;
 pub mod login;
 pub mod rules;
 pub mod servers;
@@ -121,6 +124,10 @@ pub fn routes() -> Router<AppState> {
             "/firewalls/{id}/selectors/{selector_id}/delete",
             post(assignments::remove_selector),
         )
+        .route("/lists", get(lists::list).post(lists::create))
+        .route("/lists/{id}", get(lists::show))
+        .route("/lists/{id}/entries", get(lists::back).post(lists::replace))
+        .route("/lists/{id}/delete", get(lists::back).post(lists::delete))
         .route("/servers", get(servers::list))
         .route("/audit", get(audit::list))
         .layer(axum::middleware::map_response(security_headers))

@@ -5,8 +5,10 @@
 // Logs in through the login form, creates a firewall, tries a rule with a bad
 // source (the error must show next to the field), adds the SSH preset, enables
 // the firewall, assigns the server and checks that its status reads "pending"
-// (no edge runs), takes a full-page screenshot, reads the audit log and logs
-// out; then checks that a `next` with a tab (which browsers drop) never leads
+// (no edge runs), takes a full-page screenshot, reads the audit log, creates
+// an IP list and pastes its entries (first a block with a bad line, whose
+// error must name the line, then a good one, whose entry count it checks)
+// and logs out; then checks that a `next` with a tab (which browsers drop) never leads
 // off the panel, after a login or when already logged in. Prints one JSON line ({"firewall_id": N}) for the Rust test
 // (tests/browser.rs), which then checks the store. Any failed step exits 1.
 import { chromium } from "playwright-core";
@@ -145,6 +147,39 @@ try {
     check(audit.includes(action), `audit log lists ${action}`);
   }
 
+  // IP lists: create one from the navigation, paste a block with a bad line
+  // (the error names the line and nothing is stored), then a good block.
+  await Promise.all([page.waitForURL("**/lists"), page.click("nav a:has-text('Lists')")]);
+  check(await page.isVisible("text=You have no IP lists yet"), "empty Lists page");
+  await page.fill("#create-name", "office");
+  await page.fill("#create-description", "our offices");
+  await Promise.all([page.waitForURL(/\/lists\/\d+/), page.click("button:has-text('Create list')")]);
+  const listId = Number(new URL(page.url()).pathname.split("/")[2]);
+  check(listId > 0, `list ${listId} created`);
+  check((await page.textContent("#entry-count")).trim() === "0", "a new list has no entries");
+  const badBlock = "# offices\n203.0.113.0/24\n198.51.100.300\n2001:db8::/32\n";
+  await page.fill("#entries-text", badBlock);
+  await page.click("button:has-text('Save entries')");
+  await page.waitForSelector("#entries-text-error");
+  const listErr = await page.textContent("#entries-text-error");
+  check(listErr.includes("line 3") && listErr.includes("198.51.100.300") && listErr.includes("is not an address"),
+    `the bad line is named: ${listErr}`);
+  check((await page.inputValue("#entries-text")) === badBlock, "pasted text kept");
+  check((await page.getAttribute("#entries-text", "aria-invalid")) === "true", "box marked invalid");
+  check((await page.textContent("#entry-count")).trim() === "0", "nothing stored");
+  const goodBlock = "# offices\n203.0.113.0/25\n203.0.113.128/25  # annex\n198.51.100.7\n\n2001:db8::/32\n";
+  await page.fill("#entries-text", goodBlock);
+  await Promise.all([page.waitForURL(/done=saved/), page.click("button:has-text('Save entries')")]);
+  const entryCount = (await page.textContent("#entry-count")).trim();
+  const rangeCount = (await page.textContent("#range-count")).trim();
+  check(entryCount === "4" && rangeCount === "3", `4 entries in 3 kernel ranges (${entryCount}, ${rangeCount})`);
+  const listShot = screenshot.replace(/\.png$/, "") + "-list.png";
+  await page.screenshot({ path: listShot, fullPage: true });
+  check(true, `screenshot ${listShot}`);
+  await Promise.all([page.waitForURL("**/lists"), page.click("nav a:has-text('Lists')")]);
+  const listRow = page.locator(`#lists tr[data-list-id="${listId}"]`);
+  check((await listRow.locator("td.entries").innerText()).trim() === "4", "the Lists page shows the entry count");
+
   // Log out.
   await Promise.all([page.waitForURL("**/login"), page.click("button:has-text('Log out')")]);
   await page.goto(`${url}/firewalls`);
@@ -170,7 +205,7 @@ try {
   await Promise.all([page.waitForURL("**/login"), page.click("button:has-text('Log out')")]);
 
   check(problems.length === 0, `no script or CSP errors ${problems.join("; ")}`);
-  console.log(JSON.stringify({ firewall_id: firewallId, server_id: Number(serverId) }));
+  console.log(JSON.stringify({ firewall_id: firewallId, server_id: Number(serverId), list_id: listId }));
 } catch (e) {
   console.error(e && e.stack ? e.stack : String(e));
   process.exitCode = 1;

@@ -18,6 +18,7 @@
 //! All HTTP goes through [`crate::panel_client`].
 
 mod firewall;
+pub mod list;
 pub mod rule;
 mod server;
 
@@ -42,6 +43,9 @@ pub enum CloudCommand {
     /// Your servers, as the panel knows them.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// IP lists: named sets of addresses and networks (ls, show, create, load, add, del, delete).
+    #[command(subcommand)]
+    List(list::ListCommand),
 }
 
 /// A firewall, by id or name, and the ETag a change must be based on.
@@ -146,5 +150,6 @@ pub fn run(global: &Global, args: &CloudArgs) -> Result<u8> {
     match &args.command {
         CloudCommand::Firewall(cmd) => firewall::run(global, &client, cmd),
         CloudCommand::Server(ServerCommand::List) => server::list(global, &client),
+        CloudCommand::List(cmd) => list::run(global, &client, cmd),
     }
 }
