@@ -108,6 +108,10 @@ pub enum IptablesError {
     VerifyFailed(Vec<String>),
     #[error("applying failed ({cause}), and so did putting the previous ruleset back ({rollback}): run 'portwall reload'")]
     RollbackFailed { cause: String, rollback: String },
+    /// A rule names a list whose entries were not given: its ipset would
+    /// be empty, which would widen a deny. Nothing is applied.
+    #[error("ipset {0} is of a list that was not loaded: nothing applied")]
+    ListNotLoaded(String),
 }
 
 /// The programs this backend runs. [`Tools::system`] uses the names the system's
@@ -223,6 +227,11 @@ pub fn is_portwall_set(name: &str) -> bool {
         return false;
     };
     let b = rest.as_bytes();
+    // A list's sets: `pw` + generation + `l` + the list's name + family.
+    if b.len() >= 4 && matches!(b[0], b'a' | b'b') && b[1] == b'l' {
+        let (name, family) = rest[2..].split_at(rest.len() - 3);
+        return matches!(family, "4" | "6") && model::list::ListName::parse(name).is_ok();
+    }
     b.len() >= 5
         && matches!(b[0], b'a' | b'b')
         && matches!(b[1], b'i' | b'o' | b'r')
@@ -387,6 +396,9 @@ impl Iptables {
             .map(|f| compile_family(desired, *f, generation))
             .collect();
         let sets: Vec<&rules::IpSet> = tables.iter().flat_map(|t| &t.sets).collect();
+        if let Some(s) = sets.iter().find(|s| !s.known) {
+            return Err(IptablesError::ListNotLoaded(s.name.clone()));
+        }
         let existing_sets = self.portwall_sets()?;
         let gen_prefix = format!("{IPSET_PREFIX}{generation}");
         // Leftovers of this generation (an interrupted apply) are unused: the
@@ -535,6 +547,10 @@ impl Iptables {
             }
         }
         for set in &table.sets {
+            if !set.known {
+                // A list not loaded for this comparison.
+                continue;
+            }
             let want: BTreeSet<ipnet::IpNet> = set.members.iter().map(|m| m.trunc()).collect();
             match self.set_members(&set.name)? {
                 None => diffs.push(format!("ipset {} is missing", set.name)),

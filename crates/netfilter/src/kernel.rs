@@ -448,7 +448,10 @@ impl Kernel {
     /// counters in place).
     pub fn zero_counters(self, ruleset: &Ruleset) -> Result<(), NetfilterError> {
         match self {
-            Kernel::Iptables => Ok(iptables::Iptables::default().zero_counters(ruleset)?),
+            Kernel::Iptables => {
+                iptables_supports(ruleset)?;
+                Ok(iptables::Iptables::default().zero_counters(ruleset)?)
+            }
             _ => {
                 let compiled = compile(ruleset, TABLE);
                 if compiled.lists_unloaded() {
@@ -460,11 +463,19 @@ impl Kernel {
     }
 }
 
-/// Refuses what the iptables backend cannot enforce yet (lists and
-/// temporary rules): never a rule applied without its list.
+/// Refuses what the iptables backend cannot enforce yet (temporary rules),
+/// and asks for the lists its rules name: never a rule applied without its
+/// list.
 fn iptables_supports(ruleset: &Ruleset) -> Result<(), NetfilterError> {
-    if ruleset.rules.iter().any(|r| r.lists().next().is_some()) {
-        return Err(NetfilterError::Unsupported("address lists (@NAME)"));
+    // Every apply makes the ipsets anew (see `iptables`): the lists must be
+    // loaded.
+    if ruleset
+        .rules
+        .iter()
+        .flat_map(|r| r.lists())
+        .any(|l| ruleset.lists.get(l).is_none())
+    {
+        return Err(NetfilterError::ListsNotLoaded);
     }
     if ruleset.rules.iter().any(|r| r.until.is_some()) {
         return Err(NetfilterError::Unsupported("temporary rules (--for)"));

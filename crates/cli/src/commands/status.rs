@@ -113,8 +113,11 @@ pub(crate) fn collect(global: &Global, verbose: bool, zero: bool) -> Result<Stat
                 "no portwall table is loaded: there are no counters to reset",
             ));
         }
-        let _lock = ConfigDir::lock(&global.config_dir)?;
-        filter.zero_counters(&shown)?;
+        let lock = ConfigDir::lock(&global.config_dir)?;
+        // Zeroing makes the table anew: with the lists its rules name.
+        let mut with_lists = shown.clone();
+        with_lists.lists = lock.load_lists(&shown)?;
+        filter.zero_counters(&with_lists)?;
         counting_since::restart(&global.config_dir, &shown, counting_since::now())?;
     }
     let (kernel_drift, counters) = match (&applied, loaded) {

@@ -18,6 +18,7 @@
 use super::rules::{Chain, Family, FamilyTable, IpSet, IptRule, Match, Proto, Side, Target};
 use ipnet::IpNet;
 use model::builtins::{self, Switches};
+use model::list::{ListName, Lists};
 use model::{
     Action, Addresses, Direction, Logging, Policy, PortRange, Ports, Protocol, Rule, Ruleset,
 };
@@ -197,6 +198,8 @@ fn addr_choices(
             name: name.clone(),
             family,
             members: nets,
+            timeouts: None,
+            known: true,
         });
         return Some(vec![AddrSel::Set(name)]);
     }
@@ -279,12 +282,62 @@ fn log_rule(base: &IptRule, prefix: String) -> IptRule {
     r
 }
 
+/// The name of a list's ipset of one family and generation:
+/// `pw` + generation + `l` + the list's name + the family (at most 31
+/// characters, ipset's limit, given `model::list::LIST_NAME_MAX`).
+pub fn list_set_name(list: &ListName, family: Family, generation: char) -> String {
+    format!("{IPSET_PREFIX}{generation}l{list}{}", family.suffix())
+}
+
+/// The ipset that holds a list's networks of `family` (made once, however
+/// many rules name the list): each merged range as its fewest CIDR blocks,
+/// temporary ones with the seconds they have left.
+fn list_set(
+    list: &ListName,
+    family: Family,
+    generation: char,
+    lists: &Lists,
+    sets: &mut Vec<IpSet>,
+) -> AddrSel {
+    let name = list_set_name(list, family, generation);
+    if !sets.iter().any(|s| s.name == name) {
+        let loaded = lists.get(list);
+        let mut members = Vec::new();
+        let mut timeouts = Vec::new();
+        for seg in loaded.iter().flat_map(|l| l.segments()) {
+            let left = match seg.until {
+                None => None,
+                Some(d) => match crate::compile::timeout_left(d) {
+                    Some(l) => Some(l.as_secs().max(1)),
+                    None => continue,
+                },
+            };
+            for net in seg.interval.to_networks() {
+                if family.holds(&net) {
+                    members.push(net);
+                    timeouts.push(left);
+                }
+            }
+        }
+        let temporary = timeouts.iter().any(Option::is_some);
+        sets.push(IpSet {
+            name: name.clone(),
+            family,
+            members,
+            timeouts: temporary.then_some(timeouts),
+            known: loaded.is_some(),
+        });
+    }
+    AddrSel::Set(name)
+}
+
 /// The iptables rules of model rule `index` (0-based) in `family`.
 fn rule_rules(
     rule: &Rule,
     index: usize,
     family: Family,
     generation: char,
+    lists: &Lists,
     sets: &mut Vec<IpSet>,
 ) -> Vec<IptRule> {
     let protos: Vec<Option<Proto>> = match rule.protocol {
@@ -312,11 +365,19 @@ fn rule_rules(
             family.suffix()
         )
     };
-    let Some(srcs) = addr_choices(&rule.source, family, || set_name('s'), sets) else {
-        return Vec::new();
+    let srcs = match &rule.source_list {
+        Some(list) => vec![list_set(list, family, generation, lists, sets)],
+        None => match addr_choices(&rule.source, family, || set_name('s'), sets) {
+            Some(s) => s,
+            None => return Vec::new(),
+        },
     };
-    let Some(dsts) = addr_choices(&rule.destination, family, || set_name('d'), sets) else {
-        return Vec::new();
+    let dsts = match &rule.destination_list {
+        Some(list) => vec![list_set(list, family, generation, lists, sets)],
+        None => match addr_choices(&rule.destination, family, || set_name('d'), sets) {
+            Some(d) => d,
+            None => return Vec::new(),
+        },
     };
     let sports = port_choices(&rule.source_ports);
     let routed = rule.direction == Direction::Routed;
@@ -438,7 +499,14 @@ pub fn compile_family(ruleset: &Ruleset, family: Family, generation: char) -> Fa
             .enumerate()
             .filter(|(_, r)| r.direction == direction)
         {
-            rules.extend(rule_rules(rule, index, family, generation, &mut sets));
+            rules.extend(rule_rules(
+                rule,
+                index,
+                family,
+                generation,
+                &ruleset.lists,
+                &mut sets,
+            ));
         }
         let policy = ruleset.defaults.get(direction);
         if policy != Policy::Allow && ruleset.logging != Logging::Off {

@@ -306,6 +306,12 @@ pub struct IpSet {
     pub name: String,
     pub family: Family,
     pub members: Vec<IpNet>,
+    /// Seconds left for each member, when the set holds temporary ones (a
+    /// list's entries given `--for`): the kernel removes each at its end.
+    pub timeouts: Option<Vec<Option<u64>>>,
+    /// Whether `members` are known: `false` for a list that was not loaded
+    /// for this compile (see `model::list::Lists`).
+    pub known: bool,
 }
 
 /// Everything portwall puts into one family's filter table.
@@ -372,13 +378,25 @@ impl FamilyTable {
         for set in &self.sets {
             let _ = writeln!(
                 s,
-                "create {} hash:net family {} maxelem {}",
+                "create {} hash:net family {} maxelem {}{}",
                 set.name,
                 set.family.ipset_family(),
-                set.members.len().max(65536)
+                (set.members.len() * 2).max(65536),
+                if set.timeouts.is_some() {
+                    " timeout 0"
+                } else {
+                    ""
+                }
             );
-            for m in &set.members {
-                let _ = writeln!(s, "add {} {}", set.name, m.trunc());
+            for (i, m) in set.members.iter().enumerate() {
+                match set.timeouts.as_ref().and_then(|t| t[i]) {
+                    Some(left) => {
+                        let _ = writeln!(s, "add {} {} timeout {left}", set.name, m.trunc());
+                    }
+                    None => {
+                        let _ = writeln!(s, "add {} {}", set.name, m.trunc());
+                    }
+                }
             }
         }
         s
