@@ -235,3 +235,75 @@ fn temporary_access_ends_at_its_deadline_without_portwall() {
     run(&["allow", "2203/tcp"]);
     run(&["disable"]);
 }
+
+/// `portwall import iptables` keeps the ipsets its rules match as lists,
+/// with their members (a member's timeout as a temporary entry).
+#[test]
+fn import_keeps_ipset_references_as_lists() {
+    let ns = testns::Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rules = d.join("rules.v4");
+    std::fs::write(
+        &rules,
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A INPUT -m set --match-set Blocked_v4 src -j DROP\n\
+         -A INPUT -p tcp -m set --match-set office src -m tcp --dport 22 -j ACCEPT\n\
+         COMMIT\n",
+    )
+    .unwrap();
+    let sets = d.join("ipsets");
+    std::fs::write(
+        &sets,
+        "create Blocked_v4 hash:net family inet hashsize 1024 maxelem 65536 timeout 0\n\
+         add Blocked_v4 192.0.2.0/24 timeout 0\n\
+         add Blocked_v4 198.51.100.7 timeout 3600\n\
+         create office hash:ip family inet hashsize 1024 maxelem 65536\n\
+         add office 203.0.113.5\n",
+    )
+    .unwrap();
+    let (r, s) = (rules.to_str().unwrap(), sets.to_str().unwrap());
+    let out = common::ok(
+        &ns,
+        d,
+        &[
+            "import",
+            "iptables",
+            "--file",
+            r,
+            "--ipset-file",
+            s,
+            "--apply",
+        ],
+    );
+    assert!(
+        out.contains("List @blocked_v4: ipset 'Blocked_v4', 2 entries"),
+        "{out}"
+    );
+    let status = common::ok(&ns, d, &["status"]);
+    assert!(status.contains("deny from @blocked_v4"), "{status}");
+    assert!(status.contains("allow 22/tcp from @office"), "{status}");
+    let show = common::ok(&ns, d, &["list", "show", "blocked_v4", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{v}");
+    assert!(entries[1]["seconds_left"].as_u64().unwrap() > 3500, "{v}");
+    // An ipset of address and port pairs is no list: refused, nothing applied.
+    std::fs::write(
+        &sets,
+        "create office hash:ip,port family inet\ncreate Blocked_v4 hash:net family inet\n",
+    )
+    .unwrap();
+    let o = portwall(
+        &ns,
+        d,
+        &["import", "iptables", "--file", r, "--ipset-file", s],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr_of(&o).contains("only sets of addresses"),
+        "{}",
+        stderr_of(&o)
+    );
+    common::ok(&ns, d, &["disable"]);
+}

@@ -31,6 +31,7 @@ use crate::{
     Untranslated,
 };
 use ipnet::IpNet;
+use model::list::ListName;
 use model::{Action, Addresses, Direction, Policy, PortRange, Ports, Protocol, Rule};
 use std::collections::{HashMap, HashSet};
 
@@ -242,6 +243,9 @@ struct Cond {
     proto: Option<Proto>,
     src: Option<IpNet>,
     dst: Option<IpNet>,
+    /// `-m set --match-set NAME src`: the ipset the source is in.
+    src_set: Option<String>,
+    dst_set: Option<String>,
     iif: Option<String>,
     oif: Option<String>,
     sports: Option<Vec<PortRange>>,
@@ -256,6 +260,8 @@ impl Cond {
             proto: None,
             src: None,
             dst: None,
+            src_set: None,
+            dst_set: None,
             iif: None,
             oif: None,
             sports: None,
@@ -316,6 +322,8 @@ impl Cond {
             proto: same(&self.proto, &o.proto)?,
             src: net(&self.src, &o.src)?,
             dst: net(&self.dst, &o.dst)?,
+            src_set: same(&self.src_set, &o.src_set)?,
+            dst_set: same(&self.dst_set, &o.dst_set)?,
             iif: same(&self.iif, &o.iif)?,
             oif: same(&self.oif, &o.oif)?,
             sports: ports(&self.sports, &o.sports)?,
@@ -468,7 +476,7 @@ fn parse_rule(line: &str, user_chains: &HashSet<&str>) -> Result<Parsed, String>
                 let m = value(&mut it, opt)?;
                 match m.as_str() {
                     "tcp" | "udp" | "multiport" | "state" | "conntrack" | "comment" | "icmp6"
-                    | "limit" => {}
+                    | "limit" | "set" => {}
                     "icmp" => {}
                     other => {
                         return Err(format!(
@@ -546,6 +554,19 @@ fn parse_rule(line: &str, user_chains: &HashSet<&str>) -> Result<Parsed, String>
                         cond.states = states_of(&value(&mut it, o)?)?;
                     }
                     (Some("comment"), "--comment") => comment = Some(value(&mut it, o)?),
+                    (Some("set"), "--match-set") => {
+                        let name = value(&mut it, o)?;
+                        let flags = value(&mut it, o)?;
+                        match flags.as_str() {
+                            "src" => cond.src_set = Some(name),
+                            "dst" => cond.dst_set = Some(name),
+                            _ => {
+                                return Err(format!(
+                                    "ipset match '{name} {flags}' cannot be expressed: a portwall list holds addresses, matched as the source (src) or the destination (dst)"
+                                ))
+                            }
+                        }
+                    }
                     (Some("icmp6"), "--icmpv6-type") => {
                         let v = value(&mut it, o)?;
                         cond.icmp6_type = Some(
@@ -1053,6 +1074,35 @@ impl Translator<'_> {
             };
             rule.source = Addresses(f.cond.src.into_iter().collect());
             rule.destination = Addresses(f.cond.dst.into_iter().collect());
+            let mut list_of = |set: &Option<String>| -> Result<Option<ListName>, String> {
+                let Some(set) = set else { return Ok(None) };
+                let list = crate::list_name_for_ipset(set);
+                let imported = crate::ImportedList {
+                    list: list.clone(),
+                    ipset: set.clone(),
+                };
+                match self.c.lists.iter().find(|l| l.list == list) {
+                    Some(l) if l.ipset != *set => {
+                        return Err(format!(
+                            "ipsets '{}' and '{set}' would both be list @{list}",
+                            l.ipset
+                        ))
+                    }
+                    Some(_) => {}
+                    None => self.c.lists.push(imported),
+                }
+                Ok(Some(list))
+            };
+            match (list_of(&f.cond.src_set), list_of(&f.cond.dst_set)) {
+                (Ok(s), Ok(d)) => {
+                    rule.source_list = s;
+                    rule.destination_list = d;
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    self.untranslated(line, &text, e);
+                    continue;
+                }
+            }
             rule.source_ports = Ports(f.cond.sports.clone().unwrap_or_default());
             rule.destination_ports = Ports(f.cond.dports.clone().unwrap_or_default());
             rule.comment = f

@@ -46,6 +46,9 @@ pub struct Import {
     pub untranslated: Vec<Untranslated>,
     /// What the translation relied on or where meanings differ at the edges.
     pub notes: Vec<Note>,
+    /// The ipsets the rules match, kept as lists (their entries are not in
+    /// the rules: the caller reads them from `ipset`).
+    pub lists: Vec<ImportedList>,
 }
 
 /// A line that is not in [`Import::ruleset`].
@@ -138,12 +141,46 @@ pub(crate) struct Collected {
     /// The built-in accepts the imported rules had: UFW's (all, the
     /// default) for UFW's files; none for iptables rules, which say it all.
     pub builtins: model::builtins::Switches,
+    /// The ipsets the rules match, as lists.
+    pub lists: Vec<ImportedList>,
 }
 
-/// Whether a rule names no address (so, unrestricted, it would match both families).
+/// An ipset the imported rules match (`-m set --match-set NAME src|dst`),
+/// kept as a portwall list; its entries are read from `ipset` by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportedList {
+    pub list: model::list::ListName,
+    pub ipset: String,
+}
+
+/// The list an ipset becomes: its name in lower case, characters a list name
+/// does not take as `-`, starting with a letter, at most
+/// [`model::list::LIST_NAME_MAX`] characters.
+pub fn list_name_for_ipset(ipset: &str) -> model::list::ListName {
+    let mut name: String = ipset
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.insert_str(0, "set-");
+    }
+    name.truncate(model::list::LIST_NAME_MAX);
+    model::list::ListName::parse(&name).expect("made of a list name's characters")
+}
+
+/// Whether a rule names no address (so, unrestricted, it would match both
+/// families). A rule naming a list (an ipset) is of the list's family.
 fn family_free(rule: &Rule) -> bool {
     rule.source.is_any()
         && rule.destination.is_any()
+        && rule.lists().next().is_none()
         && !matches!(rule.protocol, Protocol::Icmp | Protocol::Icmpv6)
 }
 
@@ -177,6 +214,7 @@ pub(crate) fn assemble(c: Collected) -> Import {
         mut notes,
         logging,
         builtins,
+        lists,
     } = c;
     let (v4, v6): (Vec<FamRule>, Vec<FamRule>) =
         rules.into_iter().partition(|r| r.family == Family::V4);
@@ -317,6 +355,7 @@ pub(crate) fn assemble(c: Collected) -> Import {
             lists: Default::default(),
         },
         origins: out_origins,
+        lists,
         untranslated,
         notes,
     }

@@ -12,6 +12,7 @@ use crate::Global;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use import::{Family, Import, NoteKind};
+use model::list::{Deadline, ListEntry, ListName};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -51,6 +52,10 @@ pub struct IptablesArgs {
     /// running both.
     #[arg(long, value_name = "FILE")]
     pub file: Vec<PathBuf>,
+    /// Saved `ipset save` output, for the ipsets the rules match (`-m set`),
+    /// instead of running `ipset save`.
+    #[arg(long, value_name = "FILE")]
+    pub ipset_file: Option<PathBuf>,
     #[command(flatten)]
     pub apply: ApplyFlags,
 }
@@ -82,24 +87,105 @@ fn read_if_exists(path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// The entries of an imported list, read from `ipset save` output.
+#[derive(Debug, serde::Serialize)]
+struct ListEntries {
+    list: ListName,
+    ipset: String,
+    entries: Vec<String>,
+    #[serde(skip)]
+    parsed: Vec<ListEntry>,
+}
+
+/// The members of the ipsets `imported` matches, from `ipset save` output
+/// (`--ipset-file`, or `ipset save` run now: it only reads). Only sets of
+/// addresses (`hash:ip`, `hash:net`) can be lists; a member's `timeout`
+/// becomes a temporary entry.
+fn ipset_lists(imported: &Import, ipset_file: Option<&Path>) -> Result<Vec<ListEntries>> {
+    if imported.lists.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text = match ipset_file {
+        Some(f) => read(f)?,
+        None => save_output_of("ipset", &["save"])?,
+    };
+    let now = host::lists::now();
+    let mut out = Vec::new();
+    for l in &imported.lists {
+        let create = text
+            .lines()
+            .find(|line| {
+                line.split_whitespace().nth(1) == Some(l.ipset.as_str())
+                    && line.starts_with("create ")
+            })
+            .ok_or_else(|| {
+                exit::usage(format!(
+                    "the rules match ipset '{}', which 'ipset save' does not list",
+                    l.ipset
+                ))
+            })?;
+        let kind = create.split_whitespace().nth(2).unwrap_or_default();
+        if !matches!(kind, "hash:ip" | "hash:net") {
+            return Err(exit::usage(format!(
+                "ipset '{}' is of type {kind}: only sets of addresses (hash:ip, hash:net) can become lists",
+                l.ipset
+            )));
+        }
+        let prefix = format!("add {} ", l.ipset);
+        let mut parsed = Vec::new();
+        for line in text.lines().filter_map(|x| x.strip_prefix(&prefix)) {
+            let mut words = line.split_whitespace();
+            let member = words.next().unwrap_or_default();
+            let net = model::parse_net(member)
+                .map_err(|e| exit::usage(format!("ipset '{}': {e}", l.ipset)))?;
+            let mut until = None;
+            while let Some(w) = words.next() {
+                if w == "timeout" {
+                    let secs: u64 = words.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+                    if secs > 0 {
+                        until = Some(Deadline::after(now, std::time::Duration::from_secs(secs)));
+                    }
+                }
+            }
+            parsed.push(ListEntry { net, until });
+        }
+        out.push(ListEntries {
+            list: l.list.clone(),
+            ipset: l.ipset.clone(),
+            entries: parsed.iter().map(ToString::to_string).collect(),
+            parsed,
+        });
+    }
+    Ok(out)
+}
+
 /// `portwall import ...`.
 pub fn run(global: &Global, args: &ImportArgs) -> Result<u8> {
-    let (from, imported, flags) = match &args.source {
+    let (from, imported, flags, lists) = match &args.source {
         ImportSource::Ufw(a) => {
             let (from, imp) = import_ufw(a)?;
-            (from, imp, &a.apply)
+            (from, imp, &a.apply, Vec::new())
         }
         ImportSource::Iptables(a) => {
             let (from, imp) = import_iptables(a)?;
-            (from, imp, &a.apply)
+            let lists = ipset_lists(&imp, a.ipset_file.as_deref())?;
+            (from, imp, &a.apply, lists)
         }
     };
     if !global.json {
         render(&from, &imported);
+        for l in &lists {
+            println!(
+                "List @{}: ipset '{}', {} entries",
+                l.list,
+                l.ipset,
+                l.entries.len()
+            );
+        }
     }
     if !flags.apply {
         if global.json {
-            print_json(&serde_json::json!({ "from": from, "import": imported }))?;
+            print_json(&serde_json::json!({ "from": from, "import": imported, "lists": lists }))?;
         }
         return Ok(exit::OK);
     }
@@ -115,11 +201,20 @@ pub fn run(global: &Global, args: &ImportArgs) -> Result<u8> {
             ),
         ));
     }
+    // The lists first: the rules that name them need them.
+    {
+        let st = host::ConfigDir::lock(&global.config_dir)?;
+        for l in &lists {
+            st.write_list(&l.list, &l.parsed)?;
+        }
+    }
     if global.json {
         // One JSON document: what was imported and what applying it did.
         let applied =
             crate::commands::firewall::apply_ruleset_quietly(global, imported.ruleset.clone())?;
-        print_json(&serde_json::json!({ "from": from, "import": imported, "applied": applied }))?;
+        print_json(
+            &serde_json::json!({ "from": from, "import": imported, "lists": lists, "applied": applied }),
+        )?;
         return Ok(exit::OK);
     }
     println!();
@@ -193,9 +288,14 @@ fn pick<'a>(v: &[&'a Named]) -> Option<(&'a str, &'a str)> {
 }
 
 fn save_output(tool: &str) -> Result<String> {
+    save_output_of(tool, &[])
+}
+
+fn save_output_of(tool: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(tool)
+        .args(args)
         .output()
-        .with_context(|| format!("cannot run {tool} (is the iptables package installed?)"))?;
+        .with_context(|| format!("cannot run {tool}: is it installed?"))?;
     if !out.status.success() {
         anyhow::bail!(
             "{tool} failed: {}",
