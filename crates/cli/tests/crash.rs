@@ -181,3 +181,170 @@ fn a_change_killed_at_any_moment_loses_nothing_acknowledged() {
         "only {completed} of {TRIALS} completed"
     );
 }
+
+/// The IPv4 elements of list `name` in the kernel's table, read with `nft`.
+fn kernel_list_elements(ns: &Netns, name: &str) -> usize {
+    let out = ns.exec_ok(&[
+        "nft",
+        "-j",
+        "list",
+        "set",
+        "inet",
+        "portwall",
+        &format!("list_{name}_v4"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("nft JSON");
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["set"]["elem"].as_array())
+        .map(Vec::len)
+        .sum()
+}
+
+/// A list of `n` IPv4 entries, /32s and some networks, from `seed`.
+fn list_version(seed: u64, n: usize) -> Vec<model::list::ListEntry> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let a: u32 = rng.gen_range(0x0100_0000..0xdf00_0000);
+            let len = if rng.gen_bool(0.9) {
+                32
+            } else {
+                rng.gen_range(16..31)
+            };
+            let net = ipnet::Ipv4Net::new(a.into(), len).unwrap().trunc();
+            model::list::ListEntry {
+                net: net.into(),
+                until: None,
+            }
+        })
+        .collect()
+}
+
+/// Crash trials of `list load` (issue 18, for issue 16's lists): a load of a
+/// 20,000-entry list killed at any moment leaves the list file whole (the
+/// old version or the new one, the new one if the load was acknowledged),
+/// and `reload` brings the kernel's set to the file.
+#[test]
+fn a_list_load_killed_at_any_moment_leaves_one_whole_version() {
+    const LOADS: usize = 40;
+    let seed = testns::seed("list crash trials");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Two versions, 10 % of the entries different.
+    let a = list_version(1, 20_000);
+    let mut b = list_version(1, 18_000);
+    b.extend(list_version(2, 2_000));
+    let mut files = Vec::new();
+    for (name, v) in [("a.txt", &a), ("b.txt", &b)] {
+        let path = d.join(name);
+        std::fs::write(&path, model::list::format_stored_list(v)).unwrap();
+        files.push(path);
+    }
+    let nets = |v: &[model::list::ListEntry]| {
+        let mut n: Vec<ipnet::IpNet> = v.iter().map(|e| e.net).collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    let versions = [nets(&a), nets(&b)];
+    let elements = |v: &[model::list::ListEntry]| -> usize {
+        model::list::Segments::of(v)
+            .segments()
+            .iter()
+            .map(|s| s.interval.to_networks().len())
+            .sum()
+    };
+    let kernel_elements = [elements(&a), elements(&b)];
+    ok(&ns, d, &["--force", "enable"]);
+    ok(&ns, d, &["list", "create", "blk"]);
+    ok(&ns, d, &["deny", "from", "@blk"]);
+    let load = |i: usize| {
+        vec![
+            "list".to_string(),
+            "load".into(),
+            "blk".into(),
+            files[i % 2].to_str().unwrap().to_string(),
+        ]
+    };
+    let mut times: Vec<Duration> = (0..4)
+        .map(|i| {
+            let started = Instant::now();
+            let args = load(i);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            ok(&ns, d, &args);
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    let median = times[times.len() / 2];
+    let (mut killed, mut completed) = (0, 0);
+    let mut scale = 1.0f64;
+    for i in 0..LOADS {
+        let delay = median.mul_f64(rng.gen_range(0.0..1.5) * scale);
+        let mut child = portwall_command(Some(&ns), d)
+            .args(load(i))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn portwall");
+        std::thread::sleep(delay);
+        let exited = child.try_wait().expect("wait");
+        if exited.is_none() {
+            let _ = child.kill();
+        }
+        child.wait().expect("wait");
+        let text = std::fs::read_to_string(d.join("lists/blk.list")).expect("the list file");
+        let saved = nets(
+            &model::list::parse_stored_list(&text, 0).unwrap_or_else(|e| {
+                panic!("trial {i} (seed {seed}): the list file does not decode: {e}")
+            }),
+        );
+        let which = versions
+            .iter()
+            .position(|v| *v == saved)
+            .unwrap_or_else(|| panic!("trial {i} (seed {seed}): the list file is neither version"));
+        match exited {
+            Some(s) if s.success() => {
+                completed += 1;
+                assert_eq!(
+                    which,
+                    i % 2,
+                    "trial {i} (seed {seed}): an acknowledged load is lost"
+                );
+                scale = (scale / 1.05).max(0.1);
+            }
+            Some(s) => panic!("trial {i} (seed {seed}): the load failed on its own: {s}"),
+            None => {
+                killed += 1;
+                scale = (scale * 1.05).min(20.0);
+            }
+        }
+        ok(&ns, d, &["reload"]);
+        assert_eq!(
+            kernel_list_elements(&ns, "blk"),
+            kernel_elements[which],
+            "trial {i} (seed {seed}): the kernel's set is not the saved list"
+        );
+        let leftovers: Vec<String> = std::fs::read_dir(d.join("lists"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "trial {i} (seed {seed}): {leftovers:?}"
+        );
+    }
+    eprintln!("list crash trials: {LOADS} loads, {killed} killed, {completed} completed, median load {median:?}");
+    assert!(killed >= LOADS / 10, "only {killed} of {LOADS} were killed");
+    assert!(
+        completed >= LOADS / 10,
+        "only {completed} of {LOADS} completed"
+    );
+}
