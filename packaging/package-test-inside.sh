@@ -30,11 +30,12 @@ ok "portwall.service enabled (restore at boot), panel and edge units installed, 
 getent passwd portwall-panel >/dev/null || fail "no system user portwall-panel"
 [ "$(stat -c %U /var/lib/portwall-panel)" = portwall-panel ] || fail "/var/lib/portwall-panel not owned by portwall-panel"
 ok "system user portwall-panel owns /var/lib/portwall-panel"
-for pair in portwall-panel:/etc/portwall/panel.toml portwall-edge:/etc/portwall/edge.toml; do
+for pair in portwall-panel:/etc/portwall/panel.toml portwall-edge:/etc/portwall/edge.toml \
+    portwall:/etc/fail2ban/action.d/portwall.conf; do
   dpkg-query -W -f='${Conffiles}\n' "${pair%%:*}" | grep -q " ${pair#*:} " \
     || fail "${pair#*:} is not a conffile of ${pair%%:*}"
 done
-ok "panel.toml and edge.toml are conffiles"
+ok "panel.toml, edge.toml and fail2ban's action.d/portwall.conf are conffiles"
 
 echo "== binaries, man pages, completions"
 v=$(portwall --version) && [[ "$v" =~ ^portwall\ [0-9] ]] || fail "portwall --version: $v"
@@ -121,10 +122,10 @@ ok "removed: no portwall table left, /etc/portwall/rules.toml kept"
 echo "== purge"
 dpkg --purge portwall portwall-panel portwall-edge > /tmp/purge.log 2>&1 || { cat /tmp/purge.log; fail "dpkg --purge"; }
 [ -z "$(tables)" ] || fail "tables left after purge: $(tables)"
-for p in /etc/portwall /var/lib/portwall-panel /var/lib/portwall-edge; do
+for p in /etc/portwall /var/lib/portwall-panel /var/lib/portwall-edge /etc/fail2ban/action.d/portwall.conf; do
   [ ! -e "$p" ] || fail "$p left after purge: $(ls -la "$p")"
 done
 left=$(dpkg -l 'portwall*' 2>/dev/null | grep '^[a-z][a-z] ' | grep -v '^un' || true)
 [ -z "$left" ] || fail "dpkg still knows: $left"
-ok "purged: no table, no /etc/portwall, /var/lib/portwall-panel, /var/lib/portwall-edge"
+ok "purged: no table, no /etc/portwall, /var/lib/portwall-panel, /var/lib/portwall-edge, fail2ban action"
 echo "$pass passed, 0 failed"
