@@ -235,12 +235,24 @@ fn ports_in_a_child_pid_namespace_take_owners_from_proc() {
             .map(|o| o["pid"].as_u64().unwrap())
             .collect()
     };
+    // The listener's descriptor is close-on-exec, but a process another
+    // test thread forks holds it until its exec: such a passing owner is
+    // seen now and then on a busy machine. The answer must settle on this
+    // process alone (a few tries, bounded).
+    let settles_on_me = |unshare: bool, owners: &str| {
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            seen = owner_pids(&ports(unshare, owners));
+            if seen == vec![me] {
+                return;
+            }
+            assert!(seen.contains(&me), "--owners {owners}: {seen:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("--owners {owners} (unshare {unshare}): {seen:?}, not only {me}");
+    };
     for owners in ["kernel", "proc", "auto"] {
-        assert_eq!(
-            owner_pids(&ports(false, owners)),
-            vec![me],
-            "--owners {owners}"
-        );
+        settles_on_me(false, owners);
     }
     let refused = ports(true, "kernel");
     assert_eq!(refused.status.code(), Some(1));
@@ -250,8 +262,8 @@ fn ports_in_a_child_pid_namespace_take_owners_from_proc() {
         message.contains("pid namespace") && message.contains("--owners proc"),
         "{error}"
     );
-    assert_eq!(owner_pids(&ports(true, "auto")), vec![me]);
-    assert_eq!(owner_pids(&ports(true, "proc")), vec![me]);
+    settles_on_me(true, "auto");
+    settles_on_me(true, "proc");
 }
 
 /// Without root the kernel refuses the iterator: `--owners kernel` says what

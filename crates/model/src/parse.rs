@@ -710,6 +710,8 @@ pub fn parse_net(text: &str) -> Result<IpNet, String> {
             "'{text}' has host bits set: did you mean {}?",
             n.trunc()
         )),
-        Err(_) => Err(format!("'{text}' is not an address: {ADDRESS_HELP}")),
+        Err(_) => Err(format!(
+            "'{text}' is not an address: write an IPv4 or IPv6 address or a network (203.0.113.0/24, 2001:db8::/32)"
+        )),
     }
 }

@@ -753,7 +753,7 @@ impl Batch {
                     &set.table,
                     info,
                     set.size,
-                    set_counters,
+                    set_counters && crate::compile::set_has_counters(&set.name),
                     elems,
                 )
             }

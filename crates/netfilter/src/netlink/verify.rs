@@ -219,7 +219,7 @@ fn sample_set(
             keys.len()
         ));
     }
-    if uncounted > 0 {
+    if uncounted > 0 && crate::compile::set_has_counters(&set.name) {
         wrong.push(format!(
             "set {}: {uncounted} of {} sampled element(s) have no counter",
             set.name,
@@ -411,8 +411,13 @@ fn set_definition_differences(set: &crate::compile::SetSpec, k: &KSet) -> Vec<St
             ));
         }
     }
-    if !k.exprs.iter().any(|e| e == "counter") {
-        out.push(format!("set {}: its elements have no counter", set.name));
+    let counted = k.exprs.iter().any(|e| e == "counter");
+    if counted != crate::compile::set_has_counters(&set.name) {
+        out.push(format!(
+            "set {}: its elements {} counters",
+            set.name,
+            if counted { "have" } else { "have no" }
+        ));
     }
     out
 }
