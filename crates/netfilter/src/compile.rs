@@ -493,21 +493,11 @@ impl CompiledTable {
                 .take_while(|(a, b)| same(a, b))
                 .count();
             let (o, n) = (&o[..o.len() - suffix], &n[..n.len() - suffix]);
-            // An element whose deadline changed is removed and added again.
-            let old_keys: HashSet<(&Key, Option<Deadline>)> =
-                o.iter().map(|e| (&e.key, e.until)).collect();
-            let new_keys: HashSet<(&Key, Option<Deadline>)> =
-                n.iter().map(|e| (&e.key, e.until)).collect();
-            let removed: Vec<Expression<'static>> = o
-                .iter()
-                .filter(|e| !new_keys.contains(&(&e.key, e.until)))
-                .map(|e| element_value(&e.key))
-                .collect();
-            let added: Vec<Expression<'static>> = n
-                .iter()
-                .filter(|e| !old_keys.contains(&(&e.key, e.until)))
-                .filter_map(element_expr)
-                .collect();
+            let (removed, added) = element_changes(o, n);
+            let removed: Vec<Expression<'static>> =
+                removed.into_iter().map(|e| element_value(&e.key)).collect();
+            let added: Vec<Expression<'static>> =
+                added.into_iter().filter_map(element_expr).collect();
             let elem = |v: Vec<Expression<'static>>| schema::Element {
                 family: NfFamily::INet,
                 table: Cow::Owned(self.table.clone()),
@@ -638,6 +628,58 @@ fn dim_value(d: &Dim) -> Expression<'static> {
 
 fn element_value(key: &[Dim]) -> Expression<'static> {
     expressions::element_value(key.iter().map(dim_value).collect())
+}
+
+/// The elements of `old` not in `new` and those of `new` not in `old`; an
+/// element whose deadline changed is in both (removed and added again).
+/// Sorted sides (a list's set: its ranges in address order) are merged in
+/// one pass; others are hashed: at 830k elements the pass takes a few
+/// milliseconds where hashing both sides took 700.
+fn element_changes<'a>(
+    old: &'a [Element],
+    new: &'a [Element],
+) -> (Vec<&'a Element>, Vec<&'a Element>) {
+    let sorted = |v: &[Element]| v.windows(2).all(|w| w[0].key < w[1].key);
+    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    if sorted(old) && sorted(new) {
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() && j < new.len() {
+            match old[i].key.cmp(&new[j].key) {
+                std::cmp::Ordering::Less => {
+                    removed.push(&old[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    added.push(&new[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    if old[i].until != new[j].until {
+                        removed.push(&old[i]);
+                        added.push(&new[j]);
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        removed.extend(&old[i..]);
+        added.extend(&new[j..]);
+        return (removed, added);
+    }
+    let old_keys: HashSet<(&Key, Option<Deadline>)> =
+        old.iter().map(|e| (&e.key, e.until)).collect();
+    let new_keys: HashSet<(&Key, Option<Deadline>)> =
+        new.iter().map(|e| (&e.key, e.until)).collect();
+    removed.extend(
+        old.iter()
+            .filter(|e| !new_keys.contains(&(&e.key, e.until))),
+    );
+    added.extend(
+        new.iter()
+            .filter(|e| !old_keys.contains(&(&e.key, e.until))),
+    );
+    (removed, added)
 }
 
 /// An element as added to the kernel: with the timeout left until its

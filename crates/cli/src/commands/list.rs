@@ -179,18 +179,23 @@ pub fn run(global: &Global, args: &ListArgs) -> Result<u8> {
                 std::fs::read_to_string(file)
                     .with_context(|| format!("cannot read {}", file.display()))?
             };
-            let nets = parse_list_file(&text)
+            let nets = tracing::debug_span!("parse file")
+                .in_scope(|| parse_list_file(&text))
                 .map_err(|e| exit::usage(format!("{}: {e}", file.display())))?;
             change(global, &list_name(name)?, |old| {
-                let mut seen = HashSet::with_capacity(nets.len());
-                let entries: Vec<ListEntry> = nets
-                    .iter()
-                    .filter(|n| seen.insert(**n))
-                    .map(|&net| ListEntry { net, until: None })
+                // Sorted and merged side by side: hashing a million networks
+                // twice took half a second.
+                let mut nets = nets;
+                nets.sort_unstable();
+                nets.dedup();
+                let mut before: Vec<_> = old.iter().map(|e| e.net).collect();
+                before.sort_unstable();
+                before.dedup();
+                let (added, removed) = sorted_differences(&before, &nets);
+                let entries = nets
+                    .into_iter()
+                    .map(|net| ListEntry { net, until: None })
                     .collect();
-                let before: HashSet<_> = old.iter().map(|e| e.net).collect();
-                let added = entries.iter().filter(|e| !before.contains(&e.net)).count();
-                let removed = old.iter().filter(|e| !seen.contains(&e.net)).count();
                 Ok((entries, added, removed, Vec::new()))
             })
         }
@@ -198,6 +203,29 @@ pub fn run(global: &Global, args: &ListArgs) -> Result<u8> {
         ListCommand::Ls => ls(global),
         ListCommand::Delete { name } => delete(global, &list_name(name)?),
     }
+}
+
+/// How many of `new` are not in `old`, and how many of `old` not in `new`
+/// (both sorted, without repeats).
+fn sorted_differences<T: Ord>(old: &[T], new: &[T]) -> (usize, usize) {
+    let (mut i, mut j, mut added, mut removed) = (0, 0, 0, 0);
+    while i < old.len() && j < new.len() {
+        match old[i].cmp(&new[j]) {
+            std::cmp::Ordering::Less => {
+                removed += 1;
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                added += 1;
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    (added + new.len() - j, removed + old.len() - i)
 }
 
 fn create(global: &Global, name: &ListName) -> Result<u8> {
@@ -225,8 +253,8 @@ where
     F: FnOnce(&[ListEntry]) -> Result<(Vec<ListEntry>, usize, usize, Vec<String>)>,
 {
     let st = ConfigDir::lock(&global.config_dir)?;
-    let old = st.read_list(name)?;
-    let (new, added, removed, not_found) = edit(&old)?;
+    let old = tracing::debug_span!("read list").in_scope(|| st.read_list(name))?;
+    let (new, added, removed, not_found) = tracing::debug_span!("edit").in_scope(|| edit(&old))?;
     if new.len() > host::lists::LIST_ENTRIES_MAX {
         return Err(exit::usage(format!(
             "list '@{name}' would hold {} entries: the limit is {}",
@@ -234,10 +262,10 @@ where
             host::lists::LIST_ENTRIES_MAX
         )));
     }
-    let segments = Segments::of(&new);
+    let segments = tracing::debug_span!("merge").in_scope(|| Segments::of(&new));
     let mut applied = None;
     if added + removed > 0 {
-        st.write_list(name, &new)?;
+        tracing::debug_span!("write list").in_scope(|| st.write_list(name, &new))?;
         match apply_list(global, &st, name, &old, &segments) {
             Ok(a) => applied = a,
             Err(e) => {
