@@ -101,6 +101,14 @@ impl Writer {
 }
 
 /// A set as the encoder needs to know it: its key and flags.
+/// A set's size (a hash set's capacity) and how often the kernel collects
+/// its expired elements.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SetSize {
+    pub(crate) elements: Option<u32>,
+    pub(crate) gc_interval_ms: Option<u32>,
+}
+
 #[derive(Debug, Clone)]
 pub struct SetInfo {
     pub name: String,
@@ -710,7 +718,7 @@ impl Batch {
             }
             NfListObject::Set(set) => {
                 let unsupported = || Error::Unsupported(format!("set {}", set.name));
-                if set.timeout.is_some() || set.gc_interval.is_some() || set.policy.is_some() {
+                if set.timeout.is_some() || set.policy.is_some() {
                     return Err(unsupported());
                 }
                 let types: Vec<DataType> = match &set.set_type {
@@ -752,7 +760,10 @@ impl Batch {
                     family,
                     &set.table,
                     info,
-                    set.size,
+                    SetSize {
+                        elements: set.size,
+                        gc_interval_ms: set.gc_interval.map(|s| s.saturating_mul(1000)),
+                    },
                     set_counters && crate::compile::set_has_counters(&set.name),
                     elems,
                 )
@@ -919,7 +930,7 @@ impl Batch {
         family: u8,
         table: &str,
         mut set: SetInfo,
-        size: Option<u32>,
+        size: SetSize,
         counter: bool,
         elems: Option<Elems<'_>>,
     ) -> Result<(), Error> {
@@ -989,7 +1000,18 @@ impl Batch {
         mut lin: Lin,
     ) {
         for (set, size) in std::mem::take(&mut lin.meters) {
-            self.emit_set(family, table, &set, Some(size), false, 0, "add");
+            self.emit_set(
+                family,
+                table,
+                &set,
+                SetSize {
+                    elements: Some(size),
+                    gc_interval_ms: None,
+                },
+                false,
+                0,
+                "add",
+            );
             self.sets
                 .insert((family, table.to_string(), set.name.clone()), set);
         }
@@ -1033,11 +1055,15 @@ impl Batch {
         family: u8,
         table: &str,
         set: &SetInfo,
-        size: Option<u32>,
+        size: SetSize,
         counter: bool,
         excl: u16,
         verb: &str,
     ) {
+        let SetSize {
+            elements: size,
+            gc_interval_ms,
+        } = size;
         let at = self.msg(
             NFT_MSG_NEWSET,
             NLM_F_CREATE | excl,
@@ -1053,6 +1079,9 @@ impl Batch {
         self.w.put_be32(NFTA_SET_KEY_LEN, set.key_len() as u32);
         if let Some(id) = set.id {
             self.w.put_be32(NFTA_SET_ID, id);
+        }
+        if let Some(ms) = gc_interval_ms {
+            self.w.put_be32(NFTA_SET_GC_INTERVAL, ms);
         }
         let concat_desc = set.concat() && set.interval();
         if size.is_some() || concat_desc {

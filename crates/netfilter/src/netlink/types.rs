@@ -81,6 +81,7 @@ pub const NFTA_SET_POLICY: u16 = 8;
 pub const NFTA_SET_DESC: u16 = 9;
 pub const NFTA_SET_ID: u16 = 10;
 pub const NFTA_SET_TIMEOUT: u16 = 11;
+pub const NFTA_SET_GC_INTERVAL: u16 = 12;
 pub const NFTA_SET_USERDATA: u16 = 13;
 pub const NFTA_SET_HANDLE: u16 = 16;
 pub const NFTA_SET_EXPR: u16 = 17;

@@ -240,6 +240,13 @@ impl Batch {
                     None => None,
                 };
                 let elems = keys.as_deref().map(Elems::Keys);
+                let size = crate::netlink::encode::SetSize {
+                    elements: size,
+                    gc_interval_ms: v
+                        .get("gc-interval")
+                        .and_then(Value::as_u64)
+                        .map(|s| u32::try_from(s.saturating_mul(1000)).unwrap_or(u32::MAX)),
+                };
                 self.set(verb, family, s("table")?, set, size, counter, elems)
             }
             (_, "set") => self.table_object(verb, family, kind, s("table")?, s("name")?),
