@@ -14,7 +14,7 @@ use crate::error::{HostError, Result};
 use model::list::{parse_stored_list, ListEntry, ListName, Lists, Segments};
 use model::Ruleset;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The limit on the entries of one list.
@@ -128,4 +128,29 @@ impl ConfigDir {
         }
         Ok(lists)
     }
+}
+
+/// [`ConfigDir::load_lists`] for a command that only reads (`explain`,
+/// `audit`), without taking the lock: each file is read whole, as it was
+/// written atomically.
+pub fn read_lists(dir: &Path, ruleset: &Ruleset) -> Result<Lists> {
+    let mut lists = Lists::default();
+    for name in ruleset.rules.iter().flat_map(|r| r.lists()) {
+        if lists.0.contains_key(name) {
+            continue;
+        }
+        let path = dir.join("lists").join(format!("{name}.list"));
+        let text = read_text(&path)?.ok_or_else(|| HostError::NoSuchList {
+            name: name.clone(),
+            existing: format!("{} does not exist", path.display()),
+        })?;
+        let entries = parse_stored_list(&text, now()).map_err(|e| HostError::Config {
+            path,
+            message: e.to_string(),
+        })?;
+        lists
+            .0
+            .insert(name.clone(), Arc::new(Segments::of(&entries)));
+    }
+    Ok(lists)
 }

@@ -256,9 +256,11 @@ pub fn run(global: &Global, args: &AuditArgs) -> Result<u8> {
     // What the kernel enforces: the ruleset portwall applied. Without it, nothing
     // filters (as far as portwall knows), which is what an accept-all ruleset means.
     let ruleset = if loaded {
-        config_dir::read_config(&global.config_dir.join("applied.toml"), &services)?
+        let mut r = config_dir::read_config(&global.config_dir.join("applied.toml"), &services)?
             .map(|c| c.ruleset)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        r.lists = host::lists::read_lists(&global.config_dir, &r)?;
+        r
     } else {
         let mut open = Ruleset::default();
         open.defaults.incoming = model::Policy::Allow;

@@ -184,7 +184,7 @@ fn os_layer(global: &Global, packet: &Packet) -> Result<Layer> {
     let services = config_dir::services();
     let applied = global.config_dir.join("applied.toml");
     let saved = global.config_dir.join("rules.toml");
-    let (file, ruleset, enabled) = match config_dir::read_config(&applied, &services)? {
+    let (file, mut ruleset, enabled) = match config_dir::read_config(&applied, &services)? {
         Some(c) => (applied, c.ruleset, true),
         None => match config_dir::read_config(&saved, &services)? {
             Some(c) => (saved, c.ruleset, c.enabled),
@@ -205,6 +205,7 @@ fn os_layer(global: &Global, packet: &Packet) -> Result<Layer> {
             }
         },
     };
+    ruleset.lists = host::lists::read_lists(&global.config_dir, &ruleset)?;
     let v = evaluate(&ruleset, packet);
     let (who, rule) = describe(&v.by, &ruleset);
     let mut facts = vec![format!("ruleset: {}", file.display())];
