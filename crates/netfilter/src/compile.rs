@@ -29,6 +29,21 @@
 //! plain nft rule (no lookup) carry a counter and a `pw:rule:N` comment; default
 //! policies carry `pw:policy:DIR`.
 //!
+//! **Lists.** A rule that names a list (`from @office`) looks the address
+//! up in the list's own set, one per family (`list_office_v4`, `_v6`:
+//! interval sets that take timeouts, so a temporary entry is an element
+//! change), next to its shape's set of the rule's other dimensions; such a
+//! rule is a run of its own. A list's sets are compiled from
+//! [`Ruleset::lists`] when it is loaded; when it is not ([`ListSet::loaded`]),
+//! they carry no elements, an element delta leaves them alone, and a
+//! replacement of the table is refused until the caller loads them
+//! (`ListsNotLoaded`): a rule change never reads a million-entry list it does
+//! not need, and never loads a table without its lists.
+//!
+//! **Temporary rules.** The elements of a rule with a deadline (`--for 30m`)
+//! carry the time left as their kernel timeout, and their set the `timeout`
+//! flag: the kernel ends them at the deadline whether or not portwall runs.
+//!
 //! **Routed rules match the connection as the client opened it.**
 //!
 //! A port that Docker (or any DNAT) publishes reaches the forward hook with
