@@ -280,6 +280,7 @@ fn os_firewall(w: &World, rules: &[&str]) {
         },
         logging: Default::default(),
         builtins: Default::default(),
+        lists: Default::default(),
     };
     w.r.server
         .run(|| {
