@@ -47,6 +47,7 @@ impl ConfigDir {
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| HostError::io("lock", &lock_path, e.into()))?;
         remove_stale_staged_files(dir);
+        remove_stale_staged_files(&dir.join("lists"));
         Ok(ConfigDir {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -385,9 +386,15 @@ mod tests {
         for name in ["rules.toml", "applied.toml", "pending.json"] {
             std::fs::write(staged_name(&dir.path().join(name), 4_000_000), "half").unwrap();
         }
-        assert_eq!(names(dir.path()).len(), 4);
+        // A list's file, staged in lists/ (a killed 'list load').
+        let lists = dir.path().join("lists");
+        std::fs::create_dir(&lists).unwrap();
+        std::fs::write(lists.join("blk.list"), "192.0.2.1\n").unwrap();
+        std::fs::write(staged_name(&lists.join("blk.list"), 4_000_000), "half").unwrap();
+        assert_eq!(names(dir.path()).len(), 5);
         let locked = ConfigDir::lock(dir.path()).unwrap();
-        assert_eq!(names(dir.path()), ["lock", "rules.toml"]);
+        assert_eq!(names(dir.path()), ["lists", "lock", "rules.toml"]);
+        assert_eq!(names(&lists), ["blk.list"]);
         assert!(!locked.load().unwrap().enabled);
     }
 
