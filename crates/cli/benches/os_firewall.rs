@@ -344,8 +344,9 @@ fn single_change(ns: &Netns, cfg: &Path, n: usize) {
 }
 
 /// One bounded UDP flood from the client to the server's port 9999 through the
-/// gateway: packets received per second at the server.
-fn flood_rate(net: &Routed) -> (u64, u64, f64) {
+/// gateway: packets received per second at the server (also used by the
+/// `lists` bench).
+pub(crate) fn flood_rate(net: &Routed) -> (u64, u64, f64) {
     let server_addr: SocketAddr = format!("{}:9999", net.server_addr.v4).parse().unwrap();
     let recv = net.server.run(|| UdpSocket::bind(server_addr).unwrap());
     recv.set_read_timeout(Some(Duration::from_millis(300)))
