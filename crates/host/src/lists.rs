@@ -27,18 +27,21 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-impl ConfigDir {
-    fn lists_dir(&self) -> PathBuf {
-        self.path().join("lists")
+/// The list files of a config directory: what [`ConfigDir`]'s list methods
+/// (under the lock) and [`read_lists`] (without it) both read.
+struct ListFiles<'a>(&'a Path);
+
+impl ListFiles<'_> {
+    fn dir(&self) -> PathBuf {
+        self.0.join("lists")
     }
 
-    fn list_path(&self, name: &ListName) -> PathBuf {
-        self.lists_dir().join(format!("{name}.list"))
+    fn path(&self, name: &ListName) -> PathBuf {
+        self.dir().join(format!("{name}.list"))
     }
 
-    /// The names of the lists that exist, in order.
-    pub fn list_names(&self) -> Result<Vec<ListName>> {
-        let dir = self.lists_dir();
+    fn names(&self) -> Result<Vec<ListName>> {
+        let dir = self.dir();
         let read = match fs::read_dir(&dir) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -59,14 +62,8 @@ impl ConfigDir {
         Ok(names)
     }
 
-    pub fn list_exists(&self, name: &ListName) -> bool {
-        self.list_path(name).is_file()
-    }
-
-    /// A list's entries (without those whose time has passed). A list that
-    /// does not exist is an error naming the lists that do.
-    pub fn read_list(&self, name: &ListName) -> Result<Vec<ListEntry>> {
-        let path = self.list_path(name);
+    fn read(&self, name: &ListName) -> Result<Vec<ListEntry>> {
+        let path = self.path(name);
         let Some(text) = read_text(&path)? else {
             return Err(self.no_such_list(name));
         };
@@ -76,9 +73,8 @@ impl ConfigDir {
         })
     }
 
-    /// The error for a list that does not exist: it names those that do.
-    pub fn no_such_list(&self, name: &ListName) -> HostError {
-        let names = self.list_names().unwrap_or_default();
+    fn no_such_list(&self, name: &ListName) -> HostError {
+        let names = self.names().unwrap_or_default();
         let existing = if names.is_empty() {
             "there are no lists yet ('portwall list create NAME')".to_string()
         } else {
@@ -97,31 +93,13 @@ impl ConfigDir {
         }
     }
 
-    /// Writes a list whole, atomically (creating it if needed).
-    pub fn write_list(&self, name: &ListName, entries: &[ListEntry]) -> Result<()> {
-        let dir = self.lists_dir();
-        fs::create_dir_all(&dir).map_err(|e| HostError::io("create", &dir, e))?;
-        write_atomically(
-            &self.list_path(name),
-            model::list::format_stored_list(entries).as_bytes(),
-        )
-    }
-
-    /// Removes a list's file.
-    pub fn remove_list(&self, name: &ListName) -> Result<()> {
-        let path = self.list_path(name);
-        fs::remove_file(&path).map_err(|e| HostError::io("remove", &path, e))
-    }
-
-    /// The lists `ruleset`'s rules name, read and merged: what a change
-    /// that replaces the table needs ([`Ruleset::lists`]).
-    pub fn load_lists(&self, ruleset: &Ruleset) -> Result<Lists> {
+    fn load(&self, ruleset: &Ruleset) -> Result<Lists> {
         let mut lists = Lists::default();
         for name in ruleset.rules.iter().flat_map(|r| r.lists()) {
             if lists.0.contains_key(name) {
                 continue;
             }
-            let entries = self.read_list(name)?;
+            let entries = self.read(name)?;
             lists
                 .0
                 .insert(name.clone(), Arc::new(Segments::of(&entries)));
@@ -130,27 +108,58 @@ impl ConfigDir {
     }
 }
 
+impl ConfigDir {
+    fn list_files(&self) -> ListFiles<'_> {
+        ListFiles(self.path())
+    }
+
+    /// The names of the lists that exist, in order.
+    pub fn list_names(&self) -> Result<Vec<ListName>> {
+        self.list_files().names()
+    }
+
+    pub fn list_exists(&self, name: &ListName) -> bool {
+        self.list_files().path(name).is_file()
+    }
+
+    /// A list's entries (without those whose time has passed). A list that
+    /// does not exist is an error naming the lists that do.
+    pub fn read_list(&self, name: &ListName) -> Result<Vec<ListEntry>> {
+        self.list_files().read(name)
+    }
+
+    /// The error for a list that does not exist: it names those that do.
+    pub fn no_such_list(&self, name: &ListName) -> HostError {
+        self.list_files().no_such_list(name)
+    }
+
+    /// Writes a list whole, atomically (creating it if needed).
+    pub fn write_list(&self, name: &ListName, entries: &[ListEntry]) -> Result<()> {
+        let files = self.list_files();
+        let dir = files.dir();
+        fs::create_dir_all(&dir).map_err(|e| HostError::io("create", &dir, e))?;
+        write_atomically(
+            &files.path(name),
+            model::list::format_stored_list(entries).as_bytes(),
+        )
+    }
+
+    /// Removes a list's file.
+    pub fn remove_list(&self, name: &ListName) -> Result<()> {
+        let path = self.list_files().path(name);
+        fs::remove_file(&path).map_err(|e| HostError::io("remove", &path, e))
+    }
+
+    /// The lists `ruleset`'s rules name, read and merged: what a change
+    /// that replaces the table needs ([`Ruleset::lists`]).
+    pub fn load_lists(&self, ruleset: &Ruleset) -> Result<Lists> {
+        self.list_files().load(ruleset)
+    }
+}
+
 /// [`ConfigDir::load_lists`] for a command that only reads (`explain`,
 /// `audit`), without taking the lock: each file is read whole, as it was
 /// written atomically.
 pub fn read_lists(dir: &Path, ruleset: &Ruleset) -> Result<Lists> {
-    let mut lists = Lists::default();
-    for name in ruleset.rules.iter().flat_map(|r| r.lists()) {
-        if lists.0.contains_key(name) {
-            continue;
-        }
-        let path = dir.join("lists").join(format!("{name}.list"));
-        let text = read_text(&path)?.ok_or_else(|| HostError::NoSuchList {
-            name: name.clone(),
-            existing: format!("{} does not exist", path.display()),
-        })?;
-        let entries = parse_stored_list(&text, now()).map_err(|e| HostError::Config {
-            path,
-            message: e.to_string(),
-        })?;
-        lists
-            .0
-            .insert(name.clone(), Arc::new(Segments::of(&entries)));
-    }
-    Ok(lists)
+    ListFiles(dir).load(ruleset)
 }

@@ -245,27 +245,17 @@ pub struct Intervals {
 }
 
 impl Intervals {
+    /// [`Segments::of`] permanent entries: the same merge.
     pub fn merge(nets: impl IntoIterator<Item = IpNet>) -> Intervals {
-        let mut v4: Vec<(u32, u32)> = Vec::new();
-        let mut v6: Vec<(u128, u128)> = Vec::new();
-        let mut entries = 0;
-        for net in nets {
-            entries += 1;
-            match Interval::of(net) {
-                Interval::V4 { first, last } => v4.push((first.into(), last.into())),
-                Interval::V6 { first, last } => v6.push((first.into(), last.into())),
-            }
+        let entries: Vec<ListEntry> = nets
+            .into_iter()
+            .map(|net| ListEntry { net, until: None })
+            .collect();
+        let segments = Segments::of(&entries);
+        Intervals {
+            ranges: segments.segments().iter().map(|s| s.interval).collect(),
+            entries: entries.len(),
         }
-        let mut ranges = Vec::with_capacity(v4.len() + v6.len());
-        ranges.extend(merge_sorted(v4).into_iter().map(|(a, b)| Interval::V4 {
-            first: a.into(),
-            last: b.into(),
-        }));
-        ranges.extend(merge_sorted(v6).into_iter().map(|(a, b)| Interval::V6 {
-            first: a.into(),
-            last: b.into(),
-        }));
-        Intervals { ranges, entries }
     }
 
     pub fn ranges(&self) -> &[Interval] {
@@ -284,57 +274,26 @@ impl Intervals {
     }
 
     pub fn contains(&self, addr: IpAddr) -> bool {
-        // Ranges are sorted within each family and do not overlap.
-        let family = |r: &Interval| matches!(r, Interval::V6 { .. }) as u8;
-        let want = matches!(addr, IpAddr::V6(_)) as u8;
-        let i = self.ranges.partition_point(|r| {
-            family(r) < want
-                || (family(r) == want
-                    && match (r, addr) {
-                        (Interval::V4 { last, .. }, IpAddr::V4(a)) => *last < a,
-                        (Interval::V6 { last, .. }, IpAddr::V6(a)) => *last < a,
-                        _ => false,
-                    })
-        });
-        self.ranges.get(i).is_some_and(|r| r.contains(addr))
+        holding(&self.ranges, |r| r, addr).is_some()
     }
 }
 
-fn merge_sorted<T: Copy + Ord + Bounded>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
-    ranges.sort_unstable();
-    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
-    for (first, last) in ranges {
-        match out.last_mut() {
-            // Overlapping, or adjacent: `first` is right after the end.
-            Some(cur) if cur.1 == T::MAX || first <= cur.1.succ() => {
-                if last > cur.1 {
-                    cur.1 = last;
-                }
-            }
-            _ => out.push((first, last)),
-        }
-    }
-    out
-}
-
-/// The successor of an address number, for adjacency.
-trait Bounded {
-    const MAX: Self;
-    fn succ(self) -> Self;
-}
-
-impl Bounded for u32 {
-    const MAX: u32 = u32::MAX;
-    fn succ(self) -> u32 {
-        self + 1
-    }
-}
-
-impl Bounded for u128 {
-    const MAX: u128 = u128::MAX;
-    fn succ(self) -> u128 {
-        self + 1
-    }
+/// The item of `items` whose interval holds `addr`: `items` are sorted
+/// IPv4 first, each family in address order, and do not overlap.
+fn holding<T>(items: &[T], interval: impl Fn(&T) -> &Interval, addr: IpAddr) -> Option<&T> {
+    let family = |r: &Interval| matches!(r, Interval::V6 { .. }) as u8;
+    let want = matches!(addr, IpAddr::V6(_)) as u8;
+    let i = items.partition_point(|x| {
+        let r = interval(x);
+        family(r) < want
+            || (family(r) == want
+                && match (r, addr) {
+                    (Interval::V4 { last, .. }, IpAddr::V4(a)) => *last < a,
+                    (Interval::V6 { last, .. }, IpAddr::V6(a)) => *last < a,
+                    _ => false,
+                })
+    });
+    items.get(i).filter(|x| interval(x).contains(addr))
 }
 
 /// What a lifetime may be written as, for error messages.
@@ -575,19 +534,7 @@ impl Segments {
 
     /// The segment that holds `addr`, if any.
     pub fn find(&self, addr: IpAddr) -> Option<&Segment> {
-        let family = |r: &Interval| matches!(r, Interval::V6 { .. }) as u8;
-        let want = matches!(addr, IpAddr::V6(_)) as u8;
-        let i = self.segments.partition_point(|s| {
-            let r = &s.interval;
-            family(r) < want
-                || (family(r) == want
-                    && match (r, addr) {
-                        (Interval::V4 { last, .. }, IpAddr::V4(a)) => *last < a,
-                        (Interval::V6 { last, .. }, IpAddr::V6(a)) => *last < a,
-                        _ => false,
-                    })
-        });
-        self.segments.get(i).filter(|s| s.interval.contains(addr))
+        holding(&self.segments, |s| &s.interval, addr)
     }
 
     pub fn contains(&self, addr: IpAddr) -> bool {

@@ -301,11 +301,13 @@ async fn bump_effective(tx: &mut WriteTx, fw: &FwRow) -> Result<()> {
     Ok(())
 }
 
-fn check_description(d: &str) -> Result<()> {
-    if d.len() > MAX_FIREWALL_DESCRIPTION || d.chars().any(|c| c.is_control() && c != '\n') {
+/// A description of at most `max` bytes without control characters (but
+/// newlines): a firewall's, a list's.
+pub(super) fn check_description(d: &str, max: usize) -> Result<()> {
+    if d.len() > max || d.chars().any(|c| c.is_control() && c != '\n') {
         return Err(StoreError::invalid(
             "description",
-            format!("at most {MAX_FIREWALL_DESCRIPTION} bytes, no control characters"),
+            format!("at most {max} bytes, no control characters"),
         ));
     }
     Ok(())
@@ -432,7 +434,7 @@ impl Store {
         rules: &[NetworkRule],
     ) -> Result<Firewall> {
         check_name("name", name)?;
-        check_description(description)?;
+        check_description(description, MAX_FIREWALL_DESCRIPTION)?;
         check_rules(rules, |i| format!("rules[{i}]."))?;
         let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let taken = sqlx::query("SELECT id FROM firewalls WHERE customer_id = $1 AND name = $2")
@@ -571,7 +573,7 @@ impl Store {
             check_name("name", n)?;
         }
         if let Some(d) = description {
-            check_description(d)?;
+            check_description(d, MAX_FIREWALL_DESCRIPTION)?;
         }
         let mut tx = self.begin_write(WriteScope::Customer(customer)).await?;
         let row = self.fw_for_change(&mut tx, customer, id, expect).await?;

@@ -127,16 +127,6 @@ fn check_entries(nets: &[IpNet]) -> Result<()> {
     Ok(())
 }
 
-fn check_description(d: &str) -> Result<()> {
-    if d.len() > MAX_LIST_DESCRIPTION || d.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(StoreError::invalid(
-            "description",
-            format!("at most {MAX_LIST_DESCRIPTION} bytes, no control characters"),
-        ));
-    }
-    Ok(())
-}
-
 /// The list and customer limits for a list that would hold `entries`, its
 /// customer's other lists holding `others` together.
 fn check_entry_limits(entries: usize, others: usize) -> Result<()> {
@@ -327,7 +317,7 @@ impl Store {
         entries: &[IpNet],
     ) -> Result<IpList> {
         let name = ListName::parse(name).map_err(|e| StoreError::invalid("name", e.to_string()))?;
-        check_description(description)?;
+        super::firewalls::check_description(description, MAX_LIST_DESCRIPTION)?;
         check_entries(entries)?;
         let entries = canonical(entries.to_vec());
         // Bounded work before any lock: the limits as they stand now (checked

@@ -175,15 +175,13 @@ fn fetch(client: &PanelClient, key: &str) -> Result<Fw> {
     ))
 }
 
-/// An `If-Match` value from `--if-match`: `"r12"`, `r12`, `W/"r12"` or `12`.
+/// `--if-match` of a firewall command ([`super::if_match_value`]).
 fn if_match_value(s: &str) -> Result<String> {
-    let t = s.trim().trim_start_matches("W/").trim_matches('"');
-    match t.strip_prefix('r').unwrap_or(t).parse::<u64>() {
-        Ok(n) => Ok(format!("\"r{n}\"")),
-        Err(_) => Err(exit::usage(format!(
-            "--if-match '{s}' is not an ETag: give the firewall's revision (12) or its ETag (\"r12\") from `portwall cloud firewall show FIREWALL --json`"
-        ))),
-    }
+    super::if_match_value(
+        s,
+        "firewall's",
+        "portwall cloud firewall show FIREWALL --json",
+    )
 }
 
 /// A change to `fw`, sent with `If-Match`: the given ETag, else the one read.

@@ -189,15 +189,9 @@ fn fetch(client: &PanelClient, key: &str) -> Result<ListRead> {
     }
 }
 
-/// An `If-Match` value from `--if-match`: `"r12"`, `r12`, `W/"r12"` or `12`.
+/// `--if-match` of a list command ([`super::if_match_value`]).
 fn if_match_value(s: &str) -> Result<String> {
-    let t = s.trim().trim_start_matches("W/").trim_matches('"');
-    match t.strip_prefix('r').unwrap_or(t).parse::<u64>() {
-        Ok(n) => Ok(format!("\"r{n}\"")),
-        Err(_) => Err(exit::usage(format!(
-            "--if-match '{s}' is not an ETag: give the list's revision (12) or its ETag (\"r12\") from `portwall cloud list show NAME --json`"
-        ))),
-    }
+    super::if_match_value(s, "list's", "portwall cloud list show NAME --json")
 }
 
 /// A change to the list `t` names, sent with `If-Match` (`--if-match`, else

@@ -153,3 +153,16 @@ pub fn run(global: &Global, args: &CloudArgs) -> Result<u8> {
         CloudCommand::List(cmd) => list::run(global, &client, cmd),
     }
 }
+
+/// An `If-Match` value from `--if-match`: `"r12"`, `r12`, `W/"r12"` or `12`;
+/// the error names `whose` revision it should be and the command (`show`)
+/// that prints it.
+fn if_match_value(s: &str, whose: &str, show: &str) -> Result<String> {
+    let t = s.trim().trim_start_matches("W/").trim_matches('"');
+    match t.strip_prefix('r').unwrap_or(t).parse::<u64>() {
+        Ok(n) => Ok(format!("\"r{n}\"")),
+        Err(_) => Err(crate::exit::usage(format!(
+            "--if-match '{s}' is not an ETag: give the {whose} revision (12) or its ETag (\"r12\") from `{show}`"
+        ))),
+    }
+}
